@@ -1,0 +1,110 @@
+"""ELCRec (Liu et al., NeurIPS 2024, "End-to-end Learnable Clustering for Intent Learning in
+Recommendation").
+
+Reference: yueliu1999/ELCRec `src/trainers.py` (ELCRecTrainer, contrast_type "Hybrid") and
+`src/models.py`. Objective per batch, c = the learnable centres (k, D):
+
+    rec + cf_weight * InfoNCE(flat(view_1 + c[nearest]), flat(view_2 + c[nearest]))     ("shift")
+        + intent_weight * (InfoNCE(mean(view_1), p) + InfoNCE(mean(view_2), p)) / 2
+        + alpha * (alignment + separation)
+
+- fusion: at every position of both views the nearest centre (squared L2 to the centres as
+  stored) is added ("shift") or concatenated ("concat"); gradients reach the centres through it;
+- before the clustering terms the centres are L2-normalised *in place* (not through autograd);
+  x = normalise(mean-pooled rec output) keeps its gradient; alignment = mean over all (user,
+  centre) pairs of ||x - c||^2; separation = -mean over all k*k centre pairs, diagonal included;
+- p = c[argmin ||x - c||^2], with gradient to the centres;
+- centres: k-means over all users' mean-pooled output at epoch 0 ("kmeans") or N(0, 1) rows
+  normalised ("random"); then trained by the optimiser.
+
+Ablations (paper Sec. 4.4): `cluster_loss=False` drops alpha * (alignment + separation);
+`intent_infonce=False` replaces the intent-assisted InfoNCE by the plain instance InfoNCE.
+
+Deviations from the authors' code: the rec pass and both view passes run as one batched forward;
+no `retain_graph=True` (nothing is backpropagated twice, so the gradients are the same).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.encoder import EncoderConfig, info_nce, rec_loss
+from models.iclrec import intent_loss, sq_dist
+from models.kmeans import kmeans
+from models.protocol import Batch, EmbedUsers
+from models.sasrec import SASRec, encode_views
+
+
+@dataclass(frozen=True)
+class ELCRecConfig(EncoderConfig):
+    k: int = 256  # number of learnable intent centres
+    alpha: float = 1.0  # weight of the clustering loss ("trade_off" in the authors' code)
+    fusion: str = "shift"  # "shift" (add nearest centre) or "concat"
+    init: str = "kmeans"  # centre initialisation: "kmeans" at epoch 0, or "random"
+    cf_weight: float = 0.1
+    intent_weight: float = 0.1
+    temperature: float = 1.0
+    cluster_loss: bool = True  # ablation switch
+    intent_infonce: bool = True  # ablation switch: fuse centres into the instance InfoNCE
+
+
+class ELCRec(SASRec):
+    def __init__(self, item_size: int, cfg: ELCRecConfig) -> None:
+        if cfg.fusion not in ("shift", "concat") or cfg.init not in ("kmeans", "random"):
+            raise ValueError(f"elcrec: fusion must be shift|concat and init kmeans|random, got {cfg}")
+        super().__init__(item_size, cfg)
+        self.hp = cfg
+        self.cluster_centers = nn.Parameter(torch.zeros(cfg.k, cfg.hidden))
+
+    def reset_parameters(self, gen: torch.Generator) -> None:
+        super().reset_parameters(gen)
+        with torch.no_grad():  # "random" init; "kmeans" overwrites it at epoch 0
+            rnd = torch.randn(self.cluster_centers.shape, generator=gen)
+            self.cluster_centers.copy_(F.normalize(rnd, p=2, dim=1))
+
+    def epoch_start(self, epoch: int, embed_users: EmbedUsers, seed: int) -> None:
+        if epoch == 0 and self.hp.init == "kmeans":
+            raw = kmeans(embed_users(), self.hp.k, seed)
+            with torch.no_grad():
+                self.cluster_centers.copy_(F.normalize(torch.from_numpy(raw), p=2, dim=1))
+
+    def intent_of(self, user_repr_mean: Tensor) -> Tensor | None:
+        c = F.normalize(self.cluster_centers.detach(), p=2, dim=1)
+        return sq_dist(F.normalize(user_repr_mean, p=2, dim=1), c).argmin(-1)
+
+    def fused_instance_cl(self, views: Tensor) -> Tensor:
+        """Views (2B, L, D) + their nearest centres, flattened, contrasted with InfoNCE."""
+        c = self.cluster_centers
+        if self.hp.intent_infonce:
+            n, length, d = views.shape
+            with torch.no_grad():  # the choice of centre carries no gradient
+                idx = sq_dist(views.reshape(-1, d), c).argmin(-1)  # (2B*L,)
+            near = c[idx].view(n, length, d)
+            views = views + near if self.hp.fusion == "shift" else torch.cat([views, near], -1)
+        z1, z2 = views.flatten(1).chunk(2)
+        return info_nce(z1, z2, self.hp.temperature)
+
+    def cluster_terms(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalises the centres in place, then returns alignment, separation, nearest index."""
+        with torch.no_grad():
+            self.cluster_centers.copy_(F.normalize(self.cluster_centers, p=2, dim=1))
+        c = self.cluster_centers
+        x = F.normalize(out.mean(1), p=2, dim=1)  # (B, D), keeps its gradient
+        d_xc = sq_dist(x, c)  # (B, k)
+        return d_xc.mean(), -sq_dist(c, c).mean(), d_xc.argmin(-1)
+
+    def losses(self, batch: Batch) -> dict[str, Tensor]:
+        out, (inst, pcl) = encode_views(self, batch, copies=2)
+        rec = rec_loss(self, out, batch.target_pos, batch.target_neg)
+        cl = self.fused_instance_cl(inst)
+        align, sep, idx = self.cluster_terms(out)
+        icl = intent_loss(pcl, self.cluster_centers[idx], self.hp.temperature)
+        loss = rec + self.hp.cf_weight * cl + self.hp.intent_weight * icl
+        if self.hp.cluster_loss:
+            loss = loss + self.hp.alpha * (align + sep)
+        return {"loss": loss, "rec": rec, "instance_cl": cl, "intent_cl": icl,
+                "alignment": align, "separation": sep}

@@ -1,0 +1,185 @@
+"""The SASRec-style encoder shared by SASRec, CL4SRec, ICLRec and ELCRec.
+
+Reference: the `SASRecModel` / `Encoder` of the ICLRec code (salesforce/ICLRec, `src/models.py`,
+`src/modules.py`), re-used unchanged by ELCRec (yueliu1999/ELCRec). Attribute names mirror that
+code so the authors' state dicts load with `strict=True`.
+
+Faithful details (they decide exact numbers, see shared/reference/README.md):
+- post-norm BERT blocks, exact (erf) GELU, LayerNorm eps 1e-12;
+- the attention mask is *additive* -10000, not -inf: a left-padding query whose keys are all masked
+  attends over all raw scores, future items included;
+- padding positions are computed like any other position.
+
+Deviations (numerically equivalent, faster):
+- q/k/v are one fused GEMM over the concatenated weights;
+- dropout masks are drawn from an explicit `torch.Generator` (seedable, no global RNG); for p=0.5 the
+  mask is one random bit per element, which is an exact Bernoulli(0.5) draw;
+- `forward(..., last_only=True)` computes the last block only for the final position, which is all
+  that scoring needs (keys/values still see every position, so the output is identical).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    layers: int = 2
+    hidden: int = 64
+    heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.5
+    attn_dropout: float = 0.5
+    init_std: float = 0.02
+
+
+def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
+    """Inverted dropout whose mask comes from `gen` (the global RNG is never used)."""
+    if not training or p == 0.0:
+        return x
+    if p == 0.5:
+        # one random bit per element: exact Bernoulli(0.5), much cheaper than F.dropout here
+        keep = torch.randint(0, 2, x.shape, generator=gen, dtype=torch.uint8, device=x.device)
+        return x * keep * 2.0
+    keep_f = torch.rand(x.shape, generator=gen, device=x.device) >= p
+    return x * keep_f / (1.0 - p)
+
+
+class _Attention(nn.Module):
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        d = cfg.hidden
+        self.query, self.key, self.value, self.dense = (nn.Linear(d, d) for _ in range(4))
+        self.LayerNorm = nn.LayerNorm(d, eps=1e-12)
+        self.heads = cfg.heads
+
+
+class _FeedForward(nn.Module):
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.dense_1 = nn.Linear(cfg.hidden, 4 * cfg.hidden)
+        self.dense_2 = nn.Linear(4 * cfg.hidden, cfg.hidden)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden, eps=1e-12)
+
+
+class _Layer(nn.Module):
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.attention = _Attention(cfg)
+        self.intermediate = _FeedForward(cfg)
+
+
+class _Stack(nn.Module):
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(_Layer(cfg) for _ in range(cfg.layers))
+
+
+class SeqEncoder(nn.Module):
+    """Item + position embedding, LayerNorm, dropout, then `layers` post-norm transformer blocks."""
+
+    def __init__(self, item_size: int, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.item_size = item_size
+        self.item_embeddings = nn.Embedding(item_size, cfg.hidden, padding_idx=0)
+        self.position_embeddings = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden, eps=1e-12)
+        self.item_encoder = _Stack(cfg)
+        self.generator: torch.Generator | None = None
+        causal = torch.tril(torch.ones(cfg.max_len, cfg.max_len, dtype=torch.bool))
+        self.register_buffer("causal", causal, persistent=False)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, m: nn.Module) -> None:
+        # as the authors: N(0, std) for every Linear/Embedding (the padding row too), zero biases
+        if isinstance(m, nn.Linear | nn.Embedding):
+            m.weight.data.normal_(0.0, self.cfg.init_std, generator=self.generator)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            m.bias.data.zero_()
+
+    def reset_parameters(self, gen: torch.Generator) -> None:
+        """Re-initialise every weight from `gen` so that a seed fixes the initial model."""
+        self.generator = gen
+        self.apply(self._init_weights)
+
+    def _drop(self, x: Tensor, p: float) -> Tensor:
+        return dropout(x, p, self.generator, self.training)
+
+    def _attention_mask(self, input_ids: Tensor) -> Tensor:
+        """(B, 1, L, L) additive mask: 0 where the key is a real, non-future item, else -10000."""
+        keep = (input_ids > 0)[:, None, None, :] & self.causal[None, None]
+        return (~keep).to(torch.float32) * -10000.0
+
+    def _block(self, layer: _Layer, x: Tensor, mask: Tensor, last_only: bool) -> Tensor:
+        att = layer.attention
+        b, n, d = x.shape  # (B, L, D)
+        h = att.heads
+        w = torch.cat([att.query.weight, att.key.weight, att.value.weight])  # (3D, D)
+        bias = torch.cat([att.query.bias, att.key.bias, att.value.bias])
+        q, k, v = F.linear(x, w, bias).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        if last_only:  # only the final query position is needed downstream
+            q, mask, x = q[:, :, -1:], mask[:, :, -1:], x[:, -1:]
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // h) + mask  # (B, H, Lq, L)
+        probs = self._drop(torch.softmax(scores, dim=-1), self.cfg.attn_dropout)
+        ctx = (probs @ v).transpose(1, 2).reshape(b, x.shape[1], d)  # (B, Lq, D)
+        x = att.LayerNorm(self._drop(att.dense(ctx), self.cfg.dropout) + x)
+        ff = layer.intermediate
+        y = ff.dense_2(F.gelu(ff.dense_1(x)))
+        return ff.LayerNorm(self._drop(y, self.cfg.dropout) + x)
+
+    def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
+        """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states ((B, 1, D) if last_only)."""
+        pos = self.position_embeddings.weight[: input_ids.shape[1]]
+        x = self.LayerNorm(self.item_embeddings(input_ids) + pos)
+        x = self._drop(x, self.cfg.dropout)
+        mask = self._attention_mask(input_ids)
+        layers = self.item_encoder.layer
+        for i, layer in enumerate(layers):
+            x = self._block(layer, x, mask, last_only and i == len(layers) - 1)  # type: ignore[arg-type]
+        return x
+
+    def user_repr(self, input_ids: Tensor) -> Tensor:
+        """(B, L) -> (B, D): the hidden state at the last position, used for scoring."""
+        return self.forward(input_ids, last_only=True)[:, -1]
+
+
+def infer_layers(state: dict[str, Tensor]) -> int:
+    """Number of transformer blocks in an authors'-format state dict."""
+    idx = {int(k.split(".")[2]) for k in state if k.startswith("item_encoder.layer.")}
+    return max(idx) + 1 if idx else 0
+
+
+def rec_loss(model: SeqEncoder, seq_out: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    """Binary cross-entropy of next-item prediction with one sampled negative per position.
+
+    seq_out (B, L, D), pos/neg (B, L). Averaged over non-padding targets; the `+ 1e-24` inside the
+    logs is the authors' (it changes the gradient once a sigmoid saturates, so it is kept).
+    """
+    emb = model.item_embeddings
+    pos_logits = (emb(pos) * seq_out).sum(-1)  # (B, L)
+    neg_logits = (emb(neg) * seq_out).sum(-1)
+    is_target = (pos > 0).to(seq_out.dtype)
+    loss = -torch.log(torch.sigmoid(pos_logits) + 1e-24) - torch.log(1 - torch.sigmoid(neg_logits) + 1e-24)
+    return (loss * is_target).sum() / is_target.sum().clamp_min(1.0)
+
+
+def info_nce(z1: Tensor, z2: Tensor, temperature: float = 1.0) -> Tensor:
+    """InfoNCE over 2B rows: row i of z1 is positive with row i of z2; every other row of z1 and z2
+    is a negative (itself excluded); symmetric for z2. z1, z2: (B, F)."""
+    b = z1.shape[0]
+    sim11 = z1 @ z1.T / temperature
+    sim22 = z2 @ z2.T / temperature
+    sim12 = z1 @ z2.T / temperature
+    eye = torch.eye(b, dtype=torch.bool, device=z1.device)
+    sim11 = sim11.masked_fill(eye, float("-inf"))
+    sim22 = sim22.masked_fill(eye, float("-inf"))
+    logits = torch.cat([torch.cat([sim12, sim11], 1), torch.cat([sim22, sim12.T], 1)], 0)  # (2B, 2B)
+    labels = torch.arange(2 * b, device=z1.device)
+    return F.cross_entropy(logits, labels)
