@@ -114,7 +114,9 @@ class SeqEncoder(nn.Module):
 
     def _attention_mask(self, input_ids: Tensor) -> Tensor:
         """(B, 1, L, L) additive mask: 0 where the key is a real, non-future item, else -10000."""
-        keep = (input_ids > 0)[:, None, None, :] & self.causal[None, None]
+        n = input_ids.shape[1]
+        causal: Tensor = self.causal  # type: ignore[assignment]
+        keep = (input_ids > 0)[:, None, None, :] & causal[None, None, :n, :n]
         return (~keep).to(torch.float32) * -10000.0
 
     def _block(self, layer: _Layer, x: Tensor, mask: Tensor, last_only: bool) -> Tensor:
@@ -135,8 +137,11 @@ class SeqEncoder(nn.Module):
         return ff.LayerNorm(self._drop(y, self.cfg.dropout) + x)
 
     def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
-        """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states ((B, 1, D) if last_only)."""
-        pos = self.position_embeddings.weight[: input_ids.shape[1]]
+        """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states ((B, 1, D) if last_only).
+
+        L may be shorter than max_len: the input is then the *last* L positions of the window.
+        """
+        pos = self.position_embeddings.weight[self.cfg.max_len - input_ids.shape[1] :]
         x = self.LayerNorm(self.item_embeddings(input_ids) + pos)
         x = self._drop(x, self.cfg.dropout)
         mask = self._attention_mask(input_ids)

@@ -31,7 +31,7 @@ class CL4SRecConfig(EncoderConfig):
 
 
 class SASRec(SeqEncoder):
-    def __init__(self, item_size: int, cfg: SASRecConfig) -> None:
+    def __init__(self, item_size: int, cfg: EncoderConfig) -> None:
         super().__init__(item_size, cfg)
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:

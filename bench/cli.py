@@ -1,0 +1,119 @@
+"""`python -m bench run|eval|report|gate|list|perf`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from bench.config import EvalConfig, add_arguments, from_namespace
+from bench.errors import BenchError
+
+
+def cmd_eval(ns: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from bench.data import load_dataset, sha256_file
+    from bench.evaluate import evaluate
+    from bench.modelio import check_model, load_checkpoint
+    from bench.records import append_record, provenance
+
+    cfg = from_namespace(EvalConfig, ns)
+    check_model(cfg.model)
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    model = load_checkpoint(cfg.model, cfg.checkpoint, data.item_size)
+    res = evaluate(model, data, "test", cfg.seen_items)
+    if cfg.json:
+        print(json.dumps({**res.metrics, "protocol": res.protocol.as_dict()}))
+    else:
+        rows = [[k, f"{v:.4f}"] for k, v in res.metrics.items()]
+        print(f"{cfg.model} on {cfg.dataset} ({cfg.checkpoint.name}), seen items: {cfg.seen_items}, "
+              f"{data.n_users} users x {data.item_size} items")
+        print(tabulate(rows, headers=["metric", "value"], tablefmt="github"))
+    if cfg.out is not None:
+        record = {
+            "kind": "eval", "status": "ok", "model": cfg.model, "dataset": cfg.dataset, "seed": None,
+            "checkpoint": str(cfg.checkpoint), "checkpoint_sha256": sha256_file(cfg.checkpoint),
+            "metrics": res.metrics, "protocol": res.protocol.as_dict(), "provenance": provenance(),
+            "n_users": data.n_users,
+        }
+        per_user = {**res.per_user, "rank": res.ranks}
+        rec = append_record(cfg.out, record, per_user)
+        print(f"record {rec['id']} appended to {cfg.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_list(ns: argparse.Namespace) -> int:
+    from bench.data import manifest
+    from bench.presets import PRESETS
+    from models import REGISTRY
+
+    print("models:")
+    for name, spec in REGISTRY.items():
+        print(f"  {name:9s} {spec.summary}")
+    print("datasets:")
+    for name, e in manifest().items():
+        print(f"  {name:9s} {e.file}: {e.users} users, {e.items} items, {e.interactions} interactions")
+    print("  synthetic built in, planted intents; options synthetic:users=N,items=N,intents=N,seed=N")
+    print("presets (dataset -> model -> hyper-parameters):")
+    for ds, table in PRESETS.items():
+        print(f"  {ds}: " + "; ".join(f"{m} {v}" for m, v in table.items()))
+    _list_extra()
+    return 0
+
+
+def _list_extra() -> None:
+    try:
+        from bench.runner import PROFILES
+    except ImportError:
+        return
+    print("profiles:")
+    for name, prof in PROFILES.items():
+        print(f"  {name:6s} {prof.describe()}")
+
+
+COMMANDS: dict[str, tuple[str, type | None, Callable[[argparse.Namespace], int]]] = {
+    "eval": ("evaluate a checkpoint on a dataset's test split", EvalConfig, cmd_eval),
+    "list": ("list models, datasets, presets and profiles", None, cmd_list),
+}
+
+
+def register(name: str, help: str, cfg: type | None, fn: Callable[[argparse.Namespace], int]) -> None:
+    COMMANDS[name] = (help, cfg, fn)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_plugins()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help, cfg, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=help, description=help)
+        if cfg is not None:
+            add_arguments(p, cfg)
+    return parser
+
+
+def _load_plugins() -> None:
+    """Subcommands defined next to the code they drive register themselves on import."""
+    import importlib
+
+    for mod in ("bench.runner", "bench.report", "bench.gate"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return COMMANDS[ns.command][2](ns)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,76 @@
+"""Typed, frozen configs whose fields map 1:1 onto command-line flags (`--field-name`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def opt(default: Any = dataclasses.MISSING, help: str = "", choices: tuple[str, ...] | None = None,
+        many: bool = False) -> Any:
+    """A config field: its help text, allowed values, and whether the flag repeats (`many`)."""
+    meta = {"help": help, "choices": choices, "many": many}
+    return field(default=default, metadata=meta)
+
+
+def _csv(kind: type) -> typing.Callable[[str], tuple[Any, ...]]:
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            return tuple(kind(x) for x in text.split(",") if x)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from None
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        hint, meta = hints[f.name], f.metadata
+        kw: dict[str, Any] = {"help": meta.get("help", ""), "dest": f.name}
+        if f.default is dataclasses.MISSING:
+            kw["required"] = True
+        else:
+            kw["default"] = f.default
+        args = typing.get_args(hint)
+        if hint is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif meta.get("many"):
+            kw.update(nargs="+", action="extend", default=[])
+        elif typing.get_origin(hint) is tuple:
+            kw["type"] = _csv(args[0])
+        elif isinstance(hint, types.UnionType):  # X | None
+            kw["type"] = next(a for a in args if a is not type(None))
+        else:
+            kw["type"] = hint
+        if meta.get("choices"):
+            kw["choices"] = meta["choices"]
+        parser.add_argument(flag, **kw)
+
+
+def from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
+    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.metadata.get("many"):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    model: str = opt(help="model name (see `bench list`)")
+    dataset: str = opt(help="dataset name (see `bench list`)")
+    checkpoint: Path = opt(help="a state dict in the authors' format")
+    data_dir: Path | None = opt(None, help="folder with the dataset file (else $INTENTBENCH_DATA_DIR, cache, download)")
+    seen_items: str = opt("zero", help="score of already-seen items: zero (authors) or exclude (-inf)",
+                          choices=("zero", "exclude"))
+    json: bool = opt(False, help="print one JSON object instead of a table")
+    out: Path | None = opt(None, help="append an eval record (JSON line + per-user sidecar) to this folder")

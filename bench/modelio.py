@@ -1,0 +1,74 @@
+"""Building models from the registry and loading the authors' checkpoints strictly."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.errors import BenchError
+from models import REGISTRY
+from models.encoder import EncoderConfig, infer_layers
+from models.protocol import RecModel
+
+
+def check_model(name: str) -> None:
+    if name not in REGISTRY:
+        raise BenchError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
+
+
+def model_config(name: str, overrides: dict[str, Any]) -> EncoderConfig:
+    check_model(name)
+    cls = REGISTRY[name].config
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise BenchError(f"{name}: unknown hyper-parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**overrides)
+
+
+def build_model(name: str, item_size: int, overrides: dict[str, Any]) -> RecModel:
+    cfg = model_config(name, overrides)
+    try:
+        return REGISTRY[name].model(item_size, cfg)  # type: ignore[arg-type,return-value]
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+
+
+def _mismatches(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    out = []
+    if missing:
+        out.append("missing: " + ", ".join(missing))
+    if unexpected:
+        out.append("unexpected: " + ", ".join(unexpected))
+    if shapes:
+        out.append("shape (checkpoint vs model): " + ", ".join(shapes))
+    return out
+
+
+def load_checkpoint(name: str, path: Path, item_size: int) -> RecModel:
+    """An authors'-format state dict -> model; layers and k are inferred from the tensors."""
+    check_model(name)
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except (OSError, RuntimeError) as e:  # a missing file or not a torch file
+        raise BenchError(f"{path}: cannot load checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(state, dict) or "item_embeddings.weight" not in state:
+        raise BenchError(f"{path}: not a state dict of this encoder (no item_embeddings.weight)")
+    overrides: dict[str, Any] = {"layers": infer_layers(state)}
+    fields = {f.name for f in dataclasses.fields(REGISTRY[name].config)}
+    if "k" in fields and "cluster_centers" in state:
+        overrides["k"] = int(state["cluster_centers"].shape[0])
+    model = build_model(name, item_size, overrides)
+    problems = _mismatches(model, state)  # type: ignore[arg-type]
+    if problems:
+        raise BenchError(f"{path} does not fit model {name} on this dataset: {'; '.join(problems)}")
+    model.load_state_dict(state, strict=True)
+    return model

@@ -1,0 +1,169 @@
+"""Append-only JSON-lines records with provenance, and their per-user sidecars. No torch here.
+
+A record is one JSON object on one line of `<out>/records.jsonl`. Per-user arrays go to
+`<out>/per_user/<id>.npz`, written (atomically) before the line that names them, so a reader never
+sees a line whose sidecar is missing. Lines are appended with one `write` under an exclusive
+`flock`, so concurrent workers never interleave.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+
+SCHEMA_VERSION = 1
+RECORDS_FILE = "records.jsonl"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        res = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return res.stdout.strip() if res.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    return {"commit": commit or None, "dirty": dirty}
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for lib in ("torch", "numpy", "faiss-cpu", "scipy"):
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = None
+    return out
+
+
+def provenance() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "libraries": library_versions(),
+        "git": git_state(),
+    }
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_per_user(out_dir: Path, rec_id: str, arrays: dict[str, np.ndarray]) -> str:
+    """Writes the sidecar; returns its path relative to out_dir."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k.replace("@", "_at_"): v for k, v in arrays.items()})  # type: ignore[arg-type]
+    rel = f"per_user/{rec_id}.npz"
+    write_atomic(out_dir / rel, buf.getvalue())
+    return rel
+
+
+def append_record(out_dir: Path, record: dict[str, Any], per_user: dict[str, np.ndarray] | None = None) -> dict:
+    """Adds schema, id and time, writes the sidecar, then appends the line atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {"schema": SCHEMA_VERSION, "id": record.get("id") or new_id(), "created": now(), **record}
+    if per_user is not None:
+        record["per_user_file"] = save_per_user(out_dir, record["id"], per_user)
+    line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode()
+    fd = os.open(out_dir / RECORDS_FILE, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _drop_torn_tail(fd)
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    return record
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """A writer killed mid-line leaves a tail without newline: cut it so the next line is whole."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+    keep = size - len(tail) + tail.rfind(b"\n") + 1
+    os.ftruncate(fd, keep)
+
+
+def record_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(p.rglob(RECORDS_FILE)))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise BenchError(f"{p}: no such record file or directory")
+    return files
+
+
+def read_records(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every record of the given files/directories; each gets `_dir` (where its sidecar lives).
+
+    A last line without a newline (a writer killed mid-write) is skipped; any other bad line is
+    an error naming file:line.
+    """
+    out: list[dict[str, Any]] = []
+    for f in record_files(paths):
+        text = f.read_text()
+        lines = text.split("\n")
+        for no, line in enumerate(lines, 1):
+            if not line.strip() or (no == len(lines) and not text.endswith("\n")):
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BenchError(f"{f}:{no}: not a JSON record ({e.msg})") from None
+            if rec.get("schema") != SCHEMA_VERSION:
+                raise BenchError(f"{f}:{no}: schema {rec.get('schema')!r}, this version reads {SCHEMA_VERSION}")
+            rec["_dir"] = str(f.parent)
+            out.append(rec)
+    return out
+
+
+def load_per_user(record: dict[str, Any]) -> dict[str, np.ndarray]:
+    rel = record.get("per_user_file")
+    if not rel:
+        raise BenchError(f"record {record.get('id')} has no per-user arrays")
+    with np.load(Path(record["_dir"]) / rel) as z:
+        return {k.replace("_at_", "@"): z[k] for k in z.files}

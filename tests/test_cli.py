@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.records import read_records
+
+
+def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_eval_json_and_record(checkpoints: Path, shared_data: Path, tmp_path: Path) -> None:
+    res = bench("eval", "--model", "iclrec", "--dataset", "beauty", "--checkpoint",
+                str(checkpoints / "ICLRec-Beauty-1.pt"), "--data-dir", str(shared_data), "--json",
+                "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert set(out) >= {"HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR", "protocol"}
+    assert f"{out['NDCG@5']:.4f}" == "0.0326" and out["protocol"]["seen_items"] == "zero"
+    (rec,) = read_records([tmp_path])
+    assert rec["kind"] == "eval" and rec["metrics"] == {k: out[k] for k in rec["metrics"]}
+    assert rec["protocol"]["dataset_sha256"] == out["protocol"]["dataset_sha256"]
+    assert rec["provenance"]["libraries"]["torch"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "bert4rec", "--dataset", "beauty"], "unknown model 'bert4rec'; known: sasrec, cl4srec"),
+        (["--model", "elcrec", "--dataset", "ml-1m"], "unknown dataset 'ml-1m'; known: beauty"),
+        (["--model", "iclrec", "--dataset", "beauty", "CK=ELCRec-Beauty-1.pt"], "unexpected: cluster_centers"),
+        (["--model", "elcrec", "--dataset", "toys", "CK=ELCRec-Beauty-1.pt"],
+         "item_embeddings.weight (12103, 64) vs (11926, 64)"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    args: list[str], message: str, checkpoints: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    ck = next((a.split("=")[1] for a in args if a.startswith("CK=")), "ELCRec-Beauty-1.pt")
+    args = [a for a in args if not a.startswith("CK=")]
+    res = bench("eval", *args, "--checkpoint", str(checkpoints / ck), "--data-dir", str(shared_data),
+                "--out", str(tmp_path / "out"))
+    assert res.returncode == 2
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_data_names_file_and_line(checkpoints: Path, tmp_path: Path) -> None:
+    (tmp_path / "Beauty.txt").write_text("1 2 3 4\n2 5 x 7\n")
+    res = bench("eval", "--model", "elcrec", "--dataset", "beauty", "--checkpoint",
+                str(checkpoints / "ELCRec-Beauty-1.pt"), "--data-dir", str(tmp_path))
+    assert res.returncode == 2 and "sha256 mismatch" in res.stderr  # the checksum is checked first
+
+
+def test_list_names_models_and_datasets() -> None:
+    res = bench("list")
+    assert res.returncode == 0
+    for name in ("elcrec", "iclrec", "sasrec", "beauty", "yelp", "synthetic"):
+        assert name in res.stdout
