@@ -1,0 +1,125 @@
+"""Training batches of the authors' protocol, built for a whole epoch at once with numpy.
+
+Per user and epoch (ICLRec/ELCRec `RecWithContrastiveLearningDataset`, data_type "train"):
+- input = the user's items except the last three, target = the next item at every position;
+- one negative per position, uniform over 1..item_size-1, never an item of that user;
+- two views, each by one operator drawn uniformly: crop (a random contiguous floor(0.2 n) slice,
+  at least one item), mask (floor(0.7 n) random positions set to 0), reorder (shuffle a random
+  contiguous floor(0.2 n) slice); inputs and views are left-padded/cut to the last 50 items.
+
+Everything is vectorised over users (no per-sample Python) and driven by one
+`numpy.random.Generator`; the epoch's users are shuffled by the same generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.data import MAX_LEN, SeqData, windows
+
+CROP, MASK, REORDER = 0, 1, 2
+TAO, GAMMA, BETA = 0.2, 0.7, 0.2  # crop, mask and reorder ratios of the authors
+
+
+@dataclass(frozen=True)
+class EpochBatches:
+    """All of an epoch's training tensors, rows in shuffled user order, each (U, 50) int64."""
+
+    users: np.ndarray
+    input_ids: np.ndarray
+    target_pos: np.ndarray
+    target_neg: np.ndarray
+    view_1: np.ndarray
+    view_2: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def _right_aligned(data: SeqData, users: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(U, W) training sequences, right-aligned (real items at the end), W = longest sequence."""
+    width = max(int(lengths.max()), 1)
+    return windows(data.flat, data.starts[users], data.starts[users] + lengths, width)
+
+
+def _slice_bounds(n: np.ndarray, ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Start and length of a random contiguous slice of floor(ratio n) items (>= 0), per row."""
+    size = np.floor(ratio * n).astype(np.int64)
+    start = (rng.random(len(n)) * np.maximum(n - size, 1)).astype(np.int64)  # uniform 0..n-size-1
+    return start, size
+
+
+def _crop(seqs: np.ndarray, pos: np.ndarray, n: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Keep [start, start + max(size, 1)), moved to the right end (so it is left-padded)."""
+    w = seqs.shape[1]
+    start, size = _slice_bounds(n, TAO, rng)
+    size = np.maximum(size, 1)
+    kept = np.where((pos >= start[:, None]) & (pos < (start + size)[:, None]), seqs, 0)
+    shift = (n - start - size)[:, None]
+    return np.take_along_axis(kept, (np.arange(w)[None] - shift) % w, 1)
+
+
+def _mask(seqs: np.ndarray, pos: np.ndarray, n: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """floor(0.7 n) distinct positions set to 0: the ones whose random key ranks lowest."""
+    keys = np.where(pos >= 0, rng.random(seqs.shape), 2.0)
+    ranks = np.empty_like(pos)
+    np.put_along_axis(ranks, keys.argsort(1), np.arange(seqs.shape[1])[None], 1)
+    return np.where(ranks < np.floor(GAMMA * n).astype(np.int64)[:, None], 0, seqs)
+
+
+def _reorder(seqs: np.ndarray, pos: np.ndarray, n: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shuffle [start, start + size): random sort keys inside the slice, the identity outside."""
+    start, size = _slice_bounds(n, BETA, rng)
+    inside = (pos >= start[:, None]) & (pos < (start + size)[:, None])
+    keys = np.where(inside, start[:, None] - 0.5 + rng.random(seqs.shape) * size[:, None], pos)
+    return np.take_along_axis(seqs, keys.argsort(1, kind="stable"), 1)
+
+
+def augment(seqs: np.ndarray, n: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random view per row of right-aligned `seqs` (U, W) with lengths n -> (U, 50)."""
+    u, w = seqs.shape
+    op = rng.integers(0, 3, size=u)
+    out = np.empty_like(seqs)
+    for code, fn in ((CROP, _crop), (MASK, _mask), (REORDER, _reorder)):
+        rows = np.flatnonzero(op == code)
+        width = max(int(n[rows].max()), 1) if len(rows) else 1  # only as wide as these rows need
+        part = seqs[rows, w - width :]
+        pos = np.arange(width)[None] - (width - n[rows])[:, None]  # index in the sequence, < 0 on padding
+        out[rows] = 0
+        out[rows, w - width :] = fn(part, pos, n[rows], rng)
+    return _last(out, MAX_LEN)
+
+
+def _last(x: np.ndarray, length: int) -> np.ndarray:
+    """Last `length` columns, left-padded with 0 when x is narrower."""
+    if x.shape[1] >= length:
+        return np.ascontiguousarray(x[:, -length:])
+    return np.pad(x, ((0, 0), (length - x.shape[1], 0)))
+
+
+def sample_negatives(data: SeqData, users: np.ndarray, shape: tuple[int, int], rng: np.random.Generator,
+                     item_size: int) -> np.ndarray:
+    """(U, L) uniform ids in 1..item_size-1 that the row's user never interacted with."""
+    keys = np.sort(np.repeat(np.arange(data.n_users, dtype=np.int64), np.diff(data.offsets)) * item_size + data.flat)
+    neg = rng.integers(1, item_size, size=shape)
+    todo = np.ones(shape, dtype=bool)
+    while todo.any():
+        probe = users[:, None] * item_size + neg
+        idx = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
+        todo = keys[idx] == probe  # a positive: draw again there
+        neg = np.where(todo, rng.integers(1, item_size, size=shape), neg)
+    return neg
+
+
+def epoch_batches(data: SeqData, rng: np.random.Generator) -> EpochBatches:
+    """The whole epoch's training data in the authors' format, in a fresh random user order."""
+    users = rng.permutation(data.n_users)
+    n = np.maximum(data.ends[users] - 3 - data.starts[users], 0)  # training input lengths
+    seqs = _right_aligned(data, users, n)
+    nxt = windows(data.flat, data.starts[users] + 1, data.starts[users] + 1 + n, MAX_LEN)
+    inp = _last(seqs, MAX_LEN)
+    neg = sample_negatives(data, users, inp.shape, rng, data.item_size)
+    neg = np.where(nxt > 0, neg, 0)
+    return EpochBatches(users, inp, nxt, neg, augment(seqs, n, rng), augment(seqs, n, rng))

@@ -1,0 +1,74 @@
+"""Cluster diagnostics: what the intent centres actually capture.
+
+Users are assigned to centres the way the model itself assigns them (`RecModel.intent_of` on the
+mean-pooled output of their training sequence). On data with planted intents the assignment is
+compared with the truth (NMI, ARI); on any data we report how many centres are used and the
+entropy of their usage. Measurements, not targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.special import comb
+
+from bench.data import SeqData
+from models.protocol import RecModel
+
+
+def _contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    table = np.zeros((ai.max() + 1, bi.max() + 1))
+    np.add.at(table, (ai, bi), 1)
+    return table
+
+
+def entropy(counts: np.ndarray) -> float:
+    """Shannon entropy (nats) of a vector of counts."""
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def nmi(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised mutual information, arithmetic-mean normalisation (sklearn's default)."""
+    t = _contingency(a, b)
+    n = t.sum()
+    pij = t / n
+    pi, pj = pij.sum(1, keepdims=True), pij.sum(0, keepdims=True)
+    nz = pij > 0
+    mi = float((pij[nz] * np.log(pij[nz] / (pi @ pj)[nz])).sum())
+    ha, hb = entropy(t.sum(1)), entropy(t.sum(0))
+    if ha == 0.0 and hb == 0.0:
+        return 1.0
+    return mi / ((ha + hb) / 2) if ha + hb > 0 else 0.0
+
+
+def ari(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index (Hubert & Arabie, 1985)."""
+    t = _contingency(a, b)
+    n = t.sum()
+    sum_ij = comb(t, 2).sum()
+    sum_a, sum_b = comb(t.sum(1), 2).sum(), comb(t.sum(0), 2).sum()
+    expected = sum_a * sum_b / comb(n, 2)
+    top = (sum_a + sum_b) / 2
+    return 1.0 if top == expected else float((sum_ij - expected) / (top - expected))
+
+
+def cluster_diagnostics(model: RecModel, data: SeqData, device: torch.device) -> dict[str, Any] | None:
+    from bench.train import mean_pooled_train_outputs
+
+    reps = torch.from_numpy(mean_pooled_train_outputs(model, data, device)).to(device)
+    with torch.no_grad():
+        idx = model.intent_of(reps)
+    if idx is None:
+        return None
+    assign = idx.cpu().numpy()
+    counts = np.bincount(assign)
+    out: dict[str, Any] = {"centres_used": int((counts > 0).sum()), "usage_entropy_nats": entropy(counts),
+                           "max_usage_entropy_nats": float(np.log(max(len(counts), 1)))}
+    if data.labels is not None:
+        out["nmi"], out["ari"] = nmi(data.labels, assign), ari(data.labels, assign)
+    return out

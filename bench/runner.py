@@ -1,0 +1,284 @@
+"""`python -m bench run`: models x datasets x seeds x `--set` grid, one subprocess per run.
+
+Each run is a `RunSpec`; its config hash covers everything but the seed. A finished run (an "ok"
+record with the same hash and seed in `--out`) is skipped when the command is repeated; an
+interrupted one resumes from its state file (`<out>/state/<hash>-s<seed>.pt`). A crash, a NaN
+loss, an out-of-memory error or a timeout becomes a failure record, and the sweep goes on.
+This module imports no torch: the parent only schedules and records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.cli import register
+from bench.config import from_namespace, opt
+from bench.errors import BenchError
+from bench.records import append_record, new_id, provenance, read_records
+
+WORKER = [sys.executable, "-m", "bench.worker"]
+TRAIN_KEYS = ("lr", "beta1", "beta2", "weight_decay", "batch_size", "epochs", "patience", "seen_items")
+
+
+@dataclass(frozen=True)
+class Profile:
+    epochs: int
+    patience: int
+    datasets: tuple[str, ...]
+    note: str
+
+    def describe(self) -> str:
+        data = ",".join(self.datasets)
+        return f"{self.epochs} epochs max, patience {self.patience}, default data {data}: {self.note}"
+
+
+SMOKE_DATA = "synthetic:users=600,items=120,intents=4"
+PROFILES: dict[str, Profile] = {
+    "paper": Profile(300, 40, ("beauty",), "the authors' full protocol"),
+    "quick": Profile(20, 5, ("beauty",), "20 epochs, patience 5: early learning curves and cost at 1/15 of paper"),
+    "smoke": Profile(3, 3, (SMOKE_DATA,), "a tiny synthetic set, 3 epochs: checks the pipeline in under a minute"),
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    models: tuple[str, ...] = opt(("elcrec", "iclrec"), help="comma-separated models")
+    datasets: tuple[str, ...] = opt((), help="comma-separated datasets (default: the profile's)")
+    seeds: tuple[int, ...] = opt((1,), help="comma-separated seeds")
+    profile: str = opt("quick", help="paper | quick | smoke", choices=tuple(PROFILES))
+    epochs: int | None = opt(None, help="override the profile's maximum epochs")
+    set: tuple[str, ...] = opt((), help="MODEL.KEY=V[,V...] hyper-parameter overrides; lists expand to a grid "
+                               "(MODEL may be * for all models)", many=True)
+    device: str = opt("cpu", help="cpu or cuda", choices=("cpu", "cuda"))
+    jobs: int = opt(1, help="runs in parallel")
+    threads: int = opt(0, help="torch threads per run (0: cores / jobs)")
+    executor: str = opt("local", help="local subprocesses or ray tasks", choices=("local", "ray"))
+    ray_address: str | None = opt(None, help="ray cluster address (default: a local ray instance)")
+    timeout: float = opt(0.0, help="seconds before a run is killed and recorded as failed (0: none)")
+    data_dir: Path | None = opt(None, help="folder with the dataset files")
+    out: Path = opt(Path("runs/latest"), help="records folder (records.jsonl, per_user/, state/, logs/)")
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_sets(items: tuple[str, ...], models: tuple[str, ...]) -> list[dict[str, dict[str, Any]]]:
+    """["elcrec.k=64,128", "*.lr=0"] -> grid of {model: {key: value}} (one dict per grid point)."""
+    axes: list[list[tuple[str, str, Any]]] = []
+    for item in items:
+        target, eq, values = item.partition("=")
+        model, dot, key = target.partition(".")
+        if not eq or not dot or not key or not values:
+            raise BenchError(f"--set {item!r}: expected MODEL.KEY=VALUE[,VALUE...]")
+        if model != "*" and model not in models:
+            raise BenchError(f"--set {item!r}: model {model!r} is not in --models ({','.join(models)})")
+        axes.append([(model, key, _parse_value(v)) for v in values.split(",")])
+    grid = []
+    for point in itertools.product(*axes):
+        d: dict[str, dict[str, Any]] = {}
+        for model, key, value in point:
+            for m in (models if model == "*" else (model,)):
+                d.setdefault(m, {})[key] = value
+        grid.append(d)
+    return grid
+
+
+def config_hash(spec: dict[str, Any]) -> str:
+    body = {k: v for k, v in spec.items() if k not in ("seed", "data_dir", "threads")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def expand(cfg: RunConfig) -> list[dict[str, Any]]:
+    """Every run of the sweep as a plain RunSpec dict (validated against the model registries)."""
+    from bench.presets import preset  # light: a dict
+
+    prof = PROFILES[cfg.profile]
+    datasets = cfg.datasets or prof.datasets
+    grid = parse_sets(cfg.set, cfg.models)
+    runs = []
+    for point, dataset, model, seed in itertools.product(grid, datasets, cfg.models, cfg.seeds):
+        over = point.get(model, {})
+        train = {"epochs": cfg.epochs or prof.epochs, "patience": prof.patience}
+        train.update({k: v for k, v in over.items() if k in TRAIN_KEYS})
+        hp = {**preset(dataset, model), **{k: v for k, v in over.items() if k not in TRAIN_KEYS}}
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
+        spec = {"model": model, "dataset": dataset, "seed": seed, "hp": hp, "train": train, "device": cfg.device,
+                "data_dir": str(cfg.data_dir) if cfg.data_dir else None, "threads": threads}
+        spec["config_hash"] = config_hash(spec)
+        runs.append(spec)
+    return runs
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0,
+                on_line: Any = None) -> dict[str, Any]:
+    """Runs one spec in a subprocess; returns its record (ok or failure). Also the Ray task body."""
+    out_dir = Path(out)
+    attempt = new_id()
+    key = f"{spec['config_hash']}-s{spec['seed']}"
+    log = out_dir / "logs" / f"{key}-{attempt}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    t0 = time.time()
+    with open(log, "w") as err:
+        proc = subprocess.Popen([*WORKER, json.dumps(spec), str(out_dir), attempt], stdout=subprocess.PIPE,
+                                stderr=err, text=True, env=env)
+        timer = threading.Timer(timeout, proc.kill) if timeout > 0 else None
+        if timer:
+            timer.start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if on_line is not None:
+                on_line(line)
+        rc = proc.wait()
+        if timer:
+            timer.cancel()
+    done = [r for r in read_records([out_dir]) if r.get("attempt") == attempt] if (out_dir / "records.jsonl").exists() \
+        else []
+    if done:
+        return done[-1]
+    reason = f"timeout after {timeout:.0f} s" if timer and rc in (-9, 137) and time.time() - t0 >= timeout \
+        else f"worker exited with code {rc} without a record"
+    record = {"kind": "run", "status": "failed", "reason": reason, "stderr_tail": _tail(log), "attempt": attempt,
+              "wall_s": time.time() - t0, **_spec_fields(spec), "provenance": provenance()}
+    return append_record(out_dir, record)
+
+
+def _spec_fields(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"model": spec["model"], "dataset": spec["dataset"], "seed": spec["seed"],
+            "config_hash": spec["config_hash"], "config": spec}
+
+
+def finished(out: Path) -> set[tuple[str, int]]:
+    if not (out / "records.jsonl").exists():
+        return set()
+    return {(r["config_hash"], r["seed"]) for r in read_records([out]) if r.get("kind") == "run"
+            and r.get("status") == "ok"}
+
+
+def _run_local(runs: list[dict[str, Any]], cfg: RunConfig) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
+    sweep = tqdm(total=len(runs), desc="sweep", unit="run", position=0, dynamic_ncols=True)
+    lock = threading.Lock()
+    slots = list(range(1, cfg.jobs + 1))
+
+    def one(spec: dict[str, Any]) -> dict[str, Any]:
+        with lock:
+            slot = slots.pop(0)
+        label = f"{spec['model']}/{spec['dataset'].split(':')[0]}/s{spec['seed']}"
+        bar = tqdm(total=spec["train"]["epochs"], desc=label, unit="ep", position=slot, leave=False,
+                   dynamic_ncols=True)
+
+        def on_line(line: str) -> None:
+            if line.startswith("EPOCH "):
+                _, done, best = line.split()
+                bar.n = int(done)
+                bar.set_postfix_str(f"best val NDCG@20 {float(best):.4f}")
+                bar.refresh()
+
+        try:
+            rec = execute_run(spec, str(cfg.out), cfg.timeout, on_line)
+        finally:
+            bar.close()
+            with lock:
+                slots.append(slot)
+        sweep.update(1)
+        sweep.write(_summary_line(rec))
+        return rec
+
+    with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
+        records = list(pool.map(one, runs))
+    sweep.close()
+    return records
+
+
+def _run_ray(runs: list[dict[str, Any]], cfg: RunConfig) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise BenchError("--executor ray needs the ray extra: pip install -e '.[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False,
+                 num_cpus=None if cfg.ray_address else max(cfg.jobs, 1))
+    task = ray.remote(num_cpus=1)(execute_run)
+    out = str(cfg.out.resolve())
+    refs = [task.remote(spec, out, cfg.timeout) for spec in runs]
+    records = []
+    for rec in ray.get(refs):
+        print(_summary_line(rec), file=sys.stderr)
+        records.append(rec)
+    return records
+
+
+def _summary_line(rec: dict[str, Any]) -> str:
+    head = f"{rec['model']}/{rec['dataset']}/seed {rec['seed']}"
+    if rec.get("status") != "ok":
+        return f"{head}: FAILED ({rec.get('reason')})"
+    m, t = rec["metrics"], rec["timing"]
+    return (f"{head}: test NDCG@10 {m['NDCG@10']:.4f} HR@10 {m['HR@10']:.4f}, {rec['epochs_run']} epochs "
+            f"({rec['stop_reason']}), {t['epoch_mean_s']:.1f} s/epoch")
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    cfg = from_namespace(RunConfig, ns)
+    _validate(cfg)
+    runs = expand(cfg)
+    done = finished(cfg.out)
+    todo = [r for r in runs if (r["config_hash"], r["seed"]) not in done]
+    if len(todo) < len(runs):
+        print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished in {cfg.out}; skipping them",
+              file=sys.stderr)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    records = _run_ray(todo, cfg) if cfg.executor == "ray" else _run_local(todo, cfg)
+    failed = [r for r in records if r.get("status") != "ok"]
+    print(f"{len(records) - len(failed)} runs finished, {len(failed)} failed; records in {cfg.out / 'records.jsonl'}")
+    return 1 if failed else 0
+
+
+def _validate(cfg: RunConfig) -> None:
+    from bench.data import known_datasets
+    from bench.modelio import check_model, model_config
+
+    for m in cfg.models:
+        check_model(m)
+    known = known_datasets()
+    for d in cfg.datasets:
+        if d.split(":")[0] not in known:
+            raise BenchError(f"unknown dataset {d!r}; known: {', '.join(known)}")
+    if cfg.jobs < 1:
+        raise BenchError("--jobs must be at least 1")
+    for spec in expand(cfg):  # unknown hyper-parameters fail here, before anything runs
+        model_config(spec["model"], spec["hp"])
+        unknown = set(spec["train"]) - set(TRAIN_KEYS)
+        if unknown:
+            raise BenchError(f"unknown training setting(s) {sorted(unknown)}")
+    if cfg.threads < 0:
+        raise BenchError("--threads must be >= 0")
+
+
+register("run", "train models x datasets x seeds under the authors' protocol", RunConfig, cmd_run)

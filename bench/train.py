@@ -1,0 +1,235 @@
+"""The training loop of the authors' protocol, generic over `models.protocol.RecModel`.
+
+Adam, batch 256, validation (full ranking, NDCG@20) after every epoch, early stopping after
+`patience` epochs without a better validation NDCG@20, test with the best-validation weights.
+Every random choice comes from generators derived from (seed, epoch), and the whole state is saved
+after every epoch, so a killed run resumes at its last finished epoch and ends with exactly the
+metrics of an uninterrupted run (on CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.batches import EpochBatches, epoch_batches
+from bench.data import SeqData, load_dataset, windows
+from bench.errors import BenchError
+from bench.evaluate import EvalResult, evaluate
+from bench.modelio import build_model
+from models.protocol import Batch, RecModel
+
+PHASES = ("batches", "clustering", "train", "validation")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 300
+    patience: int = 40
+    seen_items: str = "zero"  # validation and test protocol
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: str
+    dataset: str
+    seed: int
+    hp: dict[str, Any] = field(default_factory=dict)  # model hyper-parameter overrides
+    train: TrainConfig = TrainConfig()
+    device: str = "cpu"
+    data_dir: str | None = None
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+
+class RunFailure(Exception):
+    """A run that cannot go on (NaN loss, out of memory): becomes a failure record."""
+
+
+class PhaseClock:
+    """Per-phase wall time (after a CUDA synchronize) and peak GPU memory."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self.gpu: dict[str, dict[str, int]] = {}
+
+    def run(self, phase: str, fn: Callable[..., Any], *args: Any) -> Any:
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        t0 = time.perf_counter()
+        out = fn(*args)
+        if cuda:
+            torch.cuda.synchronize(self.device)
+            self.gpu[phase] = {"allocated": torch.cuda.max_memory_allocated(self.device),
+                               "reserved": torch.cuda.max_memory_reserved(self.device)}
+        self.seconds[phase] += time.perf_counter() - t0
+        return out
+
+
+def mean_pooled_train_outputs(model: RecModel, data: SeqData, device: torch.device) -> np.ndarray:
+    """(U, D): eval-mode encoder output of every user's training sequence, averaged over all 50
+    positions (padding included, as the authors' k-means input)."""
+    starts, ends = data.train_arrays()
+    inputs = torch.from_numpy(windows(data.flat, starts, np.maximum(ends, starts)))
+    was_training = model.training  # type: ignore[attr-defined]
+    model.eval()
+    with torch.inference_mode():
+        out = torch.cat([model(inputs[i : i + 1024].to(device)).mean(1).cpu() for i in range(0, len(inputs), 1024)])
+    model.train(was_training)
+    return out.numpy()
+
+
+def _batches(ep: EpochBatches, size: int, device: torch.device) -> list[Batch]:
+    t = {k: torch.from_numpy(getattr(ep, k)) for k in ("input_ids", "target_pos", "target_neg", "view_1", "view_2")}
+    return [Batch(**{k: v[i : i + size].to(device) for k, v in t.items()}) for i in range(0, len(ep), size)]
+
+
+def _step_all(model: RecModel, opt: torch.optim.Optimizer, batches: list[Batch], epoch: int) -> dict[str, float]:
+    model.train()
+    sums: dict[str, float] = {}
+    for i, batch in enumerate(batches):
+        terms = model.losses(batch)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            raise RunFailure(f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {i}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+        model.after_step()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+    return {k: v / len(batches) for k, v in sums.items()}
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)  # a kill never leaves a half-written state
+
+
+@dataclass
+class Progress:
+    epoch: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str = "max_epochs"
+
+
+def _generators(seed: int, epoch: int) -> tuple[np.random.Generator, torch.Generator]:
+    """Data and dropout randomness of one epoch, derived from (seed, epoch) alone."""
+    ss = np.random.SeedSequence([seed, epoch])
+    np_seed, torch_seed = ss.generate_state(2, dtype=np.uint64)
+    return np.random.default_rng(int(np_seed)), torch.Generator().manual_seed(int(torch_seed) >> 1)
+
+
+def train_run(spec: RunSpec, state_path: Path | None = None,
+              on_epoch: Callable[[Progress, int], None] | None = None) -> dict[str, Any]:
+    """Trains and tests one seeded run; returns the measurement dict of its record."""
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    device = torch.device(spec.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA device is visible")
+    t_start = time.perf_counter()
+    data = load_dataset(spec.dataset, Path(spec.data_dir) if spec.data_dir else None)
+    model = build_model(spec.model, data.item_size, spec.hp)
+    model.reset_parameters(torch.Generator().manual_seed(spec.seed))
+    model.to(device)  # type: ignore[attr-defined]
+    tc = spec.train
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2), weight_decay=tc.weight_decay)
+    prog, best_state, clock_totals = Progress(), copy.deepcopy(model.state_dict()), None
+    if state_path is not None and state_path.exists():
+        saved = torch.load(state_path, weights_only=False, map_location=device)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        prog, best_state, clock_totals = saved["progress"], saved["best_state"], saved["clock"]
+    clock = PhaseClock(device)
+    if clock_totals:
+        clock.seconds, clock.gpu = clock_totals
+    setup_s = time.perf_counter() - t_start
+    while prog.epoch < tc.epochs and prog.stop_reason == "max_epochs":
+        best_state = _one_epoch(spec, model, opt, data, prog, clock, best_state, device)
+        if state_path is not None:
+            _save_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "progress": prog,
+                                     "best_state": best_state, "clock": (clock.seconds, clock.gpu)})
+        if on_epoch is not None:
+            on_epoch(prog, tc.epochs)
+    return _finish(spec, model, data, best_state, prog, clock, setup_s, device)
+
+
+def _one_epoch(spec: RunSpec, model: RecModel, opt: torch.optim.Optimizer, data: SeqData, prog: Progress,
+               clock: PhaseClock, best_state: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Epoch start hook, batches, steps, validation, early stopping; returns the best weights."""
+    epoch, tc = prog.epoch, spec.train
+    before = dict(clock.seconds)
+    rng, model.generator = _generators(spec.seed, epoch)
+    clock.run("clustering", model.epoch_start, epoch, lambda: mean_pooled_train_outputs(model, data, device),
+              spec.seed)
+    batches = clock.run("batches", lambda r: _batches(epoch_batches(data, r), tc.batch_size, device), rng)
+    losses = clock.run("train", _step_all, model, opt, batches, epoch)
+    val: EvalResult = clock.run("validation", evaluate, model, data, "valid", tc.seen_items)
+    score = val.metrics["NDCG@20"]
+    prog.curve.append({"epoch": epoch, **{f"valid_{k}": v for k, v in val.metrics.items()}, "losses": losses,
+                       "seconds": {k: clock.seconds[k] - before[k] for k in PHASES},
+                       "elapsed": sum(clock.seconds.values())})
+    if score > prog.best_score:
+        prog.best_score, prog.best_epoch, prog.bad_epochs = score, epoch, 0
+        best_state = copy.deepcopy(model.state_dict())
+    else:
+        prog.bad_epochs += 1
+        if prog.bad_epochs >= tc.patience:
+            prog.stop_reason = "early_stopping"
+    prog.epoch = epoch + 1
+    return best_state
+
+
+def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str, Any], prog: Progress,
+            clock: PhaseClock, setup_s: float, device: torch.device) -> dict[str, Any]:
+    # ICLRec's centroids are no parameters: the last epoch's stay, as in the authors' code
+    model.load_state_dict(best_state, strict=False)
+    t0 = time.perf_counter()
+    test = evaluate(model, data, "test", spec.train.seen_items)
+    test_s = time.perf_counter() - t0
+    epochs = max(prog.epoch, 1)
+    train_s = sum(clock.seconds.values())
+    to_best = sum(sum(c["seconds"].values()) for c in prog.curve[: prog.best_epoch + 1])
+    from bench.diagnostics import cluster_diagnostics
+
+    diag = cluster_diagnostics(model, data, device)
+    return {
+        "metrics": test.metrics, "per_user": {**test.per_user, "rank": test.ranks},
+        "protocol": test.protocol.as_dict(), "dataset_sha256": data.sha256,
+        "epochs_run": prog.epoch, "best_epoch": prog.best_epoch, "best_valid_ndcg20": prog.best_score,
+        "stop_reason": prog.stop_reason, "curve": prog.curve,
+        "timing": {
+            "setup_s": setup_s, "train_total_s": train_s, "time_to_best_s": to_best, "test_s": test_s,
+            "phase_total_s": dict(clock.seconds), "epoch_mean_s": train_s / epochs,
+            "train_sequences_per_s": data.n_users * epochs / max(clock.seconds["train"], 1e-9),
+        },
+        "memory": {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   "gpu_peak_by_phase": clock.gpu},
+        "diagnostics": diag,
+        "train_config": asdict(spec.train),
+    }

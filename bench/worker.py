@@ -1,0 +1,63 @@
+"""One run in its own process: `python -m bench.worker SPEC_JSON OUT_DIR ATTEMPT_ID`.
+
+Prints `EPOCH <done> <best valid NDCG@20>` lines for the parent's progress bar, appends the run's
+record (ok, or failed with the reason for the failures it can name), and exits non-zero on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.errors import BenchError
+from bench.records import append_record, provenance
+from bench.train import Progress, RunFailure, RunSpec, TrainConfig, train_run
+
+
+def spec_from_dict(d: dict[str, Any]) -> RunSpec:
+    return RunSpec(model=d["model"], dataset=d["dataset"], seed=int(d["seed"]), hp=dict(d["hp"]),
+                   train=TrainConfig(**d["train"]), device=d.get("device", "cpu"), data_dir=d.get("data_dir"),
+                   threads=int(d.get("threads", 0)))
+
+
+def main(argv: list[str]) -> int:
+    spec_d, out, attempt = json.loads(argv[0]), Path(argv[1]), argv[2]
+    spec = spec_from_dict(spec_d)
+    state = out / "state" / f"{spec_d['config_hash']}-s{spec.seed}.pt"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    base = {"kind": "run", "attempt": attempt, "model": spec.model, "dataset": spec.dataset, "seed": spec.seed,
+            "config_hash": spec_d["config_hash"], "config": spec_d, "resumed": state.exists()}
+
+    def on_epoch(p: Progress, total: int) -> None:
+        print(f"EPOCH {p.epoch} {max(p.best_score, 0.0):.6f}", flush=True)
+
+    try:
+        result = train_run(spec, state, on_epoch)
+    except (RunFailure, BenchError, MemoryError, torch.OutOfMemoryError) as e:
+        reason = f"{type(e).__name__}: {e}".splitlines()[0]
+        append_record(out, {**base, "status": "failed", "reason": reason,
+                            "stderr_tail": traceback.format_exc()[-4000:], "provenance": provenance()})
+        print(reason, file=sys.stderr)
+        return 1
+    per_user = result.pop("per_user")
+    append_record(out, {**base, "status": "ok", **result, "device": _device(spec.device),
+                        "provenance": provenance()}, per_user)
+    state.unlink(missing_ok=True)  # the record is written: the resume state is no longer needed
+    return 0
+
+
+def _device(name: str) -> dict[str, Any]:
+    if name == "cuda" and torch.cuda.is_available():
+        return {"type": "cuda", "name": torch.cuda.get_device_name(), "torch_threads": torch.get_num_threads()}
+    import platform
+
+    return {"type": "cpu", "name": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
