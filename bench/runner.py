@@ -101,6 +101,18 @@ def parse_sets(items: tuple[str, ...], models: tuple[str, ...]) -> list[dict[str
     return grid
 
 
+def dataset_list(items: tuple[str, ...]) -> tuple[str, ...]:
+    """Re-joins option lists split at commas: ("synthetic:users=9", "items=5", "beauty") ->
+    ("synthetic:users=9,items=5", "beauty"): a `key=value` item continues the previous dataset."""
+    out: list[str] = []
+    for item in items:
+        if "=" in item and ":" not in item and out:
+            out[-1] += "," + item
+        else:
+            out.append(item)
+    return tuple(out)
+
+
 def config_hash(spec: dict[str, Any]) -> str:
     body = {k: v for k, v in spec.items() if k not in ("seed", "data_dir", "threads")}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
@@ -111,7 +123,7 @@ def expand(cfg: RunConfig) -> list[dict[str, Any]]:
     from bench.presets import preset  # light: a dict
 
     prof = PROFILES[cfg.profile]
-    datasets = cfg.datasets or prof.datasets
+    datasets = dataset_list(cfg.datasets) or prof.datasets
     grid = parse_sets(cfg.set, cfg.models)
     runs = []
     for point, dataset, model, seed in itertools.product(grid, datasets, cfg.models, cfg.seeds):
@@ -267,7 +279,7 @@ def _validate(cfg: RunConfig) -> None:
     for m in cfg.models:
         check_model(m)
     known = known_datasets()
-    for d in cfg.datasets:
+    for d in dataset_list(cfg.datasets):
         if d.split(":")[0] not in known:
             raise BenchError(f"unknown dataset {d!r}; known: {', '.join(known)}")
     if cfg.jobs < 1:

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from bench.records import load_per_user, read_records
+from bench.runner import parse_sets
+
+TINY = "synthetic:users=200,items=60,intents=3,seed=2"
+
+
+def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", "run", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def ok_runs(out: Path) -> list[dict]:
+    return [r for r in read_records([out]) if r["status"] == "ok"]
+
+
+def test_set_expands_lists_into_a_grid() -> None:
+    grid = parse_sets(("elcrec.k=4,8", "*.lr=0.01,0"), ("elcrec", "sasrec"))
+    assert len(grid) == 4
+    assert grid[3]["elcrec"] == {"k": 8, "lr": 0} and grid[3]["sasrec"] == {"lr": 0}
+    with pytest.raises(BenchError, match="not in --models"):
+        parse_sets(("iclrec.k=4",), ("elcrec",))
+
+
+def test_unknown_hyper_parameter_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    res = run("--models", "elcrec", "--datasets", TINY, "--set", "elcrec.kk=3", "--out", str(tmp_path))
+    assert res.returncode == 2 and "unknown hyper-parameter(s) kk" in res.stderr
+    assert not (tmp_path / "records.jsonl").exists()
+
+
+def test_same_seed_same_metrics_other_seed_differs_and_reruns_skip(tmp_path: Path) -> None:
+    args = ["--models", "sasrec", "--datasets", TINY, "--epochs", "2", "--profile", "smoke"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(*args, "--seeds", "1,2", "--out", str(a)).returncode == 0
+    assert run(*args, "--seeds", "1", "--out", str(b)).returncode == 0
+    ra = {r["seed"]: r for r in ok_runs(a)}
+    (rb,) = ok_runs(b)
+    assert rb["metrics"] == ra[1]["metrics"] and rb["curve"][-1]["losses"] == ra[1]["curve"][-1]["losses"]
+    assert ra[2]["metrics"] != ra[1]["metrics"]
+    again = run(*args, "--seeds", "1,2", "--out", str(a))
+    assert "2 of 2 runs already finished" in again.stderr and len(ok_runs(a)) == 2
+    rec = ra[1]
+    assert set(rec["timing"]["phase_total_s"]) == {"batches", "clustering", "train", "validation"}
+    assert rec["epochs_run"] == 2 and len(rec["curve"]) == 2 and rec["protocol"]["hash"]
+    assert rec["provenance"]["git"]["commit"] and rec["memory"]["peak_rss_mb"] > 0
+    assert load_per_user(rec)["NDCG@10"].shape == (200,)
+
+
+def test_a_killed_run_resumes_and_ends_exactly_like_an_uninterrupted_one(tmp_path: Path) -> None:
+    args = ["--models", "elcrec", "--datasets", TINY, "--epochs", "6", "--set", "elcrec.k=3", "--profile", "smoke"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert run(*args, "--out", str(full)).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    state_dir = killed / "state"
+    while time.time() < deadline and not (state_dir.exists() and _epochs_saved(state_dir) >= 2):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep, worker included, mid-run
+    proc.wait()
+    assert _epochs_saved(state_dir) < 6 and not (killed / "records.jsonl").exists()
+    assert run(*args, "--out", str(killed)).returncode == 0
+    (a,), (b,) = ok_runs(full), ok_runs(killed)
+    assert b["resumed"] and not a["resumed"]
+    assert a["metrics"] == b["metrics"] and a["best_epoch"] == b["best_epoch"]
+    assert [c["valid_NDCG@20"] for c in a["curve"]] == [c["valid_NDCG@20"] for c in b["curve"]]
+
+
+def _epochs_saved(state_dir: Path) -> int:
+    import torch
+
+    files = list(state_dir.glob("*.pt"))
+    if not files:
+        return 0
+    try:
+        return int(torch.load(files[0], weights_only=False)["progress"].epoch)
+    except Exception:  # being replaced right now
+        return 0
+
+
+def test_failures_become_records_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    res = run("--models", "sasrec,cl4srec,iclrec", "--datasets", TINY, "--epochs", "2", "--profile", "smoke",
+              "--set", "sasrec.lr=1e30", "--set", "iclrec.lr=-1", "--out", str(tmp_path))
+    assert res.returncode == 1
+    recs = {r["model"]: r for r in read_records([tmp_path])}
+    assert recs["sasrec"]["status"] == "failed" and "non-finite loss" in recs["sasrec"]["reason"]
+    assert recs["iclrec"]["status"] == "failed" and "exited with code 1" in recs["iclrec"]["reason"]
+    assert "Invalid learning rate" in recs["iclrec"]["stderr_tail"]  # a crash keeps its traceback
+    assert recs["cl4srec"]["status"] == "ok"
+
+
+def test_timeout_becomes_a_failure_record_with_stderr_tail(tmp_path: Path) -> None:
+    res = run("--models", "sasrec", "--datasets", TINY, "--epochs", "50", "--profile", "smoke", "--timeout", "3",
+              "--out", str(tmp_path))
+    assert res.returncode == 1
+    (rec,) = read_records([tmp_path])
+    assert rec["status"] == "failed" and rec["reason"].startswith("timeout after 3 s")
+    assert "stderr_tail" in rec and json.dumps(rec)
+
+
+def test_ray_executor_runs_the_same_function(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    args = ["--models", "sasrec", "--datasets", TINY, "--epochs", "1", "--profile", "smoke", "--seeds", "1,2"]
+    res = run(*args, "--executor", "ray", "--jobs", "2", "--out", str(tmp_path / "ray"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    local = run(*args, "--seeds", "1", "--out", str(tmp_path / "local"))
+    assert local.returncode == 0
+    ray_recs = {r["seed"]: r for r in ok_runs(tmp_path / "ray")}
+    assert len(ray_recs) == 2 and ray_recs[1]["metrics"] == ok_runs(tmp_path / "local")[0]["metrics"]
+    again = run(*args, "--executor", "ray", "--out", str(tmp_path / "ray"))
+    assert "2 of 2 runs already finished" in again.stderr
