@@ -29,6 +29,10 @@ from bench.errors import BenchError
 from bench.records import append_record, new_id, provenance, read_records
 
 WORKER = [sys.executable, "-m", "bench.worker"]
+# glibc returns big freed buffers to the OS by default, so every activation of every step is
+# page-faulted in afresh; keeping them in the heap makes a CPU training step ~20% faster.
+WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 36),
+              "MALLOC_TOP_PAD_": str(1 << 30)}
 TRAIN_KEYS = ("lr", "beta1", "beta2", "weight_decay", "batch_size", "epochs", "patience", "seen_items")
 
 
@@ -154,7 +158,7 @@ def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0,
     key = f"{spec['config_hash']}-s{spec['seed']}"
     log = out_dir / "logs" / f"{key}-{attempt}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**WORKER_ENV, **os.environ, "PYTHONUNBUFFERED": "1"}
     t0 = time.time()
     with open(log, "w") as err:
         proc = subprocess.Popen([*WORKER, json.dumps(spec), str(out_dir), attempt], stdout=subprocess.PIPE,

@@ -83,7 +83,7 @@ class ELCRec(SASRec):
             n, length, d = views.shape
             with torch.no_grad():  # the choice of centre carries no gradient
                 idx = sq_dist(views.reshape(-1, d), c).argmin(-1)  # (2B*L,)
-            near = c[idx].view(n, length, d)
+            near = F.embedding(idx, c).view(n, length, d)  # c[idx]; its backward is a fast index_add
             views = views + near if self.hp.fusion == "shift" else torch.cat([views, near], -1)
         z1, z2 = views.flatten(1).chunk(2)
         return info_nce(z1, z2, self.hp.temperature)
@@ -102,7 +102,7 @@ class ELCRec(SASRec):
         rec = rec_loss(self, out, batch.target_pos, batch.target_neg)
         cl = self.fused_instance_cl(inst)
         align, sep, idx = self.cluster_terms(out)
-        icl = intent_loss(pcl, self.cluster_centers[idx], self.hp.temperature)
+        icl = intent_loss(pcl, F.embedding(idx, self.cluster_centers), self.hp.temperature)
         loss = rec + self.hp.cf_weight * cl + self.hp.intent_weight * icl
         if self.hp.cluster_loss:
             loss = loss + self.hp.alpha * (align + sep)

@@ -138,12 +138,15 @@ class SeqEncoder(nn.Module):
         att = layer.attention
         b, n, d = x.shape  # (B, L, D)
         h = att.heads
-        w = torch.cat([att.query.weight, att.key.weight, att.value.weight])  # (3D, D)
-        bias = torch.cat([att.query.bias, att.key.bias, att.value.bias])
+        scale = 1.0 / math.sqrt(d // h)  # folded into the query projection: one pass less
+        w = torch.cat([att.query.weight * scale, att.key.weight, att.value.weight])  # (3D, D)
+        bias = torch.cat([att.query.bias * scale, att.key.bias, att.value.bias])
         q, k, v = F.linear(x, w, bias).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
         if last_only:  # only the final query position is needed downstream
             q, mask, x = q[:, :, -1:], mask[:, :, -1:], x[:, -1:]
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d // h) + mask  # (B, H, Lq, L)
+        scores = torch.baddbmm(mask.expand(b, h, q.shape[2], n).reshape(b * h, q.shape[2], n),
+                               q.reshape(b * h, -1, d // h), k.reshape(b * h, n, d // h).transpose(1, 2))
+        scores = scores.view(b, h, q.shape[2], n)  # (B, H, Lq, L), mask already added
         probs = self._drop(torch.softmax(scores, dim=-1), self.cfg.attn_dropout)
         ctx = (probs @ v).transpose(1, 2).reshape(b, x.shape[1], d)  # (B, Lq, D)
         x = att.LayerNorm(self._drop(att.dense(ctx), self.cfg.dropout) + x)
