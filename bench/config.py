@@ -14,9 +14,10 @@ T = TypeVar("T")
 
 
 def opt(default: Any = dataclasses.MISSING, help: str = "", choices: tuple[str, ...] | None = None,
-        many: bool = False) -> Any:
-    """A config field: its help text, allowed values, and whether the flag repeats (`many`)."""
-    meta = {"help": help, "choices": choices, "many": many}
+        many: bool = False, positional: bool = False) -> Any:
+    """A config field: its help text, allowed values, whether the flag repeats (`many`) or is a
+    positional argument (one or more values)."""
+    meta = {"help": help, "choices": choices, "many": many, "positional": positional}
     return field(default=default, metadata=meta)
 
 
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         else:
             kw["default"] = f.default
         args = typing.get_args(hint)
+        if meta.get("positional"):
+            parser.add_argument(f.name, nargs="+", type=args[0], help=meta.get("help", ""))
+            continue
         if hint is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif meta.get("many"):
@@ -59,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 def from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
     values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.metadata.get("many"):
+        if f.metadata.get("many") or f.metadata.get("positional"):
             values[f.name] = tuple(values[f.name])
     return cls(**values)
 

@@ -34,3 +34,6 @@ class Protocol:
         d = asdict(self)
         d["cutoffs"] = list(self.cutoffs)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+#: the phases of a training epoch whose wall time every run record carries
+PHASES = ("batches", "clustering", "train", "validation")

@@ -141,12 +141,14 @@ def hierarchical_bootstrap_ci(subject: np.ndarray, reference: np.ndarray, n_boot
     rng = np.random.default_rng(seed)
     u = s.shape[1]
     stats = []
-    for start in range(0, n_boot, 200):
-        k = min(200, n_boot - start)
+    for start in range(0, n_boot, 100):
+        k = min(100, n_boot - start)
         s_mean = s[rng.integers(0, len(s), size=(k, len(s)))].mean(1)  # (k, U): seed-resampled means
         r_mean = r[rng.integers(0, len(r), size=(k, len(r)))].mean(1)
-        w = rng.multinomial(u, np.full(u, 1.0 / u), size=k)  # user resampling as multiplicities
-        stats.append((w * s_mean).sum(1) / np.maximum((w * r_mean).sum(1), 1e-300) - 1.0)
+        users = rng.integers(0, u, size=(k, u))  # the same resampled users for both models
+        num = np.take_along_axis(s_mean, users, 1).mean(1)
+        den = np.take_along_axis(r_mean, users, 1).mean(1)
+        stats.append(num / np.where(den == 0, np.nan, den) - 1.0)
     boot = np.concatenate(stats)
     lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     return float(point), float(lo), float(hi)
@@ -180,7 +182,7 @@ def mann_whitney(x: np.ndarray, y: np.ndarray, alternative: str = "two-sided") -
     if n1 + n2 <= 20 and not ties:
         dist = _u_distribution(n1, n2)
         total = dist.sum()
-        k = int(round(u))
+        k = round(u)
         sf, cdf = dist[k:].sum() / total, dist[: k + 1].sum() / total
         return TestResult("Mann-Whitney U (exact)", u, _p_from_cdf(float(cdf), float(sf), alternative), n1 + n2)
     n = n1 + n2

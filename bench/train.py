@@ -28,9 +28,8 @@ from bench.data import SeqData, load_dataset, windows
 from bench.errors import BenchError
 from bench.evaluate import EvalResult, evaluate
 from bench.modelio import build_model
+from bench.protocol import PHASES
 from models.protocol import Batch, RecModel
-
-PHASES = ("batches", "clustering", "train", "validation")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""Records as a pandas DataFrame, and the per-run arrays reports need. No torch.
+
+    >>> from bench.frame import load_frame
+    >>> df = load_frame(["runs/latest"])          # one row per record
+    >>> df[df.status == "ok"].groupby("model")["NDCG@10"].mean()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.metrics import METRIC_NAMES
+from bench.records import load_per_user, read_records
+
+COST_COLUMNS = ("epoch_mean_s", "train_total_s", "time_to_best_s", "peak_rss_mb", "peak_gpu_mb")
+
+
+def _row(rec: dict[str, Any]) -> dict[str, Any]:
+    timing, memory = rec.get("timing") or {}, rec.get("memory") or {}
+    gpu = memory.get("gpu_peak_by_phase") or {}
+    proto = rec.get("protocol") or {}
+    row = {
+        "id": rec.get("id"), "kind": rec.get("kind"), "status": rec.get("status"), "model": rec.get("model"),
+        "dataset": rec.get("dataset"), "seed": rec.get("seed"), "reason": rec.get("reason"),
+        "protocol": proto.get("hash"), "seen_items": proto.get("seen_items"),
+        "dataset_sha256": proto.get("dataset_sha256"), "config_hash": rec.get("config_hash"),
+        "epochs_run": rec.get("epochs_run"), "stop_reason": rec.get("stop_reason"),
+        "epoch_mean_s": timing.get("epoch_mean_s"), "train_total_s": timing.get("train_total_s"),
+        "time_to_best_s": timing.get("time_to_best_s"), "peak_rss_mb": memory.get("peak_rss_mb"),
+        "peak_gpu_mb": max((v["reserved"] for v in gpu.values()), default=np.nan) / 2**20 if gpu else np.nan,
+        "host": (rec.get("provenance") or {}).get("host"),
+        "machine": _machine(rec),
+        "record": rec,
+    }
+    row.update({m: (rec.get("metrics") or {}).get(m, np.nan) for m in METRIC_NAMES})
+    return row
+
+
+def _machine(rec: dict[str, Any]) -> str:
+    prov = rec.get("provenance") or {}
+    dev = rec.get("device") or {}
+    return f"{prov.get('machine')}/{prov.get('cpu_count')} cpus/{dev.get('type', 'cpu')}:{dev.get('name', '')}"
+
+
+def load_frame(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per record of the given record files or folders (failed runs included)."""
+    recs = read_records([Path(p) for p in paths])
+    df = pd.DataFrame([_row(r) for r in recs])
+    if df.empty:
+        return pd.DataFrame(columns=["id", "kind", "status", "model", "dataset", "seed", "protocol", "record"])
+    df["seed"] = df["seed"].fillna(0).astype(int)
+    return df
+
+
+def per_user_matrix(rows: pd.DataFrame, metric: str) -> np.ndarray:
+    """(runs, users) per-user values of `metric`, one row per record, in seed order."""
+    rows = rows.sort_values("seed")
+    return np.stack([load_per_user(r)[metric] for r in rows["record"]])
+
+
+def epoch_times(rec: dict[str, Any]) -> np.ndarray:
+    """Per-epoch wall seconds (all phases) of a run record."""
+    return np.array([sum(c["seconds"].values()) for c in rec.get("curve") or []], dtype=np.float64)
+
+
+def time_to_target(rec: dict[str, Any], target: float) -> float:
+    """Training wall time until validation NDCG@20 first reaches `target` (nan if never)."""
+    for c in rec.get("curve") or []:
+        if c["valid_NDCG@20"] >= target:
+            return float(c["elapsed"])
+    return float("nan")
+
+
+def best_valid(rec: dict[str, Any]) -> float:
+    return max((c["valid_NDCG@20"] for c in rec.get("curve") or []), default=float("nan"))
