@@ -98,7 +98,7 @@ def _load_plugins() -> None:
     """Subcommands defined next to the code they drive register themselves on import."""
     import importlib
 
-    for mod in ("bench.runner", "bench.report", "bench.gate"):
+    for mod in ("bench.runner", "bench.report", "bench.gate", "bench.perf"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -81,6 +81,7 @@ _TEX_RE = re.compile("|".join(re.escape(k) for k in _TEX_ESCAPES))
 def tex_escape(text: str) -> str:
     """Escapes every LaTeX special character; ±, †, α and minus signs become math."""
     out = _TEX_RE.sub(lambda m: _TEX_ESCAPES[m.group()], str(text))
+    out = out.replace("<", r"$<$").replace(">", r"$>$")
     return out.replace("±", r"$\pm$").replace("†", r"$^\dagger$").replace("α", r"$\alpha$").replace("−", "-")
 
 

@@ -52,7 +52,7 @@ SMOKE_DATA = "synthetic:users=600,items=120,intents=4"
 PROFILES: dict[str, Profile] = {
     "paper": Profile(300, 40, ("beauty",), "the authors' full protocol"),
     "quick": Profile(20, 5, ("beauty",), "20 epochs, patience 5: early learning curves and cost at 1/15 of paper"),
-    "smoke": Profile(3, 3, (SMOKE_DATA,), "a tiny synthetic set, 3 epochs: checks the pipeline in under a minute"),
+    "smoke": Profile(5, 5, (SMOKE_DATA,), "a tiny synthetic set, 5 epochs: checks the pipeline in about a minute"),
 }
 
 

@@ -1,0 +1,48 @@
+"""The authors' loss fixture: our loss terms and gradient norms vs theirs (relative errors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from bench.modelio import build_model, load_checkpoint
+from models.protocol import Batch
+
+#: fixture key -> our loss-term key, per model
+TERMS = {
+    "elcrec": {"rec_loss": "rec", "instance_cl_loss_shift": "instance_cl", "intent_cl_loss": "intent_cl",
+               "cluster_alignment_term": "alignment", "cluster_separation_term": "separation", "joint_loss": "loss"},
+    "iclrec": {"rec_loss": "rec", "instance_cl_loss": "instance_cl", "intent_cl_loss": "intent_cl",
+               "joint_loss": "loss"},
+}
+
+
+def load_batch(fixtures: Path) -> Batch:
+    b = torch.load(fixtures / "beauty_batch256.pt", weights_only=True, map_location="cpu")
+    return Batch(b["input_ids"], b["target_pos"], b["target_neg"], b["view_1"], b["view_2"])
+
+
+def fixture_errors(model_name: str, shared: Path) -> dict[str, float]:
+    """Relative error of every loss term and listed gradient norm on the Beauty fixture batch."""
+    fixtures, checkpoints = shared / "reference" / "fixtures", shared / "checkpoints"
+    expected = json.loads((fixtures / "loss_expected.json").read_text())[model_name]
+    stem = "ELCRec" if model_name == "elcrec" else "ICLRec"
+    model = load_checkpoint(model_name, checkpoints / f"{stem}-Beauty-1.pt", 12103)
+    if model_name == "elcrec":  # the authors' Beauty settings, same weights
+        state = model.state_dict()
+        model = build_model("elcrec", 12103, {"layers": 1, "k": 256, "alpha": float(expected["trade_off"]),
+                                              "fusion": "shift"})
+        model.load_state_dict(state)
+    else:
+        centres = torch.load(checkpoints / "ELCRec-Beauty-1.pt", weights_only=True, map_location="cpu")
+        model.set_centroids(centres["cluster_centers"])  # type: ignore[attr-defined]
+    model.eval()  # the fixture was computed without dropout
+    out = model.losses(load_batch(fixtures))
+    out["loss"].backward()  # type: ignore[no-untyped-call]
+    errors = {k: abs(out[ours].item() - expected[k]) / abs(expected[k]) for k, ours in TERMS[model_name].items()}
+    grads = dict(model.named_parameters())  # type: ignore[attr-defined]
+    for key, norm in expected["joint_grad_norms"].items():
+        errors[f"grad {key}"] = abs(grads[key].grad.norm().item() - norm) / norm
+    return errors

@@ -1,0 +1,110 @@
+"""`python -m bench perf`: the speed benchmarks of the paper-settings training on a real dataset.
+
+Measures, on this machine: one training epoch + validation per model (sequences/s), ICLRec's
+per-epoch clustering step, a whole `bench run` process of one ELCRec epoch, and evaluation; and
+checks that the authors' loss fixture still holds (speed must not change the objective).
+Results are printed and, with `--out`, written as JSON. Targets are documented, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.cli import register
+from bench.config import from_namespace, opt
+
+TARGETS = {"elcrec epoch s": 30.0, "iclrec clustering s": 3.0, "elcrec run process s": 45.0}
+
+
+@dataclass(frozen=True)
+class PerfConfig:
+    dataset: str = opt("beauty", help="dataset (paper settings from its preset)")
+    models: tuple[str, ...] = opt(("elcrec", "iclrec"), help="models whose epoch is timed")
+    batches: int = opt(0, help="time only this many training batches and extrapolate (0: the whole epoch)")
+    process: bool = opt(True, help="also time a whole `bench run` process of one elcrec epoch")
+    data_dir: Path | None = opt(None, help="folder with the dataset file")
+    shared: Path | None = opt(None, help="the authors' files (reference/fixtures, checkpoints) for the fixture check")
+    out: Path | None = opt(None, help="write the measurements as JSON here")
+
+
+def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
+    import numpy as np
+    import torch
+
+    from bench.batches import epoch_batches
+    from bench.data import load_dataset
+    from bench.evaluate import evaluate
+    from bench.modelio import build_model
+    from bench.presets import preset
+    from bench.train import _batches, _step_all, mean_pooled_train_outputs
+
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    model = build_model(model_name, data.item_size, preset(cfg.dataset, model_name))
+    model.reset_parameters(torch.Generator().manual_seed(1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    cpu = torch.device("cpu")
+    t0 = time.perf_counter()
+    model.epoch_start(0, lambda: mean_pooled_train_outputs(model, data, cpu), 1)
+    t1 = time.perf_counter()
+    batches = _batches(epoch_batches(data, np.random.default_rng(1)), 256, cpu)
+    t2 = time.perf_counter()
+    todo = batches[: cfg.batches] if cfg.batches else batches
+    _step_all(model, opt, todo, 0)
+    t3 = time.perf_counter()
+    train_s = (t3 - t2) * len(batches) / len(todo)
+    evaluate(model, data, "valid")
+    t4 = time.perf_counter()
+    return {"clustering_s": t1 - t0, "batches_s": t2 - t1, "train_s": train_s, "validation_s": t4 - t3,
+            "epoch_s": (t2 - t1) + train_s + (t4 - t3), "sequences_per_s": data.n_users / train_s,
+            "extrapolated_from_batches": len(todo)}
+
+
+def time_process(cfg: PerfConfig) -> dict[str, float]:
+    from bench.runner import WORKER_ENV
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "bench", "run", "--models", "elcrec", "--datasets", cfg.dataset,
+               "--profile", "paper", "--epochs", "1", "--out", tmp]
+        if cfg.data_dir:
+            cmd += ["--data-dir", str(cfg.data_dir)]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env={**WORKER_ENV, **os.environ})
+        wall = time.perf_counter() - t0
+    return {"wall_s": wall, "peak_rss_mb_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def cmd_perf(ns: argparse.Namespace) -> int:
+    cfg = from_namespace(PerfConfig, ns)
+    results: dict[str, Any] = {"dataset": cfg.dataset, "epochs": {}}
+    if cfg.shared:
+        from bench.fixture import fixture_errors
+
+        results["fixture_max_rel_error"] = {m: max(fixture_errors(m, cfg.shared).values()) for m in ("elcrec", "iclrec")}
+        print(f"fixture max relative error: {results['fixture_max_rel_error']} (must be <= 1e-5)")
+    for m in cfg.models:
+        r = time_epoch(m, cfg)
+        results["epochs"][m] = r
+        print(f"{m}: epoch {r['epoch_s']:.1f} s (train {r['train_s']:.1f}, batches {r['batches_s']:.1f}, "
+              f"validation {r['validation_s']:.1f}), {r['sequences_per_s']:.0f} sequences/s, "
+              f"epoch-start hook {r['clustering_s']:.2f} s")
+    if cfg.process:
+        results["process"] = time_process(cfg)
+        print(f"whole `bench run` process, one elcrec epoch: {results['process']['wall_s']:.1f} s")
+    print(f"targets (2-core CPU, Beauty): {TARGETS}")
+    if cfg.out:
+        cfg.out.parent.mkdir(parents=True, exist_ok=True)
+        cfg.out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+register("perf", "speed benchmarks of paper-settings training (epoch, clustering, whole run)", PerfConfig, cmd_perf)

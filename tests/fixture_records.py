@@ -1,0 +1,52 @@
+"""Deterministic record fixtures (as the runner and `bench eval` write them) for report tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.metrics import per_user_metrics
+from bench.records import append_record
+
+PROTO = {"hash": "feedc0ffee000001", "seen_items": "zero", "dataset_sha256": "ab" * 32,
+         "split": "leave-one-out", "candidates": "all item ids", "ties": "pessimistic", "cutoffs": [5, 10, 20]}
+PROV = {"git": {"commit": "0" * 40, "dirty": False}, "host": "fixture", "machine": "x86_64", "cpu_count": 2}
+
+
+def _run(out: Path, model: str, seed: int, ranks: np.ndarray, epoch_s: float, curve_scale: float) -> None:
+    per_user = per_user_metrics(ranks)
+    curve = [{"epoch": e, "valid_NDCG@20": curve_scale * (1 - 0.7**(e + 1)), "losses": {"loss": 1.0 / (e + 1)},
+              "seconds": {"batches": 0.1, "clustering": 0.2 if model == "iclrec" else 0.0, "train": epoch_s,
+                          "validation": 0.3},
+              "elapsed": (e + 1) * (epoch_s + 0.4 + (0.2 if model == "iclrec" else 0.0))} for e in range(6)]
+    rec = {"id": f"{model}-{seed}", "created": "2026-01-01T00:00:00+00:00", "kind": "run", "status": "ok",
+           "model": model, "dataset": "toyset", "seed": seed, "config_hash": f"cfg-{model}",
+           "metrics": {k: float(v.mean()) for k, v in per_user.items()}, "protocol": PROTO, "curve": curve,
+           "epochs_run": 6, "best_epoch": 5, "stop_reason": "max_epochs", "provenance": PROV,
+           "device": {"type": "cpu", "name": "fixture"},
+           "timing": {"epoch_mean_s": curve[-1]["elapsed"] / 6, "train_total_s": curve[-1]["elapsed"],
+                      "time_to_best_s": curve[-1]["elapsed"]},
+           "memory": {"peak_rss_mb": 900.0 + 10 * seed, "gpu_peak_by_phase": {}}}
+    append_record(out, rec, {**per_user, "rank": ranks})
+
+
+def write_fixture(out: Path) -> Path:
+    """Two models x three seeds on one dataset, one failed run, one eval record of another protocol."""
+    users = 400
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(seed)
+        base = rng.geometric(0.04, size=users)  # 1-based ranks
+        better = np.maximum(1, base - rng.integers(0, 4, size=users))
+        _run(out, "iclrec", seed, base, 2.0 + 0.05 * seed, 0.05)
+        _run(out, "elcrec", seed, better, 1.6 + 0.05 * seed, 0.055)
+    append_record(out, {"id": "sasrec-1", "created": "2026-01-01T00:00:00+00:00", "kind": "run", "status": "failed",
+                        "model": "sasrec", "dataset": "toyset", "seed": 1, "config_hash": "cfg-sasrec",
+                        "reason": "RunFailure: non-finite loss (nan) at epoch 3, batch 7_a & 50%"})
+    ranks = np.random.default_rng(9).geometric(0.05, size=users)
+    append_record(out, {"id": "eval-1", "created": "2026-01-01T00:00:00+00:00", "kind": "eval", "status": "ok",
+                        "model": "elcrec", "dataset": "toyset", "seed": None, "protocol": {**PROTO, "hash":
+                        "feedc0ffee000002", "seen_items": "exclude"},
+                        "metrics": {k: float(v.mean()) for k, v in per_user_metrics(ranks).items()},
+                        "provenance": PROV}, {**per_user_metrics(ranks), "rank": ranks})
+    return out

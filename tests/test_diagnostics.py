@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import entropy as scipy_entropy
+
+from bench.diagnostics import ari, entropy, nmi
+
+
+def test_perfect_and_permuted_assignments_score_one() -> None:
+    labels = np.repeat(np.arange(4), 25)
+    perm = np.array([2, 0, 3, 1])[labels]
+    assert nmi(labels, perm) == pytest.approx(1.0) and ari(labels, perm) == pytest.approx(1.0)
+
+
+def test_independent_assignments_score_near_zero() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 5, 20000), rng.integers(0, 5, 20000)
+    assert abs(ari(a, b)) < 0.01 and nmi(a, b) < 0.01
+
+
+def test_ari_of_a_known_example() -> None:
+    # Hubert & Arabie's formula by hand: table [[2,1],[0,3]] -> index 3, expected 2.4, max 4.5
+    a, b = np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0, 1, 1, 1, 1])
+    assert ari(a, b) == pytest.approx((3 - 2.4) / (4.5 - 2.4))
+
+
+def test_entropy_matches_scipy() -> None:
+    counts = np.array([5, 0, 3, 2])
+    assert entropy(counts) == pytest.approx(scipy_entropy(counts))

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench.metrics import per_user_metrics
+from bench.records import append_record, read_records
+
+PROTO = {"hash": "p1", "seen_items": "zero", "dataset_sha256": "x"}
+PROV = {"machine": "x86_64", "cpu_count": 2}
+
+
+def gate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", "gate", *args], capture_output=True, text=True, timeout=120)
+
+
+def write(out: Path, ranks: np.ndarray, epoch_s: list[float], proto: dict | None = None) -> Path:
+    pu = per_user_metrics(ranks)
+    curve = [{"epoch": i, "valid_NDCG@20": 0.1, "seconds": {"train": s}, "elapsed": 0.0} for i, s in enumerate(epoch_s)]
+    append_record(out, {"kind": "run", "status": "ok", "model": "elcrec", "dataset": "toy", "seed": 1,
+                        "metrics": {k: float(v.mean()) for k, v in pu.items()}, "protocol": proto or PROTO,
+                        "curve": curve, "provenance": PROV, "device": {"type": "cpu", "name": "t"}}, pu)
+    return out
+
+
+RANKS = np.random.default_rng(0).geometric(0.08, size=3000)
+TIMES = [1.0, 1.02, 0.98, 1.01, 0.99, 1.03]
+
+
+def test_identical_records_pass(tmp_path: Path) -> None:
+    res = gate("--baseline", str(write(tmp_path / "b", RANKS, TIMES)), "--current", str(write(tmp_path / "c", RANKS,
+                                                                                                   TIMES)))
+    assert res.returncode == 0, res.stdout
+    assert "[pass] elcrec/toy NDCG@10: baseline" in res.stdout and "gate: pass" in res.stdout
+
+
+def test_significant_quality_drop_is_a_regression(tmp_path: Path) -> None:
+    worse = RANKS * 3
+    res = gate("--baseline", str(write(tmp_path / "b", RANKS, TIMES)), "--current", str(write(tmp_path / "c", worse,
+                                                                                                TIMES)))
+    assert res.returncode == 1 and "[REGRESSION] elcrec/toy NDCG@10" in res.stdout
+
+
+def test_small_drop_within_the_margin_passes(tmp_path: Path) -> None:
+    slightly = RANKS.copy()
+    slightly[:30] += 1
+    res = gate("--baseline", str(write(tmp_path / "b", RANKS, TIMES)), "--current",
+               str(write(tmp_path / "c", slightly, TIMES)), "--max-quality-drop", "0.05")
+    assert res.returncode == 0, res.stdout
+
+
+def test_cost_regression_needs_significance_and_margin(tmp_path: Path) -> None:
+    b = write(tmp_path / "b", RANKS, TIMES)
+    slow = gate("--baseline", str(b), "--current", str(write(tmp_path / "c", RANKS, [2 * t for t in TIMES])))
+    assert slow.returncode == 1 and "[REGRESSION] elcrec/toy epoch time" in slow.stdout
+    within = gate("--baseline", str(b), "--current", str(write(tmp_path / "d", RANKS, [1.3 * t for t in TIMES])))
+    assert within.returncode == 0
+    noisy = gate("--baseline", str(b), "--current", str(write(tmp_path / "e", RANKS, [0.5, 3.0])))
+    assert noisy.returncode == 3 and "[inconclusive] elcrec/toy epoch time" in noisy.stdout
+
+
+def test_other_protocol_warns_and_is_inconclusive(tmp_path: Path) -> None:
+    res = gate("--baseline", str(write(tmp_path / "b", RANKS, TIMES)), "--current",
+               str(write(tmp_path / "c", RANKS, TIMES, {**PROTO, "hash": "p2"})))
+    assert res.returncode == 3 and "warning: elcrec/toy: protocol fingerprint" in res.stdout
+
+
+def test_update_baseline_is_explicit(tmp_path: Path) -> None:
+    cur = write(tmp_path / "c", RANKS, TIMES)
+    res = gate("--baseline", str(tmp_path / "base"), "--current", str(cur), "--update-baseline")
+    assert res.returncode == 0 and len(read_records([tmp_path / "base"])) == 1
+    assert gate("--baseline", str(tmp_path / "base"), "--current", str(cur)).returncode == 0
+
+
+def test_missing_baseline_is_a_usage_error(tmp_path: Path) -> None:
+    res = gate("--baseline", str(tmp_path / "nope"), "--current", str(tmp_path))
+    assert res.returncode == 2 and "no such record file or directory" in res.stderr
+
+
+def test_a_zero_learning_rate_model_fails_the_gate(tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "bench", "run", "--models", "sasrec", "--profile", "smoke", "--datasets",
+           "synthetic:users=300,items=60,intents=3", "--epochs", "4"]
+    assert subprocess.run([*run, "--out", str(tmp_path / "base")], capture_output=True).returncode == 0
+    assert subprocess.run([*run, "--set", "sasrec.lr=0", "--out", str(tmp_path / "cur")],
+                          capture_output=True).returncode == 0
+    res = gate("--baseline", str(tmp_path / "base"), "--current", str(tmp_path / "cur"))
+    assert res.returncode == 1 and "[REGRESSION] sasrec/synthetic" in res.stdout

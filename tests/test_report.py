@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.claims import Claim, decide, judge
+from bench.frame import load_frame
+from bench.render import tex_escape
+from tests.fixture_records import write_fixture
+
+GOLDEN = Path(__file__).parent / "golden"
+CLAIMS = """
+[[claim]]
+id = "toy-ndcg5"
+subject = "elcrec"
+reference = "runner-up"
+dataset = "toyset"
+metric = "NDCG@5"
+direction = "higher"
+claimed = 0.05
+min_seeds = 3
+source = "fixture, Table_1 & 100%"
+
+[[claim]]
+id = "toy-epoch"
+kind = "cost"
+subject = "elcrec"
+reference = "iclrec"
+dataset = "toyset"
+metric = "epoch_time"
+direction = "lower"
+claimed = 0.15
+min_seeds = 3
+source = "fixture"
+"""
+
+
+def report(tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    rec = write_fixture(tmp / "records")
+    (tmp / "claims.toml").write_text(CLAIMS)
+    return subprocess.run([sys.executable, "-m", "bench", "report", str(rec), "--claims", str(tmp / "claims.toml"),
+                           "--format", "md,tex,csv,json", "--out", str(tmp / "out"), "--n-boot", "300", *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs from the golden file (UPDATE_GOLDEN=1 to accept)"
+
+
+def test_markdown_and_latex_match_golden_files(tmp_path: Path) -> None:
+    res = report(tmp_path)
+    assert res.returncode == 0, res.stderr
+    md = (tmp_path / "out" / "report.md").read_text()
+    check_golden("report.md", md)
+    check_golden("report.tex", (tmp_path / "out" / "report.tex").read_text())
+    for png in ("curves-toyset-feedc0ffee000001.png", "phases-toyset-feedc0ffee000001.png",
+                "scatter-toyset-feedc0ffee000001.png", "claim-toy-ndcg5.png"):
+        assert (tmp_path / "out" / png).stat().st_size > 1000 and f"]({png})" in md
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert set(summary.model) == {"elcrec", "iclrec"} and len(summary) == 3  # two protocols, never mixed
+
+
+def test_report_lists_failures_and_separates_protocols(tmp_path: Path) -> None:
+    report(tmp_path)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "sasrec / toyset / seed 1: RunFailure: non-finite loss" in md
+    assert "records of 2 evaluation protocols are reported in separate tables" in md
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX engine (pdflatex) installed here")
+def test_latex_compiles(tmp_path: Path) -> None:
+    report(tmp_path)
+    doc = tmp_path / "doc.tex"
+    body = (tmp_path / "out" / "report.tex").read_text()
+    doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + body + "\\end{document}\n")
+    res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:]
+
+
+def test_tex_escape_covers_every_special_character() -> None:
+    assert tex_escape("a_b & 50% #1 $x {y} ~ ^ \\") == (
+        r"a\_b \& 50\% \#1 \$x \{y\} \textasciitilde{} \textasciicircum{} \textbackslash{}")
+
+
+@pytest.mark.parametrize(("low", "high", "verdict"), [
+    (0.02, 0.12, "REPRODUCED"), (0.01, 0.04, "PARTIAL"), (-0.02, 0.03, "NOT REPRODUCED"),
+    (-0.09, -0.01, "NOT REPRODUCED"), (-0.02, 0.10, "INCONCLUSIVE")])
+def test_verdict_rules(low: float, high: float, verdict: str) -> None:
+    assert decide(low, high, 0.05)[0] == verdict
+
+
+def test_claims_use_records_only(tmp_path: Path) -> None:
+    df = load_frame([write_fixture(tmp_path)])
+    ok = df[(df.status == "ok") & (df.protocol == "feedc0ffee000001")]
+    claim = Claim("c", "elcrec", "runner-up", "toyset", "NDCG@5", "higher", 0.05, "s", min_seeds=4)
+    v = judge(claim, ok, n_boot=200)
+    assert v.reference == "iclrec" and v.verdict == "INCONCLUSIVE" and "too few seeds (3 < 4)" in v.reason
+    assert v.low < v.estimate < v.high
+    cost = judge(Claim("t", "elcrec", "iclrec", "toyset", "epoch_time", "lower", 0.15, "s", kind="cost"), ok,
+                 n_boot=200)
+    assert cost.estimate == pytest.approx(1 - 2.1 / 2.7, abs=1e-9)  # mean epoch: 2.1 s vs 2.7 s
+    assert cost.verdict == "REPRODUCED"
+
+
+def test_frame_api_loads_records(tmp_path: Path) -> None:
+    df = load_frame([write_fixture(tmp_path)])
+    assert len(df) == 8 and set(df.status) == {"ok", "failed"}
+    assert df[df.model == "elcrec"]["NDCG@10"].notna().all()
