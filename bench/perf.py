@@ -89,7 +89,8 @@ def cmd_perf(ns: argparse.Namespace) -> int:
     if cfg.shared:
         from bench.fixture import fixture_errors
 
-        results["fixture_max_rel_error"] = {m: max(fixture_errors(m, cfg.shared).values()) for m in ("elcrec", "iclrec")}
+        errs = {m: max(fixture_errors(m, cfg.shared).values()) for m in ("elcrec", "iclrec")}
+        results["fixture_max_rel_error"] = errs
         print(f"fixture max relative error: {results['fixture_max_rel_error']} (must be <= 1e-5)")
     for m in cfg.models:
         r = time_epoch(m, cfg)

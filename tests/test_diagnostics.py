@@ -20,9 +20,9 @@ def test_independent_assignments_score_near_zero() -> None:
 
 
 def test_ari_of_a_known_example() -> None:
-    # Hubert & Arabie's formula by hand: table [[2,1],[0,3]] -> index 3, expected 2.4, max 4.5
+    # by hand: table [[2,1],[0,3]] -> index 1+3 = 4, expected 6*7/15 = 2.8, max (6+7)/2 = 6.5
     a, b = np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0, 1, 1, 1, 1])
-    assert ari(a, b) == pytest.approx((3 - 2.4) / (4.5 - 2.4))
+    assert ari(a, b) == pytest.approx((4 - 2.8) / (6.5 - 2.8))
 
 
 def test_entropy_matches_scipy() -> None:
