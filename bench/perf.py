@@ -70,20 +70,23 @@ def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
 
 
 def time_process(cfg: PerfConfig) -> dict[str, float]:
-    from bench.runner import WORKER_ENV
-
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "bench", "run", "--models", "elcrec", "--datasets", cfg.dataset,
                "--profile", "paper", "--epochs", "1", "--out", tmp]
         if cfg.data_dir:
             cmd += ["--data-dir", str(cfg.data_dir)]
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, env={**WORKER_ENV, **os.environ})
+        subprocess.run(cmd, check=True, capture_output=True)
         wall = time.perf_counter() - t0
     return {"wall_s": wall, "peak_rss_mb_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 def cmd_perf(ns: argparse.Namespace) -> int:
+    from bench.runner import WORKER_ENV
+
+    if any(os.environ.get(k) != v for k, v in WORKER_ENV.items()):
+        # time what the runner's workers run: with their allocator settings (read at process start)
+        os.execve(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]], {**os.environ, **WORKER_ENV})
     cfg = from_namespace(PerfConfig, ns)
     results: dict[str, Any] = {"dataset": cfg.dataset, "epochs": {}}
     if cfg.shared:
