@@ -9,14 +9,28 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 from bench.frame import epoch_times
 from bench.protocol import PHASES
 from bench.report import Report, Section
 
 
+def _trained(sec: Section) -> pd.DataFrame:
+    """The section's training runs (records with a validation curve)."""
+    return sec.ok[sec.ok["record"].map(lambda r: bool(r.get("curve")))]
+
+
+def _save(fig: Figure, path: Path) -> bool:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _curves(sec: Section, path: Path) -> bool:
-    runs = sec.ok[sec.ok["record"].map(lambda r: bool(r.get("curve")))]
+    runs = _trained(sec)
     if runs.empty:
         return False
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -29,14 +43,11 @@ def _curves(sec: Section, path: Path) -> bool:
         ax.fill_between(x, m.min(0), m.max(0), alpha=0.2)
     ax.set(xlabel="epoch", ylabel="validation NDCG@20", title=f"{sec.dataset}: validation (mean, band = min-max)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _phases(sec: Section, path: Path) -> bool:
-    runs = sec.ok[sec.ok["record"].map(lambda r: bool(r.get("curve")))]
+    runs = _trained(sec)
     if runs.empty:
         return False
     models = sorted(runs.model.unique())
@@ -49,14 +60,11 @@ def _phases(sec: Section, path: Path) -> bool:
         bottom += vals
     ax.set(ylabel="seconds per epoch", title=f"{sec.dataset}: time per epoch by phase")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _scatter(sec: Section, path: Path) -> bool:
-    runs = sec.ok[sec.ok["record"].map(lambda r: bool(r.get("curve")))]
+    runs = _trained(sec)
     if runs.empty:
         return False
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -66,10 +74,7 @@ def _scatter(sec: Section, path: Path) -> bool:
                     label=str(model))
     ax.set(xlabel="seconds per epoch", ylabel="test NDCG@10", title=f"{sec.dataset}: quality vs cost")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
 def _claim_diffs(sec: Section, out: Path) -> dict[str, str]:
@@ -83,10 +88,8 @@ def _claim_diffs(sec: Section, out: Path) -> dict[str, str]:
         ax.axvline(0, color="k", lw=0.8)
         ax.set(xlabel=f"{v.claim.metric}: {v.claim.subject} − {v.reference} per user (non-zero only)",
                ylabel="users", title=f"{v.claim.id}: {len(nz)} of {len(v.diffs)} users differ")
-        fig.tight_layout()
         name = f"claim-{v.claim.id}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        _save(fig, out / name)
         made[f"per-user differences, {v.claim.id}"] = name
     return made
 
