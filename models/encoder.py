@@ -128,27 +128,32 @@ class SeqEncoder(nn.Module):
         return dropout(x, p, self.generator, self.training)
 
     def _attention_mask(self, input_ids: Tensor) -> Tensor:
-        """(B, 1, L, L) additive mask: 0 where the key is a real, non-future item, else -10000."""
+        """(B, L, L) additive mask: 0 where the key is a real, non-future item, else -10000."""
         n = input_ids.shape[1]
         causal: Tensor = self.causal  # type: ignore[assignment]
-        keep = (input_ids > 0)[:, None, None, :] & causal[None, None, :n, :n]
+        keep = (input_ids > 0)[:, None, :] & causal[None, :n, :n]
         return (~keep).to(torch.float32) * -10000.0
 
     def _block(self, layer: _Layer, x: Tensor, mask: Tensor, last_only: bool) -> Tensor:
         att = layer.attention
-        b, n, d = x.shape  # (B, L, D)
+        d = x.shape[-1]  # x: (B, L, D)
         h = att.heads
-        scale = 1.0 / math.sqrt(d // h)  # folded into the query projection: one pass less
+        dh = d // h
+        scale = 1.0 / math.sqrt(dh)  # folded into the query projection: one pass less
         w = torch.cat([att.query.weight * scale, att.key.weight, att.value.weight])  # (3D, D)
         bias = torch.cat([att.query.bias * scale, att.key.bias, att.value.bias])
-        q, k, v = F.linear(x, w, bias).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        # per-head views of one (B, L, 3D) projection: the batched GEMMs read them strided, so no
+        # head-major copies are made, and split's backward is a single concatenation
+        parts = F.linear(x, w, bias).split(dh, dim=-1)  # q_0..q_h-1, k_0.., v_0..: (B, L, dh) each
         if last_only:  # only the final query position is needed downstream
-            q, mask, x = q[:, :, -1:], mask[:, :, -1:], x[:, -1:]
-        scores = torch.baddbmm(mask.expand(b, h, q.shape[2], n).reshape(b * h, q.shape[2], n),
-                               q.reshape(b * h, -1, d // h), k.reshape(b * h, n, d // h).transpose(1, 2))
-        scores = scores.view(b, h, q.shape[2], n)  # (B, H, Lq, L), mask already added
-        probs = self._drop(torch.softmax(scores, dim=-1), self.cfg.attn_dropout)
-        ctx = (probs @ v).transpose(1, 2).reshape(b, x.shape[1], d)  # (B, Lq, D)
+            mask, x = mask[:, -1:], x[:, -1:]
+        heads = []
+        for i in range(h):
+            q = parts[i][:, -1:] if last_only else parts[i]
+            scores = torch.baddbmm(mask, q, parts[h + i].transpose(1, 2))  # (B, Lq, L), mask added
+            probs = self._drop(torch.softmax(scores, dim=-1), self.cfg.attn_dropout)
+            heads.append(torch.bmm(probs, parts[2 * h + i]))
+        ctx = torch.cat(heads, dim=-1)  # (B, Lq, D)
         x = att.LayerNorm(self._drop(att.dense(ctx), self.cfg.dropout) + x)
         ff = layer.intermediate
         y = ff.dense_2(F.gelu(ff.dense_1(x)))
