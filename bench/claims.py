@@ -41,6 +41,7 @@ class Claim:
     source: str
     min_seeds: int = 3
     kind: str = "quality"
+    protocol_epochs: int = 300  # a training run cut by a smaller epoch budget is not the paper's protocol
 
 
 @dataclass
@@ -123,22 +124,36 @@ def _judge_quality(claim: Claim, ref: str, subj: pd.DataFrame, refs: pd.DataFram
     n_seeds = min(len(s), len(r))
     diffs = s.mean(0) - r.mean(0)
     v = Verdict(claim, ref, "", "", est, lo, hi, n=f"{len(s)}+{len(r)} seeds x {s.shape[1]} users", diffs=diffs)
+    cut = _cut_short(claim, subj, refs)
     if n_seeds == 1:
         res = stats.paired_t(s[0], r[0])
         v.p_value, v.test = res.p_value, "paired t-test over users (one seed)"
         v.verdict, why = decide(lo, hi, claim.claimed)
         v.reason = f"{why}; rests on one seed per model (per-user test)"
+        if cut:
+            v.verdict, v.reason = "INCONCLUSIVE", cut
         return v
     common = sorted(set(subj.seed) & set(refs.seed))
     if len(common) >= 2:
         means = [np.array([df[df.seed == x][claim.metric].mean() for x in common]) for df in (subj, refs)]
         res = stats.paired_t(means[0], means[1])
         v.p_value, v.test = res.p_value, f"paired t-test over {len(common)} seed means"
-    if n_seeds < claim.min_seeds:
-        v.verdict, v.reason = "INCONCLUSIVE", f"too few seeds ({n_seeds} < {claim.min_seeds})"
+    if n_seeds < claim.min_seeds or cut:
+        v.verdict, v.reason = "INCONCLUSIVE", cut or f"too few seeds ({n_seeds} < {claim.min_seeds})"
         return v
     v.verdict, v.reason = decide(lo, hi, claim.claimed)
     return v
+
+
+def _cut_short(claim: Claim, *frames: pd.DataFrame) -> str:
+    """Why the training runs are not the paper's protocol ("" if they are, or are checkpoints)."""
+    for df in frames:
+        for rec in df["record"]:
+            budget = (rec.get("train_config") or {}).get("epochs", claim.protocol_epochs)
+            if rec.get("kind") == "run" and rec.get("stop_reason") == "max_epochs" and budget < claim.protocol_epochs:
+                return (f"{rec['model']} was trained for {rec.get('epochs_run')} epochs and stopped by the epoch "
+                        f"budget, not by early stopping: not the paper's protocol ({claim.protocol_epochs} epochs)")
+    return ""
 
 
 def _cost_groups(claim: Claim, rows: pd.DataFrame, target: float) -> list[np.ndarray]:

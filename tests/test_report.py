@@ -116,3 +116,13 @@ def test_frame_api_loads_records(tmp_path: Path) -> None:
     df = load_frame([write_fixture(tmp_path)])
     assert len(df) == 8 and set(df.status) == {"ok", "failed"}
     assert df[df.model == "elcrec"]["NDCG@10"].notna().all()
+
+
+def test_runs_cut_by_a_small_epoch_budget_cannot_verify_a_quality_claim(tmp_path: Path) -> None:
+    df = load_frame([write_fixture(tmp_path)])
+    ok = df[(df.status == "ok") & (df.protocol == "feedc0ffee000001")]
+    for rec in ok["record"]:
+        rec["train_config"] = {"epochs": 6}  # as a `--epochs 6` run records it
+    claim = Claim("c", "elcrec", "iclrec", "toyset", "NDCG@5", "higher", 0.05, "s", min_seeds=3)
+    v = judge(claim, ok, n_boot=100)
+    assert v.verdict == "INCONCLUSIVE" and "stopped by the epoch budget" in v.reason and v.estimate > 0
