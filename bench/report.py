@@ -25,7 +25,7 @@ from bench.claims import Verdict, judge, load_claims
 from bench.cli import register
 from bench.config import from_namespace, opt
 from bench.errors import BenchError
-from bench.frame import best_valid, load_frame, per_user_matrix, time_to_target
+from bench.frame import COST_COLUMNS, best_valid, load_frame, per_user_matrix, time_to_target
 from bench.metrics import METRIC_NAMES
 
 HEADLINE = ("HR@5", "NDCG@5", "HR@20", "NDCG@20")
@@ -99,8 +99,7 @@ def _model_rows(ok: pd.DataFrame, target: tuple[str, float] | None) -> list[Mode
     out = []
     for model, g in ok.groupby("model", sort=True):
         std = g[list(METRIC_NAMES)].std(ddof=1) if len(g) > 1 else pd.Series(math.nan, index=list(METRIC_NAMES))
-        cost = {c: float(g[c].mean()) for c in ("epoch_mean_s", "train_total_s", "time_to_best_s", "peak_rss_mb",
-                                                 "peak_gpu_mb")}
+        cost = {c: float(g[c].mean()) for c in COST_COLUMNS}
         cost["time_to_target_s"] = float(np.nanmean([time_to_target(r, target[1]) for r in g["record"]])) \
             if target and g["record"].map(lambda r: bool(r.get("curve"))).all() else math.nan
         mean = {str(k): float(v) for k, v in g[list(METRIC_NAMES)].mean().items()}
