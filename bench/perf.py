@@ -46,12 +46,12 @@ def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
     from bench.evaluate import evaluate
     from bench.modelio import build_model
     from bench.presets import preset
-    from bench.train import _batches, _step_all, mean_pooled_train_outputs
+    from bench.train import TrainConfig, _batches, _step_all, make_optimizer, mean_pooled_train_outputs
 
     data = load_dataset(cfg.dataset, cfg.data_dir)
     model = build_model(model_name, data.item_size, preset(cfg.dataset, model_name))
     model.reset_parameters(torch.Generator().manual_seed(1))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = make_optimizer(model, TrainConfig())
     cpu = torch.device("cpu")
     t0 = time.perf_counter()
     model.epoch_start(0, lambda: mean_pooled_train_outputs(model, data, cpu), 1)

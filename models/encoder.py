@@ -51,19 +51,31 @@ def _bit_table(device: torch.device, dtype: torch.dtype) -> Tensor:
     return _BIT_TABLES[key]
 
 
-def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
-    """Inverted dropout whose mask comes from `gen` (the global RNG is never used)."""
-    if not training or p == 0.0:
-        return x
+def dropout_scale(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
+    """Inverted-dropout factors shaped like x (0 or 1/(1-p)), drawn from `gen`, never the global RNG."""
     if p == 0.5:
         # one random bit per element is an exact Bernoulli(0.5) draw: 64 bits per random int64,
         # expanded through a byte -> 8 scale factors table (~10x cheaper than F.dropout here)
         words = torch.randint(-(2**63), 2**63 - 1, ((x.numel() + 63) // 64,), generator=gen,
                               dtype=torch.int64, device=x.device)
         scale = F.embedding(words.view(torch.uint8).int(), _bit_table(x.device, x.dtype))  # (n/8, 8)
-        return x * scale.view(-1)[: x.numel()].view(x.shape)
-    keep_f = torch.rand(x.shape, generator=gen, device=x.device) >= p
-    return x * keep_f / (1.0 - p)
+        return scale.view(-1)[: x.numel()].view(x.shape)
+    keep = torch.rand(x.shape, generator=gen, device=x.device) >= p
+    return keep.to(x.dtype) / (1.0 - p)
+
+
+def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
+    """Inverted dropout of x."""
+    if not training or p == 0.0:
+        return x
+    return x * dropout_scale(x, p, gen)
+
+
+def dropout_add(y: Tensor, x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
+    """x + dropout(y) in one pass (the residual connections)."""
+    if not training or p == 0.0:
+        return y + x
+    return torch.addcmul(x, y, dropout_scale(y, p, gen))
 
 
 class _Attention(nn.Module):
@@ -154,10 +166,10 @@ class SeqEncoder(nn.Module):
             probs = self._drop(torch.softmax(scores, dim=-1), self.cfg.attn_dropout)
             heads.append(torch.bmm(probs, parts[2 * h + i]))
         ctx = torch.cat(heads, dim=-1)  # (B, Lq, D)
-        x = att.LayerNorm(self._drop(att.dense(ctx), self.cfg.dropout) + x)
+        x = att.LayerNorm(dropout_add(att.dense(ctx), x, self.cfg.dropout, self.generator, self.training))
         ff = layer.intermediate
         y = ff.dense_2(F.gelu(ff.dense_1(x)))
-        return ff.LayerNorm(self._drop(y, self.cfg.dropout) + x)
+        return ff.LayerNorm(dropout_add(y, x, self.cfg.dropout, self.generator, self.training))
 
     def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
         """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states ((B, 1, D) if last_only).
