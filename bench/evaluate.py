@@ -38,11 +38,13 @@ def user_representations(model: RecModel, inputs: np.ndarray, chunk: int = 512) 
     model.eval()
     lengths = (inputs > 0).sum(1)
     order = np.argsort(lengths, kind="stable")
-    out = torch.empty(len(inputs), model.item_weights().shape[1])
+    device = model.item_weights().device
+    out = torch.empty(len(inputs), model.item_weights().shape[1], device=device)
     for i in range(0, len(inputs), chunk):
         rows = order[i : i + chunk]
         width = max(int(lengths[rows].max()), 1)
-        out[torch.from_numpy(rows)] = model.user_repr(torch.from_numpy(inputs[rows, -width:]))
+        ids = torch.from_numpy(inputs[rows, -width:]).to(device)
+        out[torch.from_numpy(rows).to(device)] = model.user_repr(ids)
     model.train(was_training)
     return out
 
@@ -53,17 +55,19 @@ def ranks_of_targets(reps: torch.Tensor, items: torch.Tensor, targets: np.ndarra
     """reps (U, D), items (I, D); seen pairs (row, item) sorted by row -> 1-based ranks (U,)."""
     fill = 0.0 if rule == "zero" else float("-inf")
     n = reps.shape[0]
-    tgt = torch.from_numpy(targets)
+    dev = reps.device
+    tgt = torch.from_numpy(targets).to(dev)
     bounds = np.searchsorted(seen_rows, np.arange(0, n + chunk, chunk))
-    out = torch.empty(n, dtype=torch.int64)
+    out = torch.empty(n, dtype=torch.int64, device=dev)
     for c, lo in enumerate(range(0, n, chunk)):
         hi = min(lo + chunk, n)
         scores = reps[lo:hi] @ items.T  # (C, I)
         a, b = bounds[c], bounds[c + 1]
-        scores[torch.from_numpy(seen_rows[a:b] - lo), torch.from_numpy(seen_items[a:b])] = fill
+        rows, cols = torch.from_numpy(seen_rows[a:b] - lo).to(dev), torch.from_numpy(seen_items[a:b]).to(dev)
+        scores[rows, cols] = fill
         t = scores.gather(1, tgt[lo:hi, None])  # (C, 1)
         out[lo:hi] = (scores >= t).sum(1)
-    return out.numpy()
+    return out.cpu().numpy()
 
 
 def evaluate(model: RecModel, data: SeqData, stage: str = "test", seen_items: str = "zero") -> EvalResult:

@@ -142,11 +142,12 @@ class Progress:
     stop_reason: str = "max_epochs"
 
 
-def _generators(seed: int, epoch: int) -> tuple[np.random.Generator, torch.Generator]:
-    """Data and dropout randomness of one epoch, derived from (seed, epoch) alone."""
+def _generators(seed: int, epoch: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
+    """Data and dropout randomness of one epoch, derived from (seed, epoch) alone (the dropout
+    generator lives on the run's device, as torch requires)."""
     ss = np.random.SeedSequence([seed, epoch])
     np_seed, torch_seed = ss.generate_state(2, dtype=np.uint64)
-    return np.random.default_rng(int(np_seed)), torch.Generator().manual_seed(int(torch_seed) >> 1)
+    return np.random.default_rng(int(np_seed)), torch.Generator(device=device).manual_seed(int(torch_seed) >> 1)
 
 
 def train_run(spec: RunSpec, state_path: Path | None = None,
@@ -189,7 +190,7 @@ def _one_epoch(spec: RunSpec, model: RecModel, opt: torch.optim.Optimizer, data:
     """Epoch start hook, batches, steps, validation, early stopping; returns the best weights."""
     epoch, tc = prog.epoch, spec.train
     before = dict(clock.seconds)
-    rng, model.generator = _generators(spec.seed, epoch)
+    rng, model.generator = _generators(spec.seed, epoch, device)
     clock.run("clustering", model.epoch_start, epoch, lambda: mean_pooled_train_outputs(model, data, device),
               spec.seed)
     batches = clock.run("batches", lambda r: _batches(epoch_batches(data, r), tc.batch_size, device), rng)
