@@ -123,6 +123,13 @@ def parse_sequences(path: Path) -> list[np.ndarray]:
     return seqs
 
 
+def concat_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Indices of [starts[u], ends[u]) for every u, concatenated (vectorised)."""
+    lengths = np.maximum(ends - starts, 0)
+    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + np.arange(lengths.sum()) - offsets
+
+
 def windows(flat: np.ndarray, start: np.ndarray, end: np.ndarray, length: int = MAX_LEN) -> np.ndarray:
     """Left-padded windows: row u holds the last `length` items of flat[start[u]:end[u]]."""
     idx = end[:, None] - length + np.arange(length)[None]  # (U, L)

@@ -15,6 +15,7 @@ import torch
 from scipy.special import comb
 
 from bench.data import SeqData
+from bench.evaluate import mean_pooled_train_outputs
 from models.protocol import RecModel
 
 
@@ -58,8 +59,6 @@ def ari(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def cluster_diagnostics(model: RecModel, data: SeqData, device: torch.device) -> dict[str, Any] | None:
-    from bench.train import mean_pooled_train_outputs
-
     dim = model.item_weights().shape[1]
     with torch.no_grad():
         if model.intent_of(torch.zeros(1, dim, device=device)) is None:

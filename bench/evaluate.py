@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.data import SeqData
+from bench.data import SeqData, concat_ranges, windows
 from bench.metrics import per_user_metrics, summarise
 from bench.protocol import SEEN_RULES, Protocol
 from models.protocol import RecModel
@@ -77,7 +77,7 @@ def evaluate(model: RecModel, data: SeqData, stage: str = "test", seen_items: st
     inputs, targets, hist_end = data.eval_split(stage)
     lengths = hist_end - data.starts
     seen_rows = np.repeat(np.arange(data.n_users), lengths)
-    seen = data.flat[np.concatenate([np.arange(s, e) for s, e in zip(data.starts, hist_end, strict=True)])]
+    seen = data.flat[concat_ranges(data.starts, hist_end)]
     reps = user_representations(model, inputs)
     with torch.inference_mode():
         items = model.item_weights().detach()
@@ -85,3 +85,16 @@ def evaluate(model: RecModel, data: SeqData, stage: str = "test", seen_items: st
     per_user = per_user_metrics(ranks)
     proto = Protocol(dataset=data.name, dataset_sha256=data.sha256, seen_items=seen_items)
     return EvalResult(summarise(per_user), per_user, ranks, proto)
+
+
+def mean_pooled_train_outputs(model: RecModel, data: SeqData, device: torch.device) -> np.ndarray:
+    """(U, D): eval-mode encoder output of every user's training sequence, averaged over all 50
+    positions (padding included, as the authors' k-means input)."""
+    starts, ends = data.train_arrays()
+    inputs = torch.from_numpy(windows(data.flat, starts, np.maximum(ends, starts)))
+    was_training = model.training  # type: ignore[attr-defined]
+    model.eval()
+    with torch.inference_mode():
+        out = torch.cat([model(inputs[i : i + 1024].to(device)).mean(1).cpu() for i in range(0, len(inputs), 1024)])
+    model.train(was_training)
+    return out.numpy()

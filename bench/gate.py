@@ -50,6 +50,13 @@ class Check:
     sentence: str
 
 
+def _judged(head: str, p: float, alpha: float, over_limit: bool, fail: str, ok: str) -> Check:
+    """Regression only when significant; beyond the limit but not significant is inconclusive."""
+    if p < alpha:
+        return Check(FAIL, f"{head}; {fail} (p = {p:.2g}).")
+    return Check(INCONCLUSIVE if over_limit else PASS, f"{head}; {ok} (p = {p:.2g}).")
+
+
 def quality_check(name: str, base: pd.DataFrame, cur: pd.DataFrame, cfg: GateConfig) -> Check:
     b = per_user_matrix(base, cfg.metric).mean(0)
     c = per_user_matrix(cur, cfg.metric).mean(0)
@@ -62,10 +69,8 @@ def quality_check(name: str, base: pd.DataFrame, cur: pd.DataFrame, cfg: GateCon
     p = stats.paired_t(b - c - cfg.max_quality_drop * mb, np.zeros_like(b), "greater").p_value
     head = (f"{name} {cfg.metric}: baseline {mb:.4f}, current {mc:.4f} (drop {100 * drop:.1f}%, "
             f"limit {100 * cfg.max_quality_drop:.1f}%)")
-    if p < cfg.alpha:
-        return Check(FAIL, f"{head}; the drop is significantly beyond the limit (p = {p:.2g}).")
-    outcome = INCONCLUSIVE if drop > cfg.max_quality_drop else PASS
-    return Check(outcome, f"{head}; no drop significantly beyond the limit (p = {p:.2g}).")
+    return _judged(head, p, cfg.alpha, drop > cfg.max_quality_drop, "the drop is significantly beyond the limit",
+                   "no drop significantly beyond the limit")
 
 
 def cost_check(name: str, base: pd.DataFrame, cur: pd.DataFrame, cfg: GateConfig) -> Check:
@@ -77,10 +82,9 @@ def cost_check(name: str, base: pd.DataFrame, cur: pd.DataFrame, cfg: GateConfig
     p = stats.mann_whitney(y, cfg.max_cost_ratio * x, "greater").p_value
     head = (f"{name} epoch time: baseline median {np.median(x):.2f} s, current {np.median(y):.2f} s "
             f"(ratio {ratio:.2f}, limit {cfg.max_cost_ratio:.2f})")
-    if p < cfg.alpha:
-        return Check(FAIL, f"{head}; significantly slower than the limit (Mann-Whitney p = {p:.2g}).")
-    outcome = INCONCLUSIVE if ratio > cfg.max_cost_ratio else PASS
-    return Check(outcome, f"{head}; not significantly slower than the limit (Mann-Whitney p = {p:.2g}).")
+    test = "by a Mann-Whitney test"
+    return _judged(head, p, cfg.alpha, ratio > cfg.max_cost_ratio, f"significantly slower than the limit {test}",
+                   f"not significantly slower than the limit {test}")
 
 
 def run_checks(cfg: GateConfig) -> tuple[list[Check], list[str]]:

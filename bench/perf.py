@@ -43,10 +43,10 @@ def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
 
     from bench.batches import epoch_batches
     from bench.data import load_dataset
-    from bench.evaluate import evaluate
+    from bench.evaluate import evaluate, mean_pooled_train_outputs
     from bench.modelio import build_model
     from bench.presets import preset
-    from bench.train import TrainConfig, _batches, _step_all, make_optimizer, mean_pooled_train_outputs
+    from bench.train import TrainConfig, make_optimizer, to_batches, train_steps
 
     data = load_dataset(cfg.dataset, cfg.data_dir)
     model = build_model(model_name, data.item_size, preset(cfg.dataset, model_name))
@@ -56,10 +56,10 @@ def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
     t0 = time.perf_counter()
     model.epoch_start(0, lambda: mean_pooled_train_outputs(model, data, cpu), 1)
     t1 = time.perf_counter()
-    batches = _batches(epoch_batches(data, np.random.default_rng(1)), 256, cpu)
+    batches = to_batches(epoch_batches(data, np.random.default_rng(1)), 256, cpu)
     t2 = time.perf_counter()
     todo = batches[: cfg.batches] if cfg.batches else batches
-    _step_all(model, opt, todo, 0)
+    train_steps(model, opt, todo, 0)
     t3 = time.perf_counter()
     train_s = (t3 - t2) * len(batches) / len(todo)
     evaluate(model, data, "valid")

@@ -9,6 +9,7 @@ sees a line whose sidecar is missing. Lines are appended with one `write` under 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import platform
@@ -87,8 +88,6 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def save_per_user(out_dir: Path, rec_id: str, arrays: dict[str, np.ndarray]) -> str:
     """Writes the sidecar; returns its path relative to out_dir."""
-    import io
-
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k.replace("@", "_at_"): v for k, v in arrays.items()})  # type: ignore[arg-type]
     rel = f"per_user/{rec_id}.npz"

@@ -262,8 +262,8 @@ def _summary_line(rec: dict[str, Any]) -> str:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     cfg = from_namespace(RunConfig, ns)
-    _validate(cfg)
     runs = expand(cfg)
+    _validate(cfg, runs)
     done = finished(cfg.out)
     todo = [r for r in runs if (r["config_hash"], r["seed"]) not in done]
     if len(todo) < len(runs):
@@ -276,7 +276,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _validate(cfg: RunConfig) -> None:
+def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:
     from bench.data import known_datasets
     from bench.modelio import check_model, model_config
 
@@ -288,7 +288,7 @@ def _validate(cfg: RunConfig) -> None:
             raise BenchError(f"unknown dataset {d!r}; known: {', '.join(known)}")
     if cfg.jobs < 1:
         raise BenchError("--jobs must be at least 1")
-    for spec in expand(cfg):  # unknown hyper-parameters fail here, before anything runs
+    for spec in runs:  # unknown hyper-parameters fail here, before anything runs
         model_config(spec["model"], spec["hp"])
         unknown = set(spec["train"]) - set(TRAIN_KEYS)
         if unknown:

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from bench.batches import EpochBatches, epoch_batches
-from bench.data import SeqData, load_dataset, windows
+from bench.data import SeqData, load_dataset
+from bench.diagnostics import cluster_diagnostics
 from bench.errors import BenchError
-from bench.evaluate import EvalResult, evaluate
+from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
 from bench.modelio import build_model
 from bench.protocol import PHASES
 from models.protocol import Batch, RecModel
@@ -89,25 +90,12 @@ def make_optimizer(model: RecModel, tc: TrainConfig) -> torch.optim.Optimizer:
                             fused=True)
 
 
-def mean_pooled_train_outputs(model: RecModel, data: SeqData, device: torch.device) -> np.ndarray:
-    """(U, D): eval-mode encoder output of every user's training sequence, averaged over all 50
-    positions (padding included, as the authors' k-means input)."""
-    starts, ends = data.train_arrays()
-    inputs = torch.from_numpy(windows(data.flat, starts, np.maximum(ends, starts)))
-    was_training = model.training  # type: ignore[attr-defined]
-    model.eval()
-    with torch.inference_mode():
-        out = torch.cat([model(inputs[i : i + 1024].to(device)).mean(1).cpu() for i in range(0, len(inputs), 1024)])
-    model.train(was_training)
-    return out.numpy()
-
-
-def _batches(ep: EpochBatches, size: int, device: torch.device) -> list[Batch]:
+def to_batches(ep: EpochBatches, size: int, device: torch.device) -> list[Batch]:
     t = {k: torch.from_numpy(getattr(ep, k)) for k in ("input_ids", "target_pos", "target_neg", "view_1", "view_2")}
     return [Batch(**{k: v[i : i + size].to(device) for k, v in t.items()}) for i in range(0, len(ep), size)]
 
 
-def _step_all(model: RecModel, opt: torch.optim.Optimizer, batches: list[Batch], epoch: int) -> dict[str, float]:
+def train_steps(model: RecModel, opt: torch.optim.Optimizer, batches: list[Batch], epoch: int) -> dict[str, float]:
     model.train()
     sums: dict[str, float] = {}
     for i, batch in enumerate(batches):
@@ -193,8 +181,8 @@ def _one_epoch(spec: RunSpec, model: RecModel, opt: torch.optim.Optimizer, data:
     rng, model.generator = _generators(spec.seed, epoch, device)
     clock.run("clustering", model.epoch_start, epoch, lambda: mean_pooled_train_outputs(model, data, device),
               spec.seed)
-    batches = clock.run("batches", lambda r: _batches(epoch_batches(data, r), tc.batch_size, device), rng)
-    losses = clock.run("train", _step_all, model, opt, batches, epoch)
+    batches = clock.run("batches", lambda r: to_batches(epoch_batches(data, r), tc.batch_size, device), rng)
+    losses = clock.run("train", train_steps, model, opt, batches, epoch)
     val: EvalResult = clock.run("validation", evaluate, model, data, "valid", tc.seen_items)
     score = val.metrics["NDCG@20"]
     prog.curve.append({"epoch": epoch, **{f"valid_{k}": v for k, v in val.metrics.items()}, "losses": losses,
@@ -221,8 +209,6 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
     epochs = max(prog.epoch, 1)
     train_s = sum(clock.seconds.values())
     to_best = sum(sum(c["seconds"].values()) for c in prog.curve[: prog.best_epoch + 1])
-    from bench.diagnostics import cluster_diagnostics
-
     diag = cluster_diagnostics(model, data, device)
     return {
         "metrics": test.metrics, "per_user": {**test.per_user, "rank": test.ranks},

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bench.data import concat_ranges
+
 
 class Popularity(nn.Module):
     def __init__(self, item_counts: np.ndarray) -> None:
@@ -25,6 +27,4 @@ class Popularity(nn.Module):
 
 def train_counts(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, item_size: int) -> np.ndarray:
     """Interaction counts over the training part (all but each user's last two items)."""
-    lengths = np.maximum(ends - 2 - starts, 0)
-    idx = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-    return np.bincount(flat[idx], minlength=item_size)
+    return np.bincount(flat[concat_ranges(starts, ends - 2)], minlength=item_size)
