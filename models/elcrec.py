@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.encoder import EncoderConfig, info_nce, rec_loss
-from models.iclrec import intent_loss, sq_dist
+from models.iclrec import intent_loss, nearest, sq_dist
 from models.kmeans import kmeans
 from models.protocol import Batch, EmbedUsers
 from models.sasrec import SASRec, encode_views
@@ -74,15 +74,14 @@ class ELCRec(SASRec):
 
     def intent_of(self, user_repr_mean: Tensor) -> Tensor | None:
         c = F.normalize(self.cluster_centers.detach(), p=2, dim=1)
-        return sq_dist(F.normalize(user_repr_mean, p=2, dim=1), c).argmin(-1)
+        return nearest(F.normalize(user_repr_mean, p=2, dim=1), c)
 
     def fused_instance_cl(self, views: Tensor) -> Tensor:
         """Views (2B, L, D) + their nearest centres, flattened, contrasted with InfoNCE."""
         c = self.cluster_centers
         if self.hp.intent_infonce:
             n, length, d = views.shape
-            with torch.no_grad():  # the choice of centre carries no gradient
-                idx = sq_dist(views.reshape(-1, d), c).argmin(-1)  # (2B*L,)
+            idx = nearest(views.reshape(-1, d), c)  # (2B*L,); the choice of centre carries no gradient
             near = F.embedding(idx, c).view(n, length, d)  # c[idx]; its backward is a fast index_add
             views = views + near if self.hp.fusion == "shift" else torch.cat([views, near], -1)
         z1, z2 = views.flatten(1).chunk(2)

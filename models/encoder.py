@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +77,45 @@ def dropout_add(y: Tensor, x: Tensor, p: float, gen: torch.Generator | None, tra
     if not training or p == 0.0:
         return y + x
     return torch.addcmul(x, y, dropout_scale(y, p, gen))
+
+
+_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+class _Linear(torch.autograd.Function):
+    """x @ w.T + b for the encoder's tall, skinny (tokens x 64..256) shapes on CPU.
+
+    Forward runs oneDNN's linear, which adds the bias inside the GEMM (MKL's addmm first writes the
+    broadcast bias into the whole output, a pass over up to 64 MB here). The weight gradient is
+    computed in the orientation MKL runs fastest (the smaller of in/out as the output's rows) and the
+    bias gradient as a matrix-vector product, which reads the gradient faster than a sum reduction.
+    Same values as F.linear up to float32 summation order.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), w, b, "none", [], "")
+        return y.view(*x.shape[:-1], w.shape[0])
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])  # (T, out), (T, in)
+        gx = (g2 @ w).view(x.shape) if ctx.needs_input_grad[0] else None
+        gw = gb = None
+        if ctx.needs_input_grad[1]:
+            gw = g2.T @ x2 if w.shape[0] <= w.shape[1] else (x2.T @ g2).T  # (out, in)
+        if ctx.needs_input_grad[2]:
+            gb = g2.new_ones(g2.shape[0]) @ g2  # (out,)
+        return gx, gw, gb
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """(..., in) -> (..., out): `_Linear` on CPU float32 where oneDNN is built in, else F.linear."""
+    if _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32:
+        return _Linear.apply(x, w, b)  # type: ignore[no-any-return]
+    return F.linear(x, w, b)
 
 
 class _Attention(nn.Module):
@@ -156,7 +196,7 @@ class SeqEncoder(nn.Module):
         bias = torch.cat([att.query.bias * scale, att.key.bias, att.value.bias])
         # per-head views of one (B, L, 3D) projection: the batched GEMMs read them strided, so no
         # head-major copies are made, and split's backward is a single concatenation
-        parts = F.linear(x, w, bias).split(dh, dim=-1)  # q_0..q_h-1, k_0.., v_0..: (B, L, dh) each
+        parts = linear(x, w, bias).split(dh, dim=-1)  # q_0..q_h-1, k_0.., v_0..: (B, L, dh) each
         if last_only:  # only the final query position is needed downstream
             mask, x = mask[:, -1:], x[:, -1:]
         heads = []
@@ -166,10 +206,12 @@ class SeqEncoder(nn.Module):
             probs = self._drop(torch.softmax(scores, dim=-1), self.cfg.attn_dropout)
             heads.append(torch.bmm(probs, parts[2 * h + i]))
         ctx = torch.cat(heads, dim=-1)  # (B, Lq, D)
-        x = att.LayerNorm(dropout_add(att.dense(ctx), x, self.cfg.dropout, self.generator, self.training))
+        p, gen, train = self.cfg.dropout, self.generator, self.training
+        x = att.LayerNorm(dropout_add(linear(ctx, att.dense.weight, att.dense.bias), x, p, gen, train))
         ff = layer.intermediate
-        y = ff.dense_2(F.gelu(ff.dense_1(x)))
-        return ff.LayerNorm(dropout_add(y, x, self.cfg.dropout, self.generator, self.training))
+        h = F.gelu(linear(x, ff.dense_1.weight, ff.dense_1.bias))  # (B, Lq, 4D)
+        y = linear(h, ff.dense_2.weight, ff.dense_2.bias)
+        return ff.LayerNorm(dropout_add(y, x, p, gen, train))
 
     def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
         """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states ((B, 1, D) if last_only).
@@ -212,10 +254,26 @@ def rec_loss(model: SeqEncoder, seq_out: Tensor, pos: Tensor, neg: Tensor) -> Te
 
 def _flush_subnormal(grad: Tensor) -> Tensor:
     """Zeroes gradient entries below 1e-30. With flattened 3200-dim views the logits are in the
-    thousands, so the softmax gradient is full of float32 subnormals, which make the next GEMM
-    ~100x slower on x86 CPUs. They are far below float32 resolution of any sum they enter (GPUs
-    flush them in the same way), so the gradient does not change measurably."""
+    thousands, so the softmax gradient is full of float32 subnormals, which make every following
+    arithmetic kernel and GEMM ~100x slower on x86 CPUs. They are far below float32 resolution of
+    any sum they enter (GPUs flush them in the same way), so the gradient does not change measurably."""
     return grad.masked_fill(grad.abs() < 1e-30, 0.0)
+
+
+class _Gram(torch.autograd.Function):
+    """z @ z.T with the backward as one GEMM: d/dz = (G + G^T) z, where autograd of `z @ z.T` runs
+    two (2B, 2B) x (2B, F) products. The incoming gradient is flushed of subnormals first."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor) -> Tensor:
+        ctx.save_for_backward(z)
+        return z @ z.T  # (2B, 2B)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> Tensor:
+        (z,) = ctx.saved_tensors
+        g = _flush_subnormal(g)
+        return (g + g.T) @ z  # (2B, F)
 
 
 def info_nce(z1: Tensor, z2: Tensor, temperature: float = 1.0) -> Tensor:
@@ -228,9 +286,9 @@ def info_nce(z1: Tensor, z2: Tensor, temperature: float = 1.0) -> Tensor:
     """
     b = z1.shape[0]
     z = torch.cat([z1, z2])  # (2B, F)
-    gram = (z @ z.T) / temperature  # (2B, 2B)
-    if gram.requires_grad:
-        gram.register_hook(_flush_subnormal)
+    gram = _Gram.apply(z) if z.requires_grad else z @ z.T  # (2B, 2B)
+    if temperature != 1.0:  # dividing by 1 is exact, so the paper's setting skips the pass
+        gram = gram / temperature
     eye = torch.eye(2 * b, dtype=torch.bool, device=z.device)
     labels = (torch.arange(2 * b, device=z.device) + b) % (2 * b)  # row i's positive is its twin
     return F.cross_entropy(gram.masked_fill(eye, float("-inf")), labels)
