@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.encoder import EncoderConfig, info_nce, rec_loss
+from models.encoder import EncoderConfig, info_nce_stacked, rec_loss
 from models.iclrec import intent_loss, nearest, sq_dist
 from models.kmeans import kmeans
 from models.protocol import Batch, EmbedUsers
@@ -84,8 +84,7 @@ class ELCRec(SASRec):
             idx = nearest(views.reshape(-1, d), c)  # (2B*L,); the choice of centre carries no gradient
             near = F.embedding(idx, c).view(n, length, d)  # c[idx]; its backward is a fast index_add
             views = views + near if self.hp.fusion == "shift" else torch.cat([views, near], -1)
-        z1, z2 = views.flatten(1).chunk(2)
-        return info_nce(z1, z2, self.hp.temperature)
+        return info_nce_stacked(views.flatten(1), self.hp.temperature)  # (2B, L*D)
 
     def cluster_terms(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Normalises the centres in place, then returns alignment, separation, nearest index."""

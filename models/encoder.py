@@ -184,7 +184,7 @@ class SeqEncoder(nn.Module):
         n = input_ids.shape[1]
         causal: Tensor = self.causal  # type: ignore[assignment]
         keep = (input_ids > 0)[:, None, :] & causal[None, :n, :n]
-        return (~keep).to(torch.float32) * -10000.0
+        return torch.where(keep, 0.0, -10000.0)  # float32
 
     def _block(self, layer: _Layer, x: Tensor, mask: Tensor, last_only: bool) -> Tensor:
         att = layer.attention
@@ -209,8 +209,8 @@ class SeqEncoder(nn.Module):
         p, gen, train = self.cfg.dropout, self.generator, self.training
         x = att.LayerNorm(dropout_add(linear(ctx, att.dense.weight, att.dense.bias), x, p, gen, train))
         ff = layer.intermediate
-        h = F.gelu(linear(x, ff.dense_1.weight, ff.dense_1.bias))  # (B, Lq, 4D)
-        y = linear(h, ff.dense_2.weight, ff.dense_2.bias)
+        inner = F.gelu(linear(x, ff.dense_1.weight, ff.dense_1.bias))  # (B, Lq, 4D)
+        y = linear(inner, ff.dense_2.weight, ff.dense_2.bias)
         return ff.LayerNorm(dropout_add(y, x, p, gen, train))
 
     def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
@@ -278,14 +278,18 @@ class _Gram(torch.autograd.Function):
 
 def info_nce(z1: Tensor, z2: Tensor, temperature: float = 1.0) -> Tensor:
     """InfoNCE over 2B rows: row i of z1 is positive with row i of z2; every other row of z1 and z2
-    is a negative (itself excluded); symmetric for z2. z1, z2: (B, F).
+    is a negative (itself excluded); symmetric for z2. z1, z2: (B, F)."""
+    return info_nce_stacked(torch.cat([z1, z2]), temperature)
+
+
+def info_nce_stacked(z: Tensor, temperature: float = 1.0) -> Tensor:
+    """`info_nce(z[:B], z[B:])` for z (2B, F) already stacked (no copy of the views is made).
 
     The authors build [[s12, s11], [s22, s12^T]] from three products; that is the Gram matrix of
     [z1; z2] with its column halves swapped, and cross-entropy does not care about column order,
     so one (2B, F) x (F, 2B) product does (about 3x faster here, same value).
     """
-    b = z1.shape[0]
-    z = torch.cat([z1, z2])  # (2B, F)
+    b = z.shape[0] // 2
     gram = _Gram.apply(z) if z.requires_grad else z @ z.T  # (2B, 2B)
     if temperature != 1.0:  # dividing by 1 is exact, so the paper's setting skips the pass
         gram = gram / temperature

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.encoder import EncoderConfig, info_nce, linear, rec_loss
+from models.encoder import EncoderConfig, info_nce, info_nce_stacked, linear, rec_loss
 from models.kmeans import kmeans
 from models.protocol import Batch, EmbedUsers
 from models.sasrec import SASRec, encode_views
@@ -86,8 +86,7 @@ class ICLRec(SASRec):
             raise RuntimeError("ICLRec needs centroids: epoch_start() runs k-means before training")
         out, (inst, pcl) = encode_views(self, batch, copies=2)
         rec = rec_loss(self, out, batch.target_pos, batch.target_neg)
-        z1, z2 = inst.flatten(1).chunk(2)  # (B, L*D)
-        cl = info_nce(z1, z2, self.hp.temperature)
+        cl = info_nce_stacked(inst.flatten(1), self.hp.temperature)  # (2B, L*D)
         idx = sq_dist(out.detach().mean(1), self.centroids).argmin(-1)  # (B,)
         proto = F.normalize(self.centroids, p=2, dim=1)[idx]  # (B, D)
         icl = intent_loss(pcl, proto, self.hp.temperature)

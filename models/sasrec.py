@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from models.encoder import EncoderConfig, SeqEncoder, info_nce, rec_loss
+from models.encoder import EncoderConfig, SeqEncoder, info_nce_stacked, rec_loss
 from models.protocol import Batch, EmbedUsers
 
 
@@ -61,7 +61,8 @@ def encode_views(model: SeqEncoder, batch: Batch, copies: int) -> tuple[Tensor, 
     views = torch.cat([batch.view_1, batch.view_2])  # (2B, L)
     out = model(torch.cat([batch.input_ids, *([views] * copies)]))
     b = batch.input_ids.shape[0]
-    return out[:b], list(out[b:].split(2 * b))
+    rec, *views_out = out.split([b, *[2 * b] * copies])  # one split: its backward is one concatenation
+    return rec, views_out
 
 
 class CL4SRec(SASRec):
@@ -72,6 +73,5 @@ class CL4SRec(SASRec):
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         out, (views,) = encode_views(self, batch, copies=1)
         rec = rec_loss(self, out, batch.target_pos, batch.target_neg)
-        z1, z2 = views.flatten(1).chunk(2)  # (B, L*D) each
-        cl = info_nce(z1, z2, self.hp.temperature)
+        cl = info_nce_stacked(views.flatten(1), self.hp.temperature)  # (2B, L*D)
         return {"loss": rec + self.hp.cf_weight * cl, "rec": rec, "instance_cl": cl}
