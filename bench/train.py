@@ -29,6 +29,7 @@ from bench.diagnostics import cluster_diagnostics
 from bench.errors import BenchError
 from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
 from bench.modelio import build_model
+from bench.optim import Adam
 from bench.protocol import PHASES
 from models.protocol import Batch, RecModel
 
@@ -84,10 +85,9 @@ class PhaseClock:
         return out
 
 
-def make_optimizer(model: RecModel, tc: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: RecModel, tc: TrainConfig) -> Adam:
     """Adam as the authors (no weight decay by default); fused: one kernel per step."""
-    return torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2), weight_decay=tc.weight_decay,
-                            fused=True)
+    return Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2), weight_decay=tc.weight_decay)
 
 
 def to_batches(ep: EpochBatches, size: int, device: torch.device) -> list[Batch]:
@@ -95,7 +95,7 @@ def to_batches(ep: EpochBatches, size: int, device: torch.device) -> list[Batch]
     return [Batch(**{k: v[i : i + size].to(device) for k, v in t.items()}) for i in range(0, len(ep), size)]
 
 
-def train_steps(model: RecModel, opt: torch.optim.Optimizer, batches: list[Batch], epoch: int) -> dict[str, float]:
+def train_steps(model: RecModel, opt: Adam, batches: list[Batch], epoch: int) -> dict[str, float]:
     model.train()
     sums: dict[str, float] = {}
     for i, batch in enumerate(batches):
@@ -173,7 +173,7 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
     return _finish(spec, model, data, best_state, prog, clock, setup_s, device)
 
 
-def _one_epoch(spec: RunSpec, model: RecModel, opt: torch.optim.Optimizer, data: SeqData, prog: Progress,
+def _one_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, prog: Progress,
                clock: PhaseClock, best_state: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Epoch start hook, batches, steps, validation, early stopping; returns the best weights."""
     epoch, tc = prog.epoch, spec.train
