@@ -21,7 +21,10 @@ Ablations (paper Sec. 4.4): `cluster_loss=False` drops alpha * (alignment + sepa
 `intent_infonce=False` replaces the intent-assisted InfoNCE by the plain instance InfoNCE.
 
 Deviations from the authors' code: the rec pass and both view passes run as one batched forward;
-no `retain_graph=True` (nothing is backpropagated twice, so the gradients are the same).
+no `retain_graph=True` (nothing is backpropagated twice, so the gradients are the same); the
+nearest centre of every view position is the argmax of 2 x.c - ||c||^2 (one GEMM; ||x||^2 is the
+same for every centre), which picks the authors' argmin of ||x||^2 + ||c||^2 - 2 x.c except where
+two centres are within float32 rounding of each other.
 """
 
 from __future__ import annotations

@@ -10,8 +10,12 @@ Faithful details (they decide exact numbers, see shared/reference/README.md):
   attends over all raw scores, future items included;
 - padding positions are computed like any other position.
 
-Deviations (numerically equivalent, faster):
-- q/k/v are one fused GEMM over the concatenated weights;
+Deviations (numerically equivalent up to float32 summation order, faster):
+- q/k/v are one fused GEMM over the concatenated weights, with the attention scale folded in;
+- on CPU the linear layers run oneDNN's GEMM with the bias added inside it, and their backward picks
+  the faster GEMM orientation for the weight gradient (`_Linear`);
+- the InfoNCE logits are one Gram matrix whose backward is one GEMM (`_Gram`), and its float32
+  subnormal gradient entries (< 1e-30) are flushed to zero (they slow x86 arithmetic ~100x);
 - dropout masks are drawn from an explicit `torch.Generator` (seedable, no global RNG); for p=0.5 the
   mask is one random bit per element, which is an exact Bernoulli(0.5) draw;
 - `forward(..., last_only=True)` computes the last block only for the final position, which is all
