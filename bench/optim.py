@@ -20,6 +20,11 @@ from torch import Tensor
 class Adam:
     def __init__(self, params: Iterable[Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  weight_decay: float = 0.0, eps: float = 1e-8) -> None:
+        # the checks of torch.optim.Adam: a bad setting crashes the run before its first step
+        if lr < 0.0 or eps < 0.0 or weight_decay < 0.0:
+            raise ValueError(f"Invalid learning rate, eps or weight decay: {lr}, {eps}, {weight_decay}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"Invalid beta parameters: {betas}")
         self.params = [p for p in params if p.requires_grad]
         self.lr, self.betas, self.weight_decay, self.eps = lr, betas, weight_decay, eps
         self.exp_avg = [torch.zeros_like(p) for p in self.params]

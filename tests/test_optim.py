@@ -60,5 +60,7 @@ def test_adam_state_round_trip_continues_exactly() -> None:
         resumed.after_step()
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        Adam(straight.parameters(), lr=-1.0)
     with pytest.raises(ValueError, match="parameters"):
         Adam([torch.zeros(2, requires_grad=True)], lr=1.0).load_state_dict(first.state_dict())
