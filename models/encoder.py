@@ -18,6 +18,8 @@ Deviations (numerically equivalent up to float32 summation order, faster):
   subnormal gradient entries (< 1e-30) are flushed to zero (they slow x86 arithmetic ~100x);
 - dropout masks are drawn from an explicit `torch.Generator` (seedable, no global RNG); for p=0.5 the
   mask is one random bit per element, which is an exact Bernoulli(0.5) draw;
+- passes without dropout and autograd (scoring, k-means input) run torch's fused
+  `scaled_dot_product_attention` with the same additive mask;
 - `forward(..., last_only=True)` computes the last block only for the final position, which is all
   that scoring needs (keys/values still see every position, so the output is identical).
 """
@@ -190,26 +192,40 @@ class SeqEncoder(nn.Module):
         keep = (input_ids > 0)[:, None, :] & causal[None, :n, :n]
         return torch.where(keep, 0.0, -10000.0)  # float32
 
+    def _attend(self, qkv: Tensor, mask: Tensor, heads: int, last_only: bool) -> Tensor:
+        """(B, L, 3D) projections, (B, L, L) additive mask -> (B, Lq, D) attention context."""
+        b, n, d3 = qkv.shape
+        dh = d3 // (3 * heads)
+        if last_only:
+            mask = mask[:, -1:]
+        if not self.training and not torch.is_grad_enabled():
+            # scoring and embedding passes (no dropout, no autograd): torch's fused attention kernel
+            # computes the same softmax(q.k + mask) v (additive mask, fully masked rows included)
+            # without a (B, L, L) tensor per head. Its backward is further from the authors'
+            # gradients (1.2e-5 relative on the fixture), so autograd passes keep the explicit path.
+            q, k, v = (t.transpose(1, 2) for t in qkv.view(b, n, 3, heads, dh).unbind(2))  # (B, h, L, dh)
+            q = q[:, :, -1:] if last_only else q
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=1.0)  # scale is folded
+            return ctx.transpose(1, 2).reshape(b, -1, d3 // 3)
+        # per-head views of the projection: the batched GEMMs read them strided, so no head-major
+        # copies are made, and split's backward is a single concatenation
+        parts = qkv.split(dh, dim=-1)  # q_0..q_h-1, k_0.., v_0..: (B, L, dh) each
+        out = []
+        for i in range(heads):
+            q = parts[i][:, -1:] if last_only else parts[i]
+            scores = torch.baddbmm(mask, q, parts[heads + i].transpose(1, 2))  # (B, Lq, L), mask added
+            probs = self._drop(torch.softmax(scores, dim=-1), self.cfg.attn_dropout)
+            out.append(torch.bmm(probs, parts[2 * heads + i]))
+        return torch.cat(out, dim=-1)  # (B, Lq, D)
+
     def _block(self, layer: _Layer, x: Tensor, mask: Tensor, last_only: bool) -> Tensor:
         att = layer.attention
-        d = x.shape[-1]  # x: (B, L, D)
-        h = att.heads
-        dh = d // h
-        scale = 1.0 / math.sqrt(dh)  # folded into the query projection: one pass less
+        scale = 1.0 / math.sqrt(x.shape[-1] // att.heads)  # folded into the query projection: one pass less
         w = torch.cat([att.query.weight * scale, att.key.weight, att.value.weight])  # (3D, D)
         bias = torch.cat([att.query.bias * scale, att.key.bias, att.value.bias])
-        # per-head views of one (B, L, 3D) projection: the batched GEMMs read them strided, so no
-        # head-major copies are made, and split's backward is a single concatenation
-        parts = linear(x, w, bias).split(dh, dim=-1)  # q_0..q_h-1, k_0.., v_0..: (B, L, dh) each
-        if last_only:  # only the final query position is needed downstream
-            mask, x = mask[:, -1:], x[:, -1:]
-        heads = []
-        for i in range(h):
-            q = parts[i][:, -1:] if last_only else parts[i]
-            scores = torch.baddbmm(mask, q, parts[h + i].transpose(1, 2))  # (B, Lq, L), mask added
-            probs = self._drop(torch.softmax(scores, dim=-1), self.cfg.attn_dropout)
-            heads.append(torch.bmm(probs, parts[2 * h + i]))
-        ctx = torch.cat(heads, dim=-1)  # (B, Lq, D)
+        ctx = self._attend(linear(x, w, bias), mask, att.heads, last_only)  # x: (B, L, D)
+        if last_only:  # only the final position is needed downstream
+            x = x[:, -1:]
         p, gen, train = self.cfg.dropout, self.generator, self.training
         x = att.LayerNorm(dropout_add(linear(ctx, att.dense.weight, att.dense.bias), x, p, gen, train))
         ff = layer.intermediate

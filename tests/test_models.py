@@ -42,6 +42,21 @@ def test_last_only_and_truncated_windows_change_nothing() -> None:
     assert torch.allclose(model.user_repr(ids[:, -6:]), full, atol=1e-6)
 
 
+def test_fused_attention_without_autograd_equals_the_explicit_attention() -> None:
+    torch.manual_seed(1)
+    model = build_model("sasrec", 40, {"layers": 2})
+    model.eval()
+    ids = torch.randint(1, 40, (8, 50))
+    ids[:4, :45] = 0  # fully masked padding queries in half of the rows
+    explicit = model(ids)  # grad enabled: the explicit baddbmm/softmax/bmm path
+    with torch.no_grad():
+        fused = model(ids)  # no autograd: scaled_dot_product_attention
+        last = model.user_repr(ids)
+    assert explicit.requires_grad and not fused.requires_grad
+    assert torch.allclose(fused, explicit, atol=1e-5)
+    assert torch.allclose(last, explicit[:, -1], atol=1e-5)
+
+
 def test_padding_queries_see_future_items_as_the_authors_mask_does() -> None:
     model = build_model("sasrec", 40, {"layers": 1})
     model.eval()
