@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import comb
 
 from bench.data import SeqData
 from bench.evaluate import mean_pooled_train_outputs
@@ -47,13 +46,18 @@ def nmi(a: np.ndarray, b: np.ndarray) -> float:
     return mi / ((ha + hb) / 2) if ha + hb > 0 else 0.0
 
 
+def _pairs(n: np.ndarray) -> np.ndarray:
+    """n choose 2, elementwise (scipy.special would cost 0.3 s of import in every run process)."""
+    return n * (n - 1) / 2
+
+
 def ari(a: np.ndarray, b: np.ndarray) -> float:
     """Adjusted Rand index (Hubert & Arabie, 1985)."""
     t = _contingency(a, b)
     n = t.sum()
-    sum_ij = comb(t, 2).sum()
-    sum_a, sum_b = comb(t.sum(1), 2).sum(), comb(t.sum(0), 2).sum()
-    expected = sum_a * sum_b / comb(n, 2)
+    sum_ij = _pairs(t).sum()
+    sum_a, sum_b = _pairs(t.sum(1)).sum(), _pairs(t.sum(0)).sum()
+    expected = sum_a * sum_b / float(_pairs(np.asarray(n)))
     top = (sum_a + sum_b) / 2
     return 1.0 if top == expected else float((sum_ij - expected) / (top - expected))
 

@@ -150,19 +150,53 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0,
-                on_line: Any = None) -> dict[str, Any]:
-    """Runs one spec in a subprocess; returns its record (ok or failure). Also the Ray task body."""
+def _worker_env() -> dict[str, str]:
+    return {**WORKER_ENV, **os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def start_standby() -> subprocess.Popen[str]:
+    """A worker process that imports torch while the parent validates the sweep, then waits on
+    stdin for its job (`execute_run(..., standby=)`); closing its stdin ends it without a trace."""
+    return subprocess.Popen([*WORKER, "--standby"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=_worker_env())
+
+
+def release(standby: list[subprocess.Popen[str]]) -> None:
+    """Ends standby workers that got no job."""
+    for proc in standby:
+        if proc.stdin is not None:
+            proc.stdin.close()
+    for proc in standby:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _launch(args: list[str], log: Path, err: Any, standby: subprocess.Popen[str] | None) -> subprocess.Popen[str]:
+    if standby is not None and standby.stdin is not None and standby.poll() is None:
+        try:
+            standby.stdin.write(json.dumps([*args, str(log)]) + "\n")
+            standby.stdin.close()
+            return standby
+        except OSError:  # it died meanwhile: start a fresh worker instead
+            standby.kill()
+    return subprocess.Popen([*WORKER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                            text=True, env=_worker_env())
+
+
+def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0, on_line: Any = None,
+                standby: subprocess.Popen[str] | None = None) -> dict[str, Any]:
+    """Runs one spec in a subprocess (or hands it to a standby worker); returns its record (ok or
+    failure). Also the Ray task body."""
     out_dir = Path(out)
     attempt = new_id()
     key = f"{spec['config_hash']}-s{spec['seed']}"
     log = out_dir / "logs" / f"{key}-{attempt}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**WORKER_ENV, **os.environ, "PYTHONUNBUFFERED": "1"}
     t0 = time.time()
     with open(log, "w") as err:
-        proc = subprocess.Popen([*WORKER, json.dumps(spec), str(out_dir), attempt], stdout=subprocess.PIPE,
-                                stderr=err, text=True, env=env)
+        proc = _launch([json.dumps(spec), str(out_dir), attempt], log, err, standby)
         timer = threading.Timer(timeout, proc.kill) if timeout > 0 else None
         if timer:
             timer.start()
@@ -196,7 +230,8 @@ def finished(out: Path) -> set[tuple[str, int]]:
             and r.get("status") == "ok"}
 
 
-def _run_local(runs: list[dict[str, Any]], cfg: RunConfig) -> list[dict[str, Any]]:
+def _run_local(runs: list[dict[str, Any]], cfg: RunConfig,
+               standby: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     sweep = tqdm(total=len(runs), desc="sweep", unit="run", position=0, dynamic_ncols=True)
@@ -217,8 +252,10 @@ def _run_local(runs: list[dict[str, Any]], cfg: RunConfig) -> list[dict[str, Any
                 bar.set_postfix_str(f"best val NDCG@20 {float(best):.4f}")
                 bar.refresh()
 
+        with lock:
+            ready = standby.pop() if standby else None
         try:
-            rec = execute_run(spec, str(cfg.out), cfg.timeout, on_line)
+            rec = execute_run(spec, str(cfg.out), cfg.timeout, on_line, ready)
         finally:
             bar.close()
             with lock:
@@ -263,14 +300,19 @@ def _summary_line(rec: dict[str, Any]) -> str:
 def cmd_run(ns: argparse.Namespace) -> int:
     cfg = from_namespace(RunConfig, ns)
     runs = expand(cfg)
-    _validate(cfg, runs)
     done = finished(cfg.out)
     todo = [r for r in runs if (r["config_hash"], r["seed"]) not in done]
-    if len(todo) < len(runs):
-        print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished in {cfg.out}; skipping them",
-              file=sys.stderr)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    records = _run_ray(todo, cfg) if cfg.executor == "ray" else _run_local(todo, cfg)
+    # validating imports torch (the model registry); the first workers import it meanwhile
+    standby = [start_standby() for _ in range(min(cfg.jobs, len(todo)))] if cfg.executor == "local" else []
+    try:
+        _validate(cfg, runs)
+        if len(todo) < len(runs):
+            print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished in {cfg.out}; skipping them",
+                  file=sys.stderr)
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        records = _run_ray(todo, cfg) if cfg.executor == "ray" else _run_local(todo, cfg, standby)
+    finally:
+        release(standby)
     failed = [r for r in records if r.get("status") != "ok"]
     print(f"{len(records) - len(failed)} runs finished, {len(failed)} failed; records in {cfg.out / 'records.jsonl'}")
     return 1 if failed else 0

@@ -7,6 +7,7 @@ record (ok, or failed with the reason for the failures it can name), and exits n
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -25,7 +26,25 @@ def spec_from_dict(d: dict[str, Any]) -> RunSpec:
                    threads=int(d.get("threads", 0)))
 
 
+def _await_job() -> list[str] | None:
+    """Standby: started while the parent validates the sweep, so torch is imported by the time the
+    job arrives on stdin as [spec, out dir, attempt, log file]; end of input means no job."""
+    line = sys.stdin.readline()
+    if not line.strip():
+        return None
+    *argv, log = json.loads(line)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 2)  # from here on stderr goes to the run's log, as for a worker started with the job
+    os.close(fd)
+    return argv
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--standby"]:
+        job = _await_job()
+        if job is None:
+            return 0
+        argv = job
     spec_d, out, attempt = json.loads(argv[0]), Path(argv[1]), argv[2]
     spec = spec_from_dict(spec_d)
     state = out / "state" / f"{spec_d['config_hash']}-s{spec.seed}.pt"

@@ -37,7 +37,7 @@ def test_set_expands_lists_into_a_grid() -> None:
 def test_unknown_hyper_parameter_is_a_one_line_usage_error(tmp_path: Path) -> None:
     res = run("--models", "elcrec", "--datasets", TINY, "--set", "elcrec.kk=3", "--out", str(tmp_path))
     assert res.returncode == 2 and "unknown hyper-parameter(s) kk" in res.stderr
-    assert not (tmp_path / "records.jsonl").exists()
+    assert not (tmp_path / "records.jsonl").exists() and not (tmp_path / "logs").exists()
 
 
 def test_same_seed_same_metrics_other_seed_differs_and_reruns_skip(tmp_path: Path) -> None:
@@ -102,8 +102,8 @@ def test_failures_become_records_and_the_sweep_goes_on(tmp_path: Path) -> None:
 
 
 def test_timeout_becomes_a_failure_record_with_stderr_tail(tmp_path: Path) -> None:
-    res = run("--models", "sasrec", "--datasets", TINY, "--epochs", "50", "--profile", "smoke", "--timeout", "3",
-              "--out", str(tmp_path))
+    res = run("--models", "sasrec", "--datasets", TINY, "--epochs", "300", "--set", "sasrec.patience=300",
+              "--profile", "smoke", "--timeout", "3", "--out", str(tmp_path))
     assert res.returncode == 1
     (rec,) = read_records([tmp_path])
     assert rec["status"] == "failed" and rec["reason"].startswith("timeout after 3 s")
