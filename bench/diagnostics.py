@@ -72,7 +72,7 @@ def cluster_diagnostics(model: RecModel, data: SeqData, device: torch.device) ->
     if idx is None:
         return None
     assign = idx.cpu().numpy()
-    counts = np.bincount(assign)
+    counts = np.bincount(assign, minlength=model.intents())  # unused centres count towards the maximum
     out: dict[str, Any] = {"centres_used": int((counts > 0).sum()), "usage_entropy_nats": entropy(counts),
                            "max_usage_entropy_nats": float(np.log(max(len(counts), 1)))}
     if data.labels is not None:

@@ -75,6 +75,9 @@ class ELCRec(SASRec):
             with torch.no_grad():
                 self.cluster_centers.copy_(F.normalize(torch.from_numpy(raw), p=2, dim=1))
 
+    def intents(self) -> int:
+        return self.hp.k
+
     def intent_of(self, user_repr_mean: Tensor) -> Tensor | None:
         c = F.normalize(self.cluster_centers.detach(), p=2, dim=1)
         return nearest(F.normalize(user_repr_mean, p=2, dim=1), c)

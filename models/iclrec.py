@@ -76,6 +76,9 @@ class ICLRec(SASRec):
         x = embed_users()
         self.set_centroids(torch.from_numpy(kmeans(x, self.hp.k, seed, self.hp.kmeans_iters, self.hp.kmeans_redo)))
 
+    def intents(self) -> int:
+        return self.hp.k
+
     def intent_of(self, user_repr_mean: Tensor) -> Tensor | None:
         if self.centroids.numel() == 0:
             return None

@@ -51,6 +51,9 @@ class SASRec(SeqEncoder):
     def intent_of(self, user_repr_mean: Tensor) -> Tensor | None:
         return None
 
+    def intents(self) -> int:
+        return 0
+
 
 def encode_views(model: SeqEncoder, batch: Batch, copies: int) -> tuple[Tensor, list[Tensor]]:
     """One forward pass over [input_ids, (view_1, view_2) x copies].

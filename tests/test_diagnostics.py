@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import entropy as scipy_entropy
 
-from bench.diagnostics import ari, entropy, nmi
+from bench.data import load_dataset
+from bench.diagnostics import ari, cluster_diagnostics, entropy, nmi
+from bench.modelio import build_model
 
 
 def test_perfect_and_permuted_assignments_score_one() -> None:
@@ -28,3 +31,16 @@ def test_ari_of_a_known_example() -> None:
 def test_entropy_matches_scipy() -> None:
     counts = np.array([5, 0, 3, 2])
     assert entropy(counts) == pytest.approx(scipy_entropy(counts))
+
+
+
+def test_usage_is_measured_against_every_centre_not_only_the_used_ones() -> None:
+    data = load_dataset("synthetic:users=120,items=30,intents=3,seed=1")
+    model = build_model("elcrec", data.item_size, {"k": 16, "layers": 1})
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    with torch.no_grad():  # 16 identical centres: every user picks the first
+        model.cluster_centers.copy_(model.cluster_centers[:1].expand(16, -1))
+    diag = cluster_diagnostics(model, data, torch.device("cpu"))
+    assert diag is not None and diag["centres_used"] == 1 and diag["usage_entropy_nats"] == 0.0
+    assert diag["max_usage_entropy_nats"] == pytest.approx(np.log(16))
+    assert cluster_diagnostics(build_model("sasrec", data.item_size, {}), data, torch.device("cpu")) is None
