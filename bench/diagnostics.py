@@ -29,7 +29,7 @@ def _contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def entropy(counts: np.ndarray) -> float:
     """Shannon entropy (nats) of a vector of counts."""
     p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
+    return float(0.0 - (p * np.log(p)).sum())  # 0.0, not -0.0, for a single used centre
 
 
 def nmi(a: np.ndarray, b: np.ndarray) -> float:
