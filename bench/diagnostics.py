@@ -63,10 +63,9 @@ def ari(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def cluster_diagnostics(model: RecModel, data: SeqData, device: torch.device) -> dict[str, Any] | None:
-    dim = model.item_weights().shape[1]
+    if model.intents() == 0:
+        return None  # a model without intents: skip the encoder pass
     with torch.no_grad():
-        if model.intent_of(torch.zeros(1, dim, device=device)) is None:
-            return None  # a model without intents: skip the encoder pass
         reps = torch.from_numpy(mean_pooled_train_outputs(model, data, device)).to(device)
         idx = model.intent_of(reps)
     if idx is None:

@@ -22,18 +22,13 @@ def _trained(sec: Section) -> pd.DataFrame:
     return sec.ok[sec.ok["record"].map(lambda r: bool(r.get("curve")))]
 
 
-def _save(fig: Figure, path: Path) -> bool:
+def _save(fig: Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return True
 
 
-def _curves(sec: Section, path: Path) -> bool:
-    runs = _trained(sec)
-    if runs.empty:
-        return False
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+def _curves(runs: pd.DataFrame, ax: plt.Axes, dataset: str) -> None:
     for model, g in runs.groupby("model"):
         curves = [np.array([c["valid_NDCG@20"] for c in r["curve"]]) for r in g["record"]]
         n = min(map(len, curves))
@@ -41,40 +36,31 @@ def _curves(sec: Section, path: Path) -> bool:
         x = np.arange(n)
         ax.plot(x, m.mean(0), label=f"{model} (n={len(m)})")
         ax.fill_between(x, m.min(0), m.max(0), alpha=0.2)
-    ax.set(xlabel="epoch", ylabel="validation NDCG@20", title=f"{sec.dataset}: validation (mean, band = min-max)")
-    ax.legend()
-    return _save(fig, path)
+    ax.set(xlabel="epoch", ylabel="validation NDCG@20", title=f"{dataset}: validation (mean, band = min-max)")
 
 
-def _phases(sec: Section, path: Path) -> bool:
-    runs = _trained(sec)
-    if runs.empty:
-        return False
+def _phases(runs: pd.DataFrame, ax: plt.Axes, dataset: str) -> None:
     models = sorted(runs.model.unique())
-    fig, ax = plt.subplots(figsize=(6, 3.6))
     bottom = np.zeros(len(models))
     for phase in PHASES:
         vals = np.array([np.mean([np.mean([c["seconds"][phase] for c in r["curve"]])
                                   for r in runs[runs.model == m]["record"]]) for m in models])
         ax.bar(models, vals, bottom=bottom, label=phase)
         bottom += vals
-    ax.set(ylabel="seconds per epoch", title=f"{sec.dataset}: time per epoch by phase")
-    ax.legend()
-    return _save(fig, path)
+    ax.set(ylabel="seconds per epoch", title=f"{dataset}: time per epoch by phase")
 
 
-def _scatter(sec: Section, path: Path) -> bool:
-    runs = _trained(sec)
-    if runs.empty:
-        return False
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+def _scatter(runs: pd.DataFrame, ax: plt.Axes, dataset: str) -> None:
     for model, g in runs.groupby("model"):
         t = [float(np.mean(epoch_times(r))) for r in g["record"]]
         ax.errorbar(np.mean(t), g["NDCG@10"].mean(), xerr=np.std(t), yerr=g["NDCG@10"].std(ddof=0), fmt="o",
                     label=str(model))
-    ax.set(xlabel="seconds per epoch", ylabel="test NDCG@10", title=f"{sec.dataset}: quality vs cost")
-    ax.legend()
-    return _save(fig, path)
+    ax.set(xlabel="seconds per epoch", ylabel="test NDCG@10", title=f"{dataset}: quality vs cost")
+
+
+# caption, drawing function, file name prefix, figure width (inches)
+_RUN_PLOTS = (("validation curves", _curves, "curves", 6.0), ("time per epoch by phase", _phases, "phases", 6.0),
+              ("quality vs cost", _scatter, "scatter", 5.0))
 
 
 def _claim_diffs(sec: Section, out: Path) -> dict[str, str]:
@@ -101,11 +87,13 @@ def make_plots(report: Report, out: Path) -> dict[str, dict[str, str]]:
         key = f"{sec.dataset}/{sec.protocol.get('hash')}"
         stem = f"{sec.dataset.split(':')[0]}-{sec.protocol.get('hash')}"
         made: dict[str, str] = {}
-        for caption, fn, name in (("validation curves", _curves, f"curves-{stem}.png"),
-                                  ("time per epoch by phase", _phases, f"phases-{stem}.png"),
-                                  ("quality vs cost", _scatter, f"scatter-{stem}.png")):
-            if fn(sec, out / name):
-                made[caption] = name
+        runs = _trained(sec)
+        for caption, draw, prefix, width in _RUN_PLOTS if not runs.empty else ():
+            fig, ax = plt.subplots(figsize=(width, 3.6))
+            draw(runs, ax, sec.dataset)
+            ax.legend()
+            made[caption] = f"{prefix}-{stem}.png"
+            _save(fig, out / made[caption])
         made.update(_claim_diffs(sec, out))
         result[key] = made
     return result

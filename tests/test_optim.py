@@ -20,9 +20,9 @@ def _setup() -> tuple[RecModel, list[Batch]]:
     return model, batches
 
 
-def _train(model: RecModel, opt: Adam | torch.optim.Optimizer, batches: list[Batch]) -> None:
+def _train(model: RecModel, opt: Adam | torch.optim.Optimizer, batches: list[Batch], first: int = 0) -> None:
     model.train()
-    for i, batch in enumerate(batches):
+    for i, batch in enumerate(batches, start=first):
         model.generator = torch.Generator().manual_seed(i)  # the same dropout for both optimisers
         opt.zero_grad(set_to_none=True)
         model.losses(batch)["loss"].backward()  # type: ignore[no-untyped-call]
@@ -50,14 +50,7 @@ def test_adam_state_round_trip_continues_exactly() -> None:
     _train(resumed, first, batches[:2])
     second = Adam(resumed.parameters(), lr=1e-2)
     second.load_state_dict(first.state_dict())
-    model_state = {k: v.clone() for k, v in resumed.state_dict().items()}
-    resumed.load_state_dict(model_state)
-    for i, batch in enumerate(batches[2:], start=2):  # same per-batch dropout seeds as `_train`
-        resumed.generator = torch.Generator().manual_seed(i)
-        second.zero_grad()
-        resumed.losses(batch)["loss"].backward()  # type: ignore[no-untyped-call]
-        second.step()
-        resumed.after_step()
+    _train(resumed, second, batches[2:], first=2)  # the same per-batch dropout seeds as the straight run
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="Invalid learning rate"):
