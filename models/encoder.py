@@ -19,7 +19,8 @@ Deviations (numerically equivalent up to float32 summation order, faster):
 - dropout masks are drawn from an explicit `torch.Generator` (seedable, no global RNG); for p=0.5 the
   mask is one random bit per element, which is an exact Bernoulli(0.5) draw;
 - passes without dropout and autograd (scoring, k-means input) run torch's fused
-  `scaled_dot_product_attention` with the same additive mask;
+  `scaled_dot_product_attention` with the same additive mask, and oneDNN adds the GELU and the
+  residuals inside the GEMMs;
 - `forward(..., last_only=True)` computes the last block only for the final position, which is all
   that scoring needs (keys/values still see every position, so the output is identical).
 """
@@ -128,6 +129,27 @@ def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return F.linear(x, w, b)
 
 
+def _onednn_inference(x: Tensor) -> bool:
+    return _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+
+
+def linear_gelu(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """gelu(x @ w.T + b); without autograd on CPU the exact GELU runs inside oneDNN's GEMM (same values,
+    one pass over the (tokens, 4D) activation less)."""
+    if _onednn_inference(x):
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), w, b, "gelu", [], "none")
+        return y.view(*x.shape[:-1], w.shape[0])
+    return F.gelu(linear(x, w, b))
+
+
+def linear_add(x: Tensor, w: Tensor, b: Tensor, res: Tensor) -> Tensor:
+    """x @ w.T + b + res; without autograd on CPU the residual is added inside oneDNN's GEMM."""
+    if _onednn_inference(x):
+        x2, r2 = x.reshape(-1, x.shape[-1]).contiguous(), res.reshape(-1, w.shape[0]).contiguous()
+        return torch.ops.mkldnn._linear_pointwise.binary(x2, r2, w, b, "add").view(res.shape)
+    return linear(x, w, b) + res
+
+
 class _Attention(nn.Module):
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
@@ -230,12 +252,16 @@ class SeqEncoder(nn.Module):
         ctx = self._attend(linear(x, w, bias), mask, att.heads, last_only)  # x: (B, L, D)
         if last_only:  # only the final position is needed downstream
             x = x[:, -1:]
-        p, gen, train = self.cfg.dropout, self.generator, self.training
-        x = att.LayerNorm(dropout_add(linear(ctx, att.dense.weight, att.dense.bias), x, p, gen, train))
         ff = layer.intermediate
+        if not self.training:  # no dropout between the GEMMs and the residuals: fused where possible
+            x = att.LayerNorm(linear_add(ctx, att.dense.weight, att.dense.bias, x))
+            inner = linear_gelu(x, ff.dense_1.weight, ff.dense_1.bias)  # (B, Lq, 4D)
+            return ff.LayerNorm(linear_add(inner, ff.dense_2.weight, ff.dense_2.bias, x))
+        p, gen = self.cfg.dropout, self.generator
+        x = att.LayerNorm(dropout_add(linear(ctx, att.dense.weight, att.dense.bias), x, p, gen, True))
         inner = F.gelu(linear(x, ff.dense_1.weight, ff.dense_1.bias))  # (B, Lq, 4D)
         y = linear(inner, ff.dense_2.weight, ff.dense_2.bias)
-        return ff.LayerNorm(dropout_add(y, x, p, gen, train))
+        return ff.LayerNorm(dropout_add(y, x, p, gen, True))
 
     def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
         """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states ((B, 1, D) if last_only).
