@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 
 from bench.cli import register
 from bench.config import from_namespace, opt
+from bench.errors import BenchError
 
 TARGETS = {"elcrec epoch s": 30.0, "iclrec clustering s": 3.0, "elcrec run process s": 45.0}
 
@@ -32,6 +34,8 @@ class PerfConfig:
     models: tuple[str, ...] = opt(("elcrec", "iclrec"), help="models whose epoch is timed")
     batches: int = opt(0, help="time only this many training batches and extrapolate (0: the whole epoch)")
     process: bool = opt(True, help="also time a whole `bench run` process of one elcrec epoch")
+    repeat: int = opt(1, help="rounds of every measurement, interleaved so that machine drift hits all alike; "
+                      "each round is kept and the median reported")
     data_dir: Path | None = opt(None, help="folder with the dataset file")
     shared: Path | None = opt(None, help="the authors' files (reference/fixtures, checkpoints) for the fixture check")
     out: Path | None = opt(None, help="write the measurements as JSON here")
@@ -81,6 +85,52 @@ def time_process(cfg: PerfConfig) -> dict[str, float]:
     return {"wall_s": wall, "peak_rss_mb_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
+def machine_gflops() -> dict[str, float]:
+    """This machine's fp32 GEMM speed right now (GFLOP/s): a square product and the encoder's
+    tall-skinny (tokens x 64) x (64 x 256) one. Shared VMs drift; this puts the epoch times in context."""
+    import torch
+
+    def rate(a: Any, b: Any) -> float:
+        for _ in range(2):
+            a @ b
+        t0 = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        return 5 * 2 * a.shape[0] * a.shape[1] * b.shape[1] / (time.perf_counter() - t0) / 1e9
+
+    gen = torch.Generator().manual_seed(0)
+    sq = torch.randn(1024, 1024, generator=gen)
+    return {"square_1024": rate(sq, sq),
+            "tokens_64x256": rate(torch.randn(64000, 64, generator=gen), torch.randn(64, 256, generator=gen))}
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def _measure(cfg: PerfConfig) -> dict[str, Any]:
+    rounds: dict[str, list[dict[str, float]]] = {m: [] for m in cfg.models}
+    machine, process = [], []
+    for i in range(cfg.repeat):
+        machine.append(machine_gflops())
+        print(f"round {i + 1}/{cfg.repeat}: GEMM {machine[-1]['square_1024']:.0f} GFLOP/s square, "
+              f"{machine[-1]['tokens_64x256']:.0f} tall-skinny")
+        for m in cfg.models:
+            r = time_epoch(m, cfg)
+            rounds[m].append(r)
+            print(f"  {m}: epoch {r['epoch_s']:.1f} s (train {r['train_s']:.1f}, batches {r['batches_s']:.1f}, "
+                  f"validation {r['validation_s']:.1f}), {r['sequences_per_s']:.0f} sequences/s, "
+                  f"epoch-start hook {r['clustering_s']:.2f} s")
+        if cfg.process:
+            process.append(time_process(cfg))
+            print(f"  whole `bench run` process, one elcrec epoch: {process[-1]['wall_s']:.1f} s")
+    out: dict[str, Any] = {"machine_gflops": {"rounds": machine, "median": _median(machine)},
+                           "epochs": {m: {**_median(rs), "rounds": rs} for m, rs in rounds.items()}}
+    if process:
+        out["process"] = {**_median(process), "rounds": process}
+    return out
+
+
 def cmd_perf(ns: argparse.Namespace) -> int:
     from bench.runner import WORKER_ENV
 
@@ -88,22 +138,22 @@ def cmd_perf(ns: argparse.Namespace) -> int:
         # time what the runner's workers run: with their allocator settings (read at process start)
         os.execve(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]], {**os.environ, **WORKER_ENV})
     cfg = from_namespace(PerfConfig, ns)
-    results: dict[str, Any] = {"dataset": cfg.dataset, "epochs": {}}
+    if cfg.repeat < 1:
+        raise BenchError("--repeat must be at least 1")
+    results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat}
     if cfg.shared:
         from bench.fixture import fixture_errors
 
         errs = {m: max(fixture_errors(m, cfg.shared).values()) for m in ("elcrec", "iclrec")}
         results["fixture_max_rel_error"] = errs
         print(f"fixture max relative error: {results['fixture_max_rel_error']} (must be <= 1e-5)")
-    for m in cfg.models:
-        r = time_epoch(m, cfg)
-        results["epochs"][m] = r
-        print(f"{m}: epoch {r['epoch_s']:.1f} s (train {r['train_s']:.1f}, batches {r['batches_s']:.1f}, "
-              f"validation {r['validation_s']:.1f}), {r['sequences_per_s']:.0f} sequences/s, "
+    results.update(_measure(cfg))
+    print(f"medians of {cfg.repeat} round(s):")
+    for m, r in results["epochs"].items():
+        print(f"  {m}: epoch {r['epoch_s']:.1f} s, {r['sequences_per_s']:.0f} sequences/s, "
               f"epoch-start hook {r['clustering_s']:.2f} s")
-    if cfg.process:
-        results["process"] = time_process(cfg)
-        print(f"whole `bench run` process, one elcrec epoch: {results['process']['wall_s']:.1f} s")
+    if "process" in results:
+        print(f"  whole `bench run` process, one elcrec epoch: {results['process']['wall_s']:.1f} s")
     print(f"targets (2-core CPU, Beauty): {TARGETS}")
     if cfg.out:
         cfg.out.parent.mkdir(parents=True, exist_ok=True)

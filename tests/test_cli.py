@@ -63,3 +63,9 @@ def test_list_names_models_and_datasets() -> None:
     assert res.returncode == 0
     for name in ("elcrec", "iclrec", "sasrec", "beauty", "yelp", "synthetic"):
         assert name in res.stdout
+
+
+def test_perf_rejects_zero_repeats_before_timing_anything(tmp_path: Path) -> None:
+    res = bench("perf", "--repeat", "0", "--out", str(tmp_path / "perf.json"))
+    assert res.returncode == 2 and res.stderr.strip() == "error: --repeat must be at least 1"
+    assert not (tmp_path / "perf.json").exists()
