@@ -1,5 +1,4 @@
-import sys
+from bench.cli import exit_now, main
 
-from bench.cli import main
-
-sys.exit(main())
+if __name__ == "__main__":
+    exit_now(main())

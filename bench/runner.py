@@ -275,17 +275,22 @@ def _run_ray(runs: list[dict[str, Any]], cfg: RunConfig) -> list[dict[str, Any]]
         import ray
     except ImportError:
         raise BenchError("--executor ray needs the ray extra: pip install -e '.[ray]'") from None
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False,
                  num_cpus=None if cfg.ray_address else max(cfg.jobs, 1))
-    task = ray.remote(num_cpus=1)(execute_run)
-    out = str(cfg.out.resolve())
-    refs = [task.remote(spec, out, cfg.timeout) for spec in runs]
-    records = []
-    for rec in ray.get(refs):
-        print(_summary_line(rec), file=sys.stderr)
-        records.append(rec)
-    return records
+    try:
+        task = ray.remote(num_cpus=1)(execute_run)
+        out = str(cfg.out.resolve())
+        refs = [task.remote(spec, out, cfg.timeout) for spec in runs]
+        records = []
+        for rec in ray.get(refs):
+            print(_summary_line(rec), file=sys.stderr)
+            records.append(rec)
+        return records
+    finally:
+        if started:  # explicitly: the CLI exits without running atexit hooks (`exit_now`)
+            ray.shutdown()
 
 
 def _summary_line(rec: dict[str, Any]) -> str:

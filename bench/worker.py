@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from bench.cli import exit_now
 from bench.errors import BenchError
 from bench.records import append_record, provenance
 from bench.train import Progress, RunFailure, RunSpec, TrainConfig, train_run
@@ -79,4 +80,4 @@ def _device(name: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))
