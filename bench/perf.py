@@ -104,6 +104,16 @@ def machine_gflops() -> dict[str, float]:
             "tokens_64x256": rate(torch.randn(64000, 64, generator=gen), torch.randn(64, 256, generator=gen))}
 
 
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
+
+
 def _median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
@@ -140,7 +150,10 @@ def cmd_perf(ns: argparse.Namespace) -> int:
     cfg = from_namespace(PerfConfig, ns)
     if cfg.repeat < 1:
         raise BenchError("--repeat must be at least 1")
-    results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat}
+    from bench.records import provenance, write_atomic
+
+    results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat, "cpu": _cpu_model(),
+                               "provenance": provenance()}
     if cfg.shared:
         from bench.fixture import fixture_errors
 
@@ -156,8 +169,7 @@ def cmd_perf(ns: argparse.Namespace) -> int:
         print(f"  whole `bench run` process, one elcrec epoch: {results['process']['wall_s']:.1f} s")
     print(f"targets (2-core CPU, Beauty): {TARGETS}")
     if cfg.out:
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.out.write_text(json.dumps(results, indent=2))
+        write_atomic(cfg.out, json.dumps(results, indent=2).encode())
     return 0
 
 
