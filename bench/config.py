@@ -36,14 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         hint, meta = hints[f.name], f.metadata
-        kw: dict[str, Any] = {"help": meta.get("help", ""), "dest": f.name}
+        kw: dict[str, Any] = {"help": meta.get("help", "").replace("%", "%%"), "dest": f.name}  # argparse formats help
         if f.default is dataclasses.MISSING:
             kw["required"] = True
         else:
             kw["default"] = f.default
         args = typing.get_args(hint)
         if meta.get("positional"):
-            parser.add_argument(f.name, nargs="+", type=args[0], help=meta.get("help", ""))
+            parser.add_argument(f.name, nargs="+", type=args[0], help=kw["help"])
             continue
         if hint is bool:
             kw["action"] = argparse.BooleanOptionalAction

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -69,3 +70,14 @@ def test_perf_rejects_zero_repeats_before_timing_anything(tmp_path: Path) -> Non
     res = bench("perf", "--repeat", "0", "--out", str(tmp_path / "perf.json"))
     assert res.returncode == 2 and res.stderr.strip() == "error: --repeat must be at least 1"
     assert not (tmp_path / "perf.json").exists()
+
+
+def test_every_subcommand_has_a_working_help() -> None:
+    from bench.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subs.choices) == {"run", "eval", "report", "gate", "list", "perf"}
+    for name, sub in subs.choices.items():
+        text = sub.format_help()  # a stray % in a help string raises here
+        assert f"python -m bench {name}" in text
