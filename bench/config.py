@@ -21,6 +21,23 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", choices: tuple[str, 
     return field(default=default, metadata=meta)
 
 
+def check_types(cls: type, values: dict[str, Any], what: str) -> dict[str, Any]:
+    """`--set` values against a config dataclass's annotations (bool, int, float, str); an int is
+    accepted where a float is declared. Raises a one-line BenchError naming the setting."""
+    from bench.errors import BenchError
+
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in values.items():
+        kind = hints[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise BenchError(f"{what}: {key} must be {kind.__name__}, got {value!r}")
+        out[key] = value
+    return out
+
+
 def _csv(kind: type) -> typing.Callable[[str], tuple[Any, ...]]:
     def parse(text: str) -> tuple[Any, ...]:
         try:

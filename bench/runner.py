@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import register
-from bench.config import from_namespace, opt
+from bench.config import check_types, from_namespace, opt
 from bench.errors import BenchError
 from bench.records import append_record, new_id, provenance, read_records
 
@@ -211,9 +211,11 @@ def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0, on_line: A
         else []
     if done:
         return done[-1]
+    tail = _tail(log)
+    last = next((ln.strip() for ln in reversed(tail.splitlines()) if ln.strip()), "")
     reason = f"timeout after {timeout:.0f} s" if timer and rc in (-9, 137) and time.time() - t0 >= timeout \
-        else f"worker exited with code {rc} without a record"
-    record = {"kind": "run", "status": "failed", "reason": reason, "stderr_tail": _tail(log), "attempt": attempt,
+        else f"worker exited with code {rc} without a record" + (f": {last}" if last else "")
+    record = {"kind": "run", "status": "failed", "reason": reason, "stderr_tail": tail, "attempt": attempt,
               "wall_s": time.time() - t0, **_spec_fields(spec), "provenance": provenance()}
     return append_record(out_dir, record)
 
@@ -304,6 +306,7 @@ def _summary_line(rec: dict[str, Any]) -> str:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     cfg = from_namespace(RunConfig, ns)
+    _check_options(cfg)
     runs = expand(cfg)
     done = finished(cfg.out)
     todo = [r for r in runs if (r["config_hash"], r["seed"]) not in done]
@@ -326,6 +329,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
 def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:
     from bench.data import known_datasets
     from bench.modelio import check_model, model_config
+    from bench.train import TrainConfig
 
     for m in cfg.models:
         check_model(m)
@@ -333,15 +337,23 @@ def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:
     for d in dataset_list(cfg.datasets):
         if d.split(":")[0] not in known:
             raise BenchError(f"unknown dataset {d!r}; known: {', '.join(known)}")
+    for spec in runs:  # unknown or out-of-range settings fail here, before anything runs
+        model_config(spec["model"], spec["hp"])
+        try:
+            TrainConfig(**check_types(TrainConfig, spec["train"], spec["model"]))
+        except ValueError as e:
+            raise BenchError(f"{spec['model']}: {e}") from None
+
+
+def _check_options(cfg: RunConfig) -> None:
     if cfg.jobs < 1:
         raise BenchError("--jobs must be at least 1")
-    for spec in runs:  # unknown hyper-parameters fail here, before anything runs
-        model_config(spec["model"], spec["hp"])
-        unknown = set(spec["train"]) - set(TRAIN_KEYS)
-        if unknown:
-            raise BenchError(f"unknown training setting(s) {sorted(unknown)}")
     if cfg.threads < 0:
         raise BenchError("--threads must be >= 0")
+    if cfg.epochs is not None and cfg.epochs < 1:
+        raise BenchError("--epochs must be at least 1")
+    if cfg.timeout < 0:
+        raise BenchError("--timeout must be >= 0 (0: none)")
 
 
 register("run", "train models x datasets x seeds under the authors' protocol", RunConfig, cmd_run)

@@ -30,7 +30,7 @@ from bench.errors import BenchError
 from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
 from bench.modelio import build_model
 from bench.optim import Adam
-from bench.protocol import PHASES
+from bench.protocol import PHASES, SEEN_RULES
 from models.protocol import Batch, RecModel
 
 
@@ -44,6 +44,15 @@ class TrainConfig:
     epochs: int = 300
     patience: int = 40
     seen_items: str = "zero"  # validation and test protocol
+
+    def __post_init__(self) -> None:
+        ok = {"lr": self.lr >= 0, "weight_decay": self.weight_decay >= 0, "beta1": 0 <= self.beta1 < 1,
+              "beta2": 0 <= self.beta2 < 1, "batch_size": self.batch_size >= 1, "epochs": self.epochs >= 1,
+              "patience": self.patience >= 1, "seen_items": self.seen_items in SEEN_RULES}
+        bad = [f"{k}={getattr(self, k)!r}" for k, good in ok.items() if not good]
+        if bad:
+            raise ValueError(f"out of range: {', '.join(bad)} (lr, weight_decay >= 0; betas in [0, 1); batch_size, "
+                             f"epochs, patience >= 1; seen_items {' or '.join(SEEN_RULES)})")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.encoder import EncoderConfig, info_nce_stacked, rec_loss
+from models.encoder import EncoderConfig, info_nce_stacked, rec_loss, require
 from models.iclrec import intent_loss, nearest, sq_dist
 from models.kmeans import kmeans
 from models.protocol import Batch, EmbedUsers
@@ -54,11 +54,18 @@ class ELCRecConfig(EncoderConfig):
     cluster_loss: bool = True  # ablation switch
     intent_infonce: bool = True  # ablation switch: fuse centres into the instance InfoNCE
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.fusion in ("shift", "concat"), f"fusion must be shift or concat, got {self.fusion!r}")
+        require(self.init in ("kmeans", "random"), f"init must be kmeans or random, got {self.init!r}")
+        require(self.k >= 1 and self.alpha >= 0.0, f"k must be >= 1 and alpha >= 0, got {self.k}, {self.alpha}")
+        require(min(self.cf_weight, self.intent_weight) >= 0.0 and self.temperature > 0.0,
+                "cf_weight and intent_weight must be >= 0 and temperature > 0, got "
+                f"{self.cf_weight}, {self.intent_weight}, {self.temperature}")
+
 
 class ELCRec(SASRec):
     def __init__(self, item_size: int, cfg: ELCRecConfig) -> None:
-        if cfg.fusion not in ("shift", "concat") or cfg.init not in ("kmeans", "random"):
-            raise ValueError(f"elcrec: fusion must be shift|concat and init kmeans|random, got {cfg}")
         super().__init__(item_size, cfg)
         self.hp = cfg
         self.cluster_centers = nn.Parameter(torch.zeros(cfg.k, cfg.hidden))

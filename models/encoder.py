@@ -36,6 +36,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def require(ok: bool, problem: str) -> None:
+    """Config validation: a ValueError naming the offending setting."""
+    if not ok:
+        raise ValueError(problem)
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     layers: int = 2
@@ -45,6 +51,15 @@ class EncoderConfig:
     dropout: float = 0.5
     attn_dropout: float = 0.5
     init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        require(self.layers >= 1 and self.max_len >= 1,
+                f"layers and max_len must be >= 1, got {self.layers}, {self.max_len}")
+        require(self.heads >= 1 and self.hidden >= 1 and self.hidden % self.heads == 0,
+                f"hidden ({self.hidden}) must be a positive multiple of heads ({self.heads})")
+        require(0.0 <= self.dropout < 1.0 and 0.0 <= self.attn_dropout < 1.0,
+                f"dropout and attn_dropout must be in [0, 1), got {self.dropout}, {self.attn_dropout}")
+        require(self.init_std > 0.0, f"init_std must be > 0, got {self.init_std}")
 
 
 _BIT_TABLES: dict[tuple[torch.device, torch.dtype], Tensor] = {}

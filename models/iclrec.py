@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.encoder import EncoderConfig, info_nce, info_nce_stacked, linear, rec_loss
+from models.encoder import EncoderConfig, info_nce, info_nce_stacked, linear, rec_loss, require
 from models.kmeans import kmeans
 from models.protocol import Batch, EmbedUsers
 from models.sasrec import SASRec, encode_views
@@ -37,6 +37,14 @@ class ICLRecConfig(EncoderConfig):
     temperature: float = 1.0
     kmeans_iters: int = 20
     kmeans_redo: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.k >= 1 and self.kmeans_iters >= 1 and self.kmeans_redo >= 1,
+                f"k, kmeans_iters and kmeans_redo must be >= 1, got {self.k}, {self.kmeans_iters}, {self.kmeans_redo}")
+        require(min(self.cf_weight, self.intent_weight) >= 0.0 and self.temperature > 0.0,
+                "cf_weight and intent_weight must be >= 0 and temperature > 0, got "
+                f"{self.cf_weight}, {self.intent_weight}, {self.temperature}")
 
 
 def sq_dist(x: Tensor, c: Tensor) -> Tensor:

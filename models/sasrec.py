@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from models.encoder import EncoderConfig, SeqEncoder, info_nce_stacked, rec_loss
+from models.encoder import EncoderConfig, SeqEncoder, info_nce_stacked, rec_loss, require
 from models.protocol import Batch, EmbedUsers
 
 
@@ -28,6 +28,11 @@ class SASRecConfig(EncoderConfig):
 class CL4SRecConfig(EncoderConfig):
     cf_weight: float = 0.1  # weight of the instance InfoNCE
     temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.cf_weight >= 0.0 and self.temperature > 0.0,
+                f"cf_weight must be >= 0 and temperature > 0, got {self.cf_weight}, {self.temperature}")
 
 
 class SASRec(SeqEncoder):
