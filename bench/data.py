@@ -193,6 +193,25 @@ class SeqData:
         return {"users": self.n_users, "items": self.max_item, "interactions": len(self.flat)}
 
 
+def check_dataset(name: str, data_dir: Path | None = None) -> None:
+    """Fails fast, without loading: an unknown name, a malformed synthetic spec, or a local folder
+    (`--data-dir` or the environment variable) that lacks the file. A download is left to the run."""
+    if name.split(":")[0] == "synthetic":
+        from bench.synthetic import parse_spec
+
+        parse_spec(name)
+        return
+    entries = manifest()
+    if name not in entries:
+        raise BenchError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}")
+    for root, why in ((data_dir, "--data-dir"), (os.environ.get(ENV_DATA_DIR), ENV_DATA_DIR)):
+        if root:
+            path = Path(root) / entries[name].file
+            if not path.is_file():
+                raise BenchError(f"{why}: {path} does not exist")
+            return
+
+
 def load_dataset(name: str, data_dir: Path | None = None) -> SeqData:
     """Loads, verifies and parses a dataset by name ("synthetic[:k=v,...]" is generated)."""
     if name.split(":")[0] == "synthetic":

@@ -150,8 +150,13 @@ def cmd_perf(ns: argparse.Namespace) -> int:
     cfg = from_namespace(PerfConfig, ns)
     if cfg.repeat < 1:
         raise BenchError("--repeat must be at least 1")
+    from bench.data import load_dataset
+    from bench.modelio import check_model
     from bench.records import provenance, write_atomic
 
+    for m in cfg.models:
+        check_model(m)
+    load_dataset(cfg.dataset, cfg.data_dir)  # fails fast (and downloads once) before any timing
     results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat, "cpu": _cpu_model(),
                                "provenance": provenance()}
     if cfg.shared:

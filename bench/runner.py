@@ -327,16 +327,14 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 
 def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:
-    from bench.data import known_datasets
+    from bench.data import check_dataset
     from bench.modelio import check_model, model_config
     from bench.train import TrainConfig
 
     for m in cfg.models:
         check_model(m)
-    known = known_datasets()
-    for d in dataset_list(cfg.datasets):
-        if d.split(":")[0] not in known:
-            raise BenchError(f"unknown dataset {d!r}; known: {', '.join(known)}")
+    for d in sorted({spec["dataset"] for spec in runs}):
+        check_dataset(d, cfg.data_dir)
     for spec in runs:  # unknown or out-of-range settings fail here, before anything runs
         model_config(spec["model"], spec["hp"])
         try:

@@ -42,6 +42,8 @@ def test_set_expands_lists_into_a_grid() -> None:
         (["--set", "elcrec.dropout=1.5"], "elcrec: dropout and attn_dropout must be in [0, 1), got 1.5"),
         (["--set", "*.lr=-1"], "elcrec: out of range: lr=-1.0"),
         (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--datasets", "beauty", "--data-dir", "/nonexistent"], "--data-dir: /nonexistent/Beauty.txt does not exist"),
+        (["--datasets", "synthetic:users=many"], "synthetic: option users needs a number, got 'many'"),
     ],
 )
 def test_bad_settings_are_a_one_line_usage_error_before_anything_runs(
