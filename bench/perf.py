@@ -157,6 +157,10 @@ def cmd_perf(ns: argparse.Namespace) -> int:
     for m in cfg.models:
         check_model(m)
     load_dataset(cfg.dataset, cfg.data_dir)  # fails fast (and downloads once) before any timing
+    if cfg.out is not None:  # an unwritable --out must not cost a whole benchmark
+        if cfg.out.is_dir():
+            raise BenchError(f"--out {cfg.out} is a folder; it names the JSON file")
+        cfg.out.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat, "cpu": _cpu_model(),
                                "provenance": provenance()}
     if cfg.shared:

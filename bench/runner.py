@@ -317,7 +317,10 @@ def cmd_run(ns: argparse.Namespace) -> int:
         if len(todo) < len(runs):
             print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished in {cfg.out}; skipping them",
                   file=sys.stderr)
-        cfg.out.mkdir(parents=True, exist_ok=True)
+        try:
+            cfg.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BenchError(f"--out {cfg.out}: cannot create the folder ({e.strerror})") from None
         records = _run_ray(todo, cfg) if cfg.executor == "ray" else _run_local(todo, cfg, standby)
     finally:
         release(standby)
@@ -352,6 +355,8 @@ def _check_options(cfg: RunConfig) -> None:
         raise BenchError("--epochs must be at least 1")
     if cfg.timeout < 0:
         raise BenchError("--timeout must be >= 0 (0: none)")
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise BenchError(f"--out {cfg.out} is a file; records go into a folder")
 
 
 register("run", "train models x datasets x seeds under the authors' protocol", RunConfig, cmd_run)

@@ -81,3 +81,18 @@ def test_every_subcommand_has_a_working_help() -> None:
     for name, sub in subs.choices.items():
         text = sub.format_help()  # a stray % in a help string raises here
         assert f"python -m bench {name}" in text
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run", "--models", "sasrec", "--profile", "smoke"],
+     ["report", str(Path(__file__).parents[1] / "reports" / "beauty-10ep")]],
+)
+def test_an_output_path_that_is_a_file_is_a_one_line_error_and_the_file_survives(
+    command: list[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n")
+    res = bench(*command, "--out", str(target))
+    assert res.returncode == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert target.read_text() == "mine\n"
