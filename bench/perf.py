@@ -82,7 +82,15 @@ def time_process(cfg: PerfConfig) -> dict[str, float]:
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
         wall = time.perf_counter() - t0
-    return {"wall_s": wall, "peak_rss_mb_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+        from bench.records import read_records
+
+        (rec,) = read_records([Path(tmp)])
+    t = rec["timing"]
+    phases = {f"{k}_s": v for k, v in t["phase_total_s"].items()}  # clustering is the k-means initialisation
+    inside = t["setup_s"] + t["train_total_s"] + t["test_s"]
+    return {"wall_s": wall, "setup_s": t["setup_s"], **phases, "test_s": t["test_s"],
+            "outside_phases_s": wall - inside,  # start-up, diagnostics, record, exit
+            "peak_rss_mb_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 def machine_gflops() -> dict[str, float]:
@@ -133,7 +141,10 @@ def _measure(cfg: PerfConfig) -> dict[str, Any]:
                   f"epoch-start hook {r['clustering_s']:.2f} s")
         if cfg.process:
             process.append(time_process(cfg))
-            print(f"  whole `bench run` process, one elcrec epoch: {process[-1]['wall_s']:.1f} s")
+            p = process[-1]
+            print(f"  whole `bench run` process, one elcrec epoch: {p['wall_s']:.1f} s (train {p['train_s']:.1f}, "
+                  f"k-means init {p['clustering_s']:.1f}, test {p['test_s']:.1f}, outside the timed phases "
+                  f"{p['outside_phases_s']:.1f})")
     out: dict[str, Any] = {"machine_gflops": {"rounds": machine, "median": _median(machine)},
                            "epochs": {m: {**_median(rs), "rounds": rs} for m, rs in rounds.items()}}
     if process:
