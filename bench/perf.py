@@ -153,12 +153,11 @@ def _measure(cfg: PerfConfig) -> dict[str, Any]:
 
 
 def cmd_perf(ns: argparse.Namespace) -> int:
-    from bench.runner import tuned_env
+    from bench.runner import WORKER_ENV
 
-    env = tuned_env(os.cpu_count() or 1)
-    if any(os.environ.get(k) != v for k, v in env.items()):
-        # time what the runner's workers run: with their allocator and thread settings (read at start)
-        os.execve(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]], {**os.environ, **env})
+    if any(os.environ.get(k) != v for k, v in WORKER_ENV.items()):
+        # time what the runner's workers run: with their allocator settings (read at process start)
+        os.execve(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]], {**os.environ, **WORKER_ENV})
     cfg = from_namespace(PerfConfig, ns)
     if cfg.repeat < 1:
         raise BenchError("--repeat must be at least 1")

@@ -33,10 +33,6 @@ WORKER = [sys.executable, "-m", "bench.worker"]
 # page-faulted in afresh; keeping them in the heap makes a CPU training step ~20% faster.
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 36),
               "MALLOC_TOP_PAD_": str(1 << 30)}
-# a run that has every core binds its OpenMP threads one per core: unbound, they migrate and share
-# cores now and then (a ~5% slower step on a 2-core VM). Runs that share the machine stay unbound:
-# each process would otherwise put its first thread on the same first core.
-PIN_ENV = {"OMP_PROC_BIND": "true", "OMP_PLACES": "cores"}
 TRAIN_KEYS = ("lr", "beta1", "beta2", "weight_decay", "batch_size", "epochs", "patience", "seen_items")
 
 
@@ -126,11 +122,6 @@ def config_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def run_threads(cfg: RunConfig) -> int:
-    """Torch threads per run: --threads, or the cores shared out among --jobs."""
-    return cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
-
-
 def expand(cfg: RunConfig) -> list[dict[str, Any]]:
     """Every run of the sweep as a plain RunSpec dict (validated against the model registries)."""
     from bench.presets import preset  # light: a dict
@@ -144,7 +135,7 @@ def expand(cfg: RunConfig) -> list[dict[str, Any]]:
         train = {"epochs": cfg.epochs or prof.epochs, "patience": prof.patience}
         train.update({k: v for k, v in over.items() if k in TRAIN_KEYS})
         hp = {**preset(dataset, model), **{k: v for k, v in over.items() if k not in TRAIN_KEYS}}
-        threads = run_threads(cfg)
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
         spec = {"model": model, "dataset": dataset, "seed": seed, "hp": hp, "train": train, "device": cfg.device,
                 "data_dir": str(cfg.data_dir) if cfg.data_dir else None, "threads": threads}
         spec["config_hash"] = config_hash(spec)
@@ -159,20 +150,15 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def tuned_env(threads: int) -> dict[str, str]:
-    """The allocator settings, and thread binding when `threads` covers every core."""
-    return {**WORKER_ENV, **(PIN_ENV if threads >= (os.cpu_count() or 1) else {})}
+def _worker_env() -> dict[str, str]:
+    return {**WORKER_ENV, **os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def _worker_env(threads: int) -> dict[str, str]:
-    return {**tuned_env(threads), **os.environ, "PYTHONUNBUFFERED": "1"}  # the user's settings win
-
-
-def start_standby(threads: int) -> subprocess.Popen[str]:
+def start_standby() -> subprocess.Popen[str]:
     """A worker process that imports torch while the parent validates the sweep, then waits on
     stdin for its job (`execute_run(..., standby=)`); closing its stdin ends it without a trace."""
     return subprocess.Popen([*WORKER, "--standby"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=_worker_env(threads))
+                            stderr=subprocess.DEVNULL, text=True, env=_worker_env())
 
 
 def release(standby: list[subprocess.Popen[str]]) -> None:
@@ -187,8 +173,7 @@ def release(standby: list[subprocess.Popen[str]]) -> None:
             proc.kill()
 
 
-def _launch(args: list[str], log: Path, err: Any, standby: subprocess.Popen[str] | None,
-            threads: int) -> subprocess.Popen[str]:
+def _launch(args: list[str], log: Path, err: Any, standby: subprocess.Popen[str] | None) -> subprocess.Popen[str]:
     if standby is not None and standby.stdin is not None and standby.poll() is None:
         try:
             standby.stdin.write(json.dumps([*args, str(log)]) + "\n")
@@ -197,7 +182,7 @@ def _launch(args: list[str], log: Path, err: Any, standby: subprocess.Popen[str]
         except OSError:  # it died meanwhile: start a fresh worker instead
             standby.kill()
     return subprocess.Popen([*WORKER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                            text=True, env=_worker_env(threads))
+                            text=True, env=_worker_env())
 
 
 def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0, on_line: Any = None,
@@ -211,7 +196,7 @@ def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0, on_line: A
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with open(log, "w") as err:
-        proc = _launch([json.dumps(spec), str(out_dir), attempt], log, err, standby, int(spec["threads"]))
+        proc = _launch([json.dumps(spec), str(out_dir), attempt], log, err, standby)
         timer = threading.Timer(timeout, proc.kill) if timeout > 0 else None
         if timer:
             timer.start()
@@ -326,8 +311,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     done = finished(cfg.out)
     todo = [r for r in runs if (r["config_hash"], r["seed"]) not in done]
     # validating imports torch (the model registry); the first workers import it meanwhile
-    n_standby = min(cfg.jobs, len(todo)) if cfg.executor == "local" else 0
-    standby = [start_standby(run_threads(cfg)) for _ in range(n_standby)]
+    standby = [start_standby() for _ in range(min(cfg.jobs, len(todo)))] if cfg.executor == "local" else []
     try:
         _validate(cfg, runs)
         if len(todo) < len(runs):

@@ -138,15 +138,3 @@ def test_ray_executor_runs_the_same_function(tmp_path: Path) -> None:
     assert len(ray_recs) == 2 and ray_recs[1]["metrics"] == ok_runs(tmp_path / "local")[0]["metrics"]
     again = run(*args, "--executor", "ray", "--out", str(tmp_path / "ray"))
     assert "2 of 2 runs already finished" in again.stderr
-
-
-def test_only_a_run_that_has_every_core_binds_its_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench.runner import _worker_env
-
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    monkeypatch.delenv("OMP_PROC_BIND", raising=False)
-    assert _worker_env(4)["OMP_PROC_BIND"] == "true"
-    # two single-threaded runs side by side would both be bound to the first core
-    assert "OMP_PROC_BIND" not in _worker_env(2) and "OMP_PROC_BIND" not in _worker_env(1)
-    monkeypatch.setenv("OMP_PROC_BIND", "false")
-    assert _worker_env(4)["OMP_PROC_BIND"] == "false"  # the user's setting wins
