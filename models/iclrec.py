@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.encoder import EncoderConfig, info_nce, info_nce_stacked, linear, rec_loss, require
+from models.encoder import EncoderConfig, info_nce, info_nce_stacked, rec_loss, require
+from models.kernels import linear
 from models.kmeans import kmeans
 from models.protocol import Batch, EmbedUsers
 from models.sasrec import SASRec, encode_views

@@ -1,0 +1,143 @@
+"""Fast paths of the encoder's building blocks: seeded dropout masks, oneDNN linears (CPU), the Gram
+matrix of InfoNCE. Each has the value of the plain torch expression its docstring names, up to float32
+summation order; `models/encoder.py` lists them among its deviations from the authors' code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_BIT_TABLES: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+
+def _bit_table(device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(256, 8): row b holds 2.0 where bit i of byte b is set, else 0 (the p=0.5 keep-scale)."""
+    key = (device, dtype)
+    if key not in _BIT_TABLES:
+        bits = (torch.arange(256).unsqueeze(-1) >> torch.arange(8)) & 1
+        _BIT_TABLES[key] = (bits * 2).to(device=device, dtype=dtype)
+    return _BIT_TABLES[key]
+
+
+def dropout_scale(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
+    """Inverted-dropout factors shaped like x (0 or 1/(1-p)), drawn from `gen`, never the global RNG."""
+    if p == 0.5:
+        # one random bit per element is an exact Bernoulli(0.5) draw: 64 bits per random int64,
+        # expanded through a byte -> 8 scale factors table (~10x cheaper than F.dropout here)
+        words = torch.randint(-(2**63), 2**63 - 1, ((x.numel() + 63) // 64,), generator=gen,
+                              dtype=torch.int64, device=x.device)
+        scale = F.embedding(words.view(torch.uint8).int(), _bit_table(x.device, x.dtype))  # (n/8, 8)
+        return scale.view(-1)[: x.numel()].view(x.shape)
+    keep = torch.rand(x.shape, generator=gen, device=x.device) >= p
+    return keep.to(x.dtype) / (1.0 - p)
+
+
+def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
+    """Inverted dropout of x."""
+    if not training or p == 0.0:
+        return x
+    return x * dropout_scale(x, p, gen)
+
+
+def dropout_add(y: Tensor, x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
+    """x + dropout(y) in one pass (the residual connections)."""
+    if not training or p == 0.0:
+        return y + x
+    return torch.addcmul(x, y, dropout_scale(y, p, gen))
+
+
+_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+class _Linear(torch.autograd.Function):
+    """x @ w.T + b for the encoder's tall, skinny (tokens x 64..256) shapes on CPU.
+
+    Forward runs oneDNN's linear, which adds the bias inside the GEMM (MKL's addmm first writes the
+    broadcast bias into the whole output, a pass over up to 64 MB here); so does the input gradient
+    (g @ w as a linear with the transposed weight). The weight gradient is
+    computed in the orientation MKL runs fastest (the smaller of in/out as the output's rows) and the
+    bias gradient as a matrix-vector product, which reads the gradient faster than a sum reduction.
+    Same values as F.linear up to float32 summation order.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), w, b, "none", [], "")
+        return y.view(*x.shape[:-1], w.shape[0])
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])  # (T, out), (T, in)
+        gx = None
+        if ctx.needs_input_grad[0]:  # oneDNN again: MKL is ~1.5x slower for the widening (T, 64) x (64, 256)
+            gx = torch.ops.mkldnn._linear_pointwise(g2.contiguous(), w.t().contiguous(), None, "none", [], "")
+            gx = gx.view(x.shape)
+        gw = gb = None
+        if ctx.needs_input_grad[1]:
+            gw = g2.T @ x2 if w.shape[0] <= w.shape[1] else (x2.T @ g2).T  # (out, in)
+        if ctx.needs_input_grad[2]:
+            gb = g2.new_ones(g2.shape[0]) @ g2  # (out,)
+        return gx, gw, gb
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """(..., in) -> (..., out): `_Linear` on CPU float32 where oneDNN is built in, else F.linear."""
+    if _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32:
+        return _Linear.apply(x, w, b)  # type: ignore[no-any-return]
+    return F.linear(x, w, b)
+
+
+def _onednn_inference(x: Tensor) -> bool:
+    return _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+
+
+def linear_gelu(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """gelu(x @ w.T + b); without autograd on CPU the exact GELU runs inside oneDNN's GEMM (same values,
+    one pass over the (tokens, 4D) activation less)."""
+    if _onednn_inference(x):
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), w, b, "gelu", [], "none")
+        return y.view(*x.shape[:-1], w.shape[0])
+    return F.gelu(linear(x, w, b))
+
+
+def linear_add(x: Tensor, w: Tensor, b: Tensor, res: Tensor) -> Tensor:
+    """x @ w.T + b + res; without autograd on CPU the residual is added inside oneDNN's GEMM."""
+    if _onednn_inference(x):
+        x2, r2 = x.reshape(-1, x.shape[-1]).contiguous(), res.reshape(-1, w.shape[0]).contiguous()
+        return torch.ops.mkldnn._linear_pointwise.binary(x2, r2, w, b, "add").view(res.shape)
+    return linear(x, w, b) + res
+
+
+def _flush_subnormal(grad: Tensor) -> Tensor:
+    """Zeroes gradient entries below 1e-30. With flattened 3200-dim views the logits are in the
+    thousands, so the softmax gradient is full of float32 subnormals, which make every following
+    arithmetic kernel and GEMM ~100x slower on x86 CPUs. They are far below float32 resolution of
+    any sum they enter (GPUs flush them in the same way), so the gradient does not change measurably."""
+    return grad.masked_fill(grad.abs() < 1e-30, 0.0)
+
+
+class _Gram(torch.autograd.Function):
+    """z @ z.T with the backward as one GEMM: d/dz = (G + G^T) z, where autograd of `z @ z.T` runs
+    two (2B, 2B) x (2B, F) products. The incoming gradient is flushed of subnormals first."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor) -> Tensor:
+        ctx.save_for_backward(z)
+        return z @ z.T  # (2B, 2B)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> Tensor:
+        (z,) = ctx.saved_tensors
+        g = _flush_subnormal(g)
+        return (g + g.T) @ z  # (2B, F)
+
+
+def gram_matrix(z: Tensor) -> Tensor:
+    """z @ z.T (2B, F) -> (2B, 2B); with autograd its backward is one GEMM (`_Gram`)."""
+    return _Gram.apply(z) if z.requires_grad else z @ z.T  # type: ignore[no-any-return]
