@@ -95,7 +95,10 @@ def time_process(cfg: PerfConfig) -> dict[str, float]:
         if cfg.data_dir:
             cmd += ["--data-dir", str(cfg.data_dir)]
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise BenchError(f"the timed `bench run` process failed (exit {done.returncode}): {last}")
         wall = time.perf_counter() - t0
         from bench.records import read_records
 
