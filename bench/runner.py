@@ -336,6 +336,11 @@ def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:
 
     for m in cfg.models:
         check_model(m)
+    if cfg.device == "cuda" and cfg.ray_address is None:  # a remote Ray cluster may have GPUs this host lacks
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchError("--device cuda: no CUDA device is visible here")
     for d in sorted({spec["dataset"] for spec in runs}):
         check_dataset(d, cfg.data_dir)
     for spec in runs:  # unknown or out-of-range settings fail here, before anything runs

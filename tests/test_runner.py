@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.errors import BenchError
 from bench.records import load_per_user, read_records
@@ -42,6 +43,8 @@ def test_set_expands_lists_into_a_grid() -> None:
         (["--set", "elcrec.dropout=1.5"], "elcrec: dropout and attn_dropout must be in [0, 1), got 1.5"),
         (["--set", "*.lr=-1"], "elcrec: out of range: lr=-1.0"),
         (["--jobs", "0"], "--jobs must be at least 1"),
+        pytest.param(["--device", "cuda"], "--device cuda: no CUDA device is visible here",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")),
         (["--datasets", "beauty", "--data-dir", "/nonexistent"], "--data-dir: /nonexistent/Beauty.txt does not exist"),
         (["--datasets", "synthetic:users=many"], "synthetic: option users needs a number, got 'many'"),
     ],
