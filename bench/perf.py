@@ -170,26 +170,42 @@ def _measure(cfg: PerfConfig) -> dict[str, Any]:
     return out
 
 
+def _preflight(cfg: PerfConfig) -> None:
+    """Everything that can fail on bad input, checked before any timing."""
+    from bench.data import load_dataset
+    from bench.modelio import check_model
+
+    if cfg.repeat < 1:
+        raise BenchError("--repeat must be at least 1")
+    for m in cfg.models:
+        check_model(m)
+    load_dataset(cfg.dataset, cfg.data_dir)  # also downloads it once, outside the timings
+    if cfg.out is not None:  # an unwritable --out must not cost a whole benchmark
+        if cfg.out.is_dir():
+            raise BenchError(f"--out {cfg.out} is a folder; it names the JSON file")
+        cfg.out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _print_summary(results: dict[str, Any]) -> None:
+    print(f"medians of {results['repeat']} round(s):")
+    for m, r in results["epochs"].items():
+        print(f"  {m}: epoch {r['epoch_s']:.1f} s, {r['sequences_per_s']:.0f} sequences/s, "
+              f"epoch-start hook {r['clustering_s']:.2f} s")
+    if "process" in results:
+        print(f"  whole `bench run` process, one elcrec epoch: {results['process']['wall_s']:.1f} s")
+    for name, v in results["targets"].items():
+        print(f"target {name} <= {v['limit']:g}: {'met' if v['met'] else 'NOT met'} (median {v['median']:.2f})")
+
+
 def cmd_perf(ns: argparse.Namespace) -> int:
+    from bench.records import provenance, write_atomic
     from bench.runner import WORKER_ENV
 
     if any(os.environ.get(k) != v for k, v in WORKER_ENV.items()):
         # time what the runner's workers run: with their allocator settings (read at process start)
         os.execve(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]], {**os.environ, **WORKER_ENV})
     cfg = from_namespace(PerfConfig, ns)
-    if cfg.repeat < 1:
-        raise BenchError("--repeat must be at least 1")
-    from bench.data import load_dataset
-    from bench.modelio import check_model
-    from bench.records import provenance, write_atomic
-
-    for m in cfg.models:
-        check_model(m)
-    load_dataset(cfg.dataset, cfg.data_dir)  # fails fast (and downloads once) before any timing
-    if cfg.out is not None:  # an unwritable --out must not cost a whole benchmark
-        if cfg.out.is_dir():
-            raise BenchError(f"--out {cfg.out} is a folder; it names the JSON file")
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    _preflight(cfg)
     results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat, "cpu": _cpu_model(),
                                "provenance": provenance()}
     if cfg.shared:
@@ -197,17 +213,10 @@ def cmd_perf(ns: argparse.Namespace) -> int:
 
         errs = {m: max(fixture_errors(m, cfg.shared).values()) for m in ("elcrec", "iclrec")}
         results["fixture_max_rel_error"] = errs
-        print(f"fixture max relative error: {results['fixture_max_rel_error']} (must be <= 1e-5)")
+        print(f"fixture max relative error: {errs} (must be <= 1e-5)")
     results.update(_measure(cfg))
-    print(f"medians of {cfg.repeat} round(s):")
-    for m, r in results["epochs"].items():
-        print(f"  {m}: epoch {r['epoch_s']:.1f} s, {r['sequences_per_s']:.0f} sequences/s, "
-              f"epoch-start hook {r['clustering_s']:.2f} s")
-    if "process" in results:
-        print(f"  whole `bench run` process, one elcrec epoch: {results['process']['wall_s']:.1f} s")
     results["targets"] = verdicts(results)
-    for name, v in results["targets"].items():
-        print(f"target {name} <= {v['limit']:g}: {'met' if v['met'] else 'NOT met'} (median {v['median']:.2f})")
+    _print_summary(results)
     if cfg.out:
         write_atomic(cfg.out, json.dumps(results, indent=2).encode())
     return 0
