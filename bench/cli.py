@@ -104,8 +104,12 @@ def _load_plugins(command: str | None = None) -> None:
     """Subcommands defined next to the code they drive register themselves on import."""
     import importlib
 
-    wanted = {command: PLUGINS[command]} if command in PLUGINS else {} if command in COMMANDS else PLUGINS
-    mods = list(wanted.values())
+    if command in PLUGINS:
+        mods = [PLUGINS[command]]
+    elif command in COMMANDS:  # built in here
+        mods = []
+    else:  # no or unknown command: the help lists them all
+        mods = list(PLUGINS.values())
     for mod in mods:
         try:
             importlib.import_module(mod)

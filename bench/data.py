@@ -79,14 +79,30 @@ def _download(entry: DatasetEntry, dest: Path) -> None:
     )
 
 
-def resolve_file(entry: DatasetEntry, data_dir: Path | None) -> Path:
-    """Finds the dataset file (see the module docstring for the order), downloading if needed."""
+def _entry(name: str) -> DatasetEntry:
+    entries = manifest()
+    if name not in entries:
+        raise BenchError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}")
+    return entries[name]
+
+
+def _local_file(entry: DatasetEntry, data_dir: Path | None) -> Path | None:
+    """The file in `--data-dir`, else in the environment variable's folder; None if neither is set.
+    A named folder without the file is an error: it is not silently downloaded instead."""
     for root, why in ((data_dir, "--data-dir"), (os.environ.get(ENV_DATA_DIR), ENV_DATA_DIR)):
         if root:
             path = Path(root) / entry.file
             if not path.is_file():
                 raise BenchError(f"{why}: {path} does not exist")
             return path
+    return None
+
+
+def resolve_file(entry: DatasetEntry, data_dir: Path | None) -> Path:
+    """Finds the dataset file (see the module docstring for the order), downloading if needed."""
+    local = _local_file(entry, data_dir)
+    if local is not None:
+        return local
     cached = DATASETS_DIR / "cache" / entry.file
     if not cached.is_file():
         _download(entry, cached)
@@ -201,15 +217,7 @@ def check_dataset(name: str, data_dir: Path | None = None) -> None:
 
         parse_spec(name)
         return
-    entries = manifest()
-    if name not in entries:
-        raise BenchError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}")
-    for root, why in ((data_dir, "--data-dir"), (os.environ.get(ENV_DATA_DIR), ENV_DATA_DIR)):
-        if root:
-            path = Path(root) / entries[name].file
-            if not path.is_file():
-                raise BenchError(f"{why}: {path} does not exist")
-            return
+    _local_file(_entry(name), data_dir)
 
 
 def load_dataset(name: str, data_dir: Path | None = None) -> SeqData:
@@ -218,10 +226,7 @@ def load_dataset(name: str, data_dir: Path | None = None) -> SeqData:
         from bench.synthetic import synthetic_from_spec
 
         return synthetic_from_spec(name)
-    entries = manifest()
-    if name not in entries:
-        raise BenchError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}")
-    entry = entries[name]
+    entry = _entry(name)
     path = resolve_file(entry, data_dir)
     digest = sha256_file(path)
     if digest != entry.sha256:

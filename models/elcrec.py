@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.encoder import EncoderConfig, info_nce_stacked, rec_loss, require
+from models.encoder import EncoderConfig, info_nce_stacked, rec_loss, require, require_ranges
 from models.iclrec import intent_loss, nearest, sq_dist
 from models.kmeans import kmeans
 from models.protocol import Batch, EmbedUsers
@@ -58,10 +58,8 @@ class ELCRecConfig(EncoderConfig):
         super().__post_init__()
         require(self.fusion in ("shift", "concat"), f"fusion must be shift or concat, got {self.fusion!r}")
         require(self.init in ("kmeans", "random"), f"init must be kmeans or random, got {self.init!r}")
-        require(self.k >= 1 and self.alpha >= 0.0, f"k must be >= 1 and alpha >= 0, got {self.k}, {self.alpha}")
-        require(min(self.cf_weight, self.intent_weight) >= 0.0 and self.temperature > 0.0,
-                "cf_weight and intent_weight must be >= 0 and temperature > 0, got "
-                f"{self.cf_weight}, {self.intent_weight}, {self.temperature}")
+        require_ranges(self, at_least_1=("k",), non_negative=("alpha", "cf_weight", "intent_weight"),
+                       positive=("temperature",))
 
 
 class ELCRec(SASRec):

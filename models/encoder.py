@@ -44,6 +44,16 @@ def require(ok: bool, problem: str) -> None:
         raise ValueError(problem)
 
 
+def require_ranges(cfg: object, at_least_1: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+                   positive: tuple[str, ...] = ()) -> None:
+    """A ValueError naming every listed field of cfg that is out of its range."""
+    rules = [(at_least_1, ">= 1", lambda v: v >= 1), (non_negative, ">= 0", lambda v: v >= 0),
+             (positive, "> 0", lambda v: v > 0)]
+    bad = [f"{n} must be {text}, got {getattr(cfg, n)}" for names, text, ok in rules for n in names
+           if not ok(getattr(cfg, n))]
+    require(not bad, "; ".join(bad))
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     layers: int = 2
@@ -55,13 +65,11 @@ class EncoderConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        require(self.layers >= 1 and self.max_len >= 1,
-                f"layers and max_len must be >= 1, got {self.layers}, {self.max_len}")
+        require_ranges(self, at_least_1=("layers", "max_len"), positive=("init_std",))
         require(self.heads >= 1 and self.hidden >= 1 and self.hidden % self.heads == 0,
                 f"hidden ({self.hidden}) must be a positive multiple of heads ({self.heads})")
         require(0.0 <= self.dropout < 1.0 and 0.0 <= self.attn_dropout < 1.0,
                 f"dropout and attn_dropout must be in [0, 1), got {self.dropout}, {self.attn_dropout}")
-        require(self.init_std > 0.0, f"init_std must be > 0, got {self.init_std}")
 
 
 class _Attention(nn.Module):

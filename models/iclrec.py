@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.encoder import EncoderConfig, info_nce, info_nce_stacked, rec_loss, require
+from models.encoder import EncoderConfig, info_nce, info_nce_stacked, rec_loss, require_ranges
 from models.kernels import linear
 from models.kmeans import kmeans
 from models.protocol import Batch, EmbedUsers
@@ -41,11 +41,8 @@ class ICLRecConfig(EncoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.k >= 1 and self.kmeans_iters >= 1 and self.kmeans_redo >= 1,
-                f"k, kmeans_iters and kmeans_redo must be >= 1, got {self.k}, {self.kmeans_iters}, {self.kmeans_redo}")
-        require(min(self.cf_weight, self.intent_weight) >= 0.0 and self.temperature > 0.0,
-                "cf_weight and intent_weight must be >= 0 and temperature > 0, got "
-                f"{self.cf_weight}, {self.intent_weight}, {self.temperature}")
+        require_ranges(self, at_least_1=("k", "kmeans_iters", "kmeans_redo"),
+                       non_negative=("cf_weight", "intent_weight"), positive=("temperature",))
 
 
 def sq_dist(x: Tensor, c: Tensor) -> Tensor:

@@ -53,6 +53,16 @@ def dropout_add(y: Tensor, x: Tensor, p: float, gen: torch.Generator | None, tra
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def _onednn(x: Tensor) -> bool:
+    return _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def _dnn_linear(x: Tensor, w: Tensor, b: Tensor | None, post: str = "none", algorithm: str = "") -> Tensor:
+    """(..., in) -> (..., out) through oneDNN's linear, with an optional eltwise post-op ("gelu")."""
+    y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), w, b, post, [], algorithm)
+    return y.view(*x.shape[:-1], w.shape[0])
+
+
 class _Linear(torch.autograd.Function):
     """x @ w.T + b for the encoder's tall, skinny (tokens x 64..256) shapes on CPU.
 
@@ -67,17 +77,14 @@ class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         ctx.save_for_backward(x, w)
-        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), w, b, "none", [], "")
-        return y.view(*x.shape[:-1], w.shape[0])
+        return _dnn_linear(x, w, b)
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         x, w = ctx.saved_tensors
         g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])  # (T, out), (T, in)
-        gx = None
-        if ctx.needs_input_grad[0]:  # oneDNN again: MKL is ~1.5x slower for the widening (T, 64) x (64, 256)
-            gx = torch.ops.mkldnn._linear_pointwise(g2.contiguous(), w.t().contiguous(), None, "none", [], "")
-            gx = gx.view(x.shape)
+        # oneDNN again for g @ w: MKL is ~1.5x slower for the widening (T, 64) x (64, 256)
+        gx = _dnn_linear(g, w.t().contiguous(), None) if ctx.needs_input_grad[0] else None
         gw = gb = None
         if ctx.needs_input_grad[1]:
             gw = g2.T @ x2 if w.shape[0] <= w.shape[1] else (x2.T @ g2).T  # (out, in)
@@ -88,21 +95,20 @@ class _Linear(torch.autograd.Function):
 
 def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """(..., in) -> (..., out): `_Linear` on CPU float32 where oneDNN is built in, else F.linear."""
-    if _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32:
+    if _onednn(x):
         return _Linear.apply(x, w, b)  # type: ignore[no-any-return]
     return F.linear(x, w, b)
 
 
 def _onednn_inference(x: Tensor) -> bool:
-    return _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+    return _onednn(x) and not torch.is_grad_enabled()
 
 
 def linear_gelu(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """gelu(x @ w.T + b); without autograd on CPU the exact GELU runs inside oneDNN's GEMM (same values,
     one pass over the (tokens, 4D) activation less)."""
     if _onednn_inference(x):
-        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).contiguous(), w, b, "gelu", [], "none")
-        return y.view(*x.shape[:-1], w.shape[0])
+        return _dnn_linear(x, w, b, "gelu", "none")  # algorithm "none": the exact (erf) GELU
     return F.gelu(linear(x, w, b))
 
 

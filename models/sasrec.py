@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from models.encoder import EncoderConfig, SeqEncoder, info_nce_stacked, rec_loss, require
+from models.encoder import EncoderConfig, SeqEncoder, info_nce_stacked, rec_loss, require_ranges
 from models.protocol import Batch, EmbedUsers
 
 
@@ -31,8 +31,7 @@ class CL4SRecConfig(EncoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.cf_weight >= 0.0 and self.temperature > 0.0,
-                f"cf_weight must be >= 0 and temperature > 0, got {self.cf_weight}, {self.temperature}")
+        require_ranges(self, non_negative=("cf_weight",), positive=("temperature",))
 
 
 class SASRec(SeqEncoder):
