@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from bench.modelio import build_model, load_checkpoint
 from models.protocol import Batch
@@ -24,8 +27,12 @@ def load_batch(fixtures: Path) -> Batch:
     return Batch(b["input_ids"], b["target_pos"], b["target_neg"], b["view_1"], b["view_2"])
 
 
-def fixture_errors(model_name: str, shared: Path) -> dict[str, float]:
-    """Relative error of every loss term and listed gradient norm on the Beauty fixture batch."""
+def fixture_errors(model_name: str, shared: Path,
+                   losses: Callable[[Any, Batch], dict[str, Tensor]] | None = None) -> dict[str, float]:
+    """Relative error of every loss term and listed gradient norm on the Beauty fixture batch.
+
+    `losses(model, batch)` computes the terms (default: the model's own `losses`); `bench.recipe`
+    passes its plain re-statement of the authors' computation through the same check."""
     fixtures, checkpoints = shared / "reference" / "fixtures", shared / "checkpoints"
     expected = json.loads((fixtures / "loss_expected.json").read_text())[model_name]
     stem = "ELCRec" if model_name == "elcrec" else "ICLRec"
@@ -39,7 +46,7 @@ def fixture_errors(model_name: str, shared: Path) -> dict[str, float]:
         centres = torch.load(checkpoints / "ELCRec-Beauty-1.pt", weights_only=True, map_location="cpu")
         model.set_centroids(centres["cluster_centers"])  # type: ignore[attr-defined]
     model.eval()  # the fixture was computed without dropout
-    out = model.losses(load_batch(fixtures))
+    out = (losses or type(model).losses)(model, load_batch(fixtures))
     out["loss"].backward()  # type: ignore[no-untyped-call]
     errors = {k: abs(out[ours].item() - expected[k]) / abs(expected[k]) for k, ours in TERMS[model_name].items()}
     grads = dict(model.named_parameters())  # type: ignore[attr-defined]
