@@ -38,6 +38,17 @@ def check_types(cls: type, values: dict[str, Any], what: str) -> dict[str, Any]:
     return out
 
 
+def build_config(cls: type[T], values: dict[str, Any], what: str) -> T:
+    """A config dataclass from `--set` values: their types (`check_types`), then the config's own range
+    checks; either failure is a one-line BenchError naming `what`."""
+    from bench.errors import BenchError
+
+    try:
+        return cls(**check_types(cls, values, what))
+    except ValueError as e:
+        raise BenchError(f"{what}: {e}") from None
+
+
 def _csv(kind: type) -> typing.Callable[[str], tuple[Any, ...]]:
     def parse(text: str) -> tuple[Any, ...]:
         try:

@@ -209,10 +209,14 @@ class SeqData:
         return {"users": self.n_users, "items": self.max_item, "interactions": len(self.flat)}
 
 
+def _is_synthetic(name: str) -> bool:
+    return name.split(":")[0] == "synthetic"
+
+
 def check_dataset(name: str, data_dir: Path | None = None) -> None:
     """Fails fast, without loading: an unknown name, a malformed synthetic spec, or a local folder
     (`--data-dir` or the environment variable) that lacks the file. A download is left to the run."""
-    if name.split(":")[0] == "synthetic":
+    if _is_synthetic(name):
         from bench.synthetic import parse_spec
 
         parse_spec(name)
@@ -222,7 +226,7 @@ def check_dataset(name: str, data_dir: Path | None = None) -> None:
 
 def load_dataset(name: str, data_dir: Path | None = None) -> SeqData:
     """Loads, verifies and parses a dataset by name ("synthetic[:k=v,...]" is generated)."""
-    if name.split(":")[0] == "synthetic":
+    if _is_synthetic(name):
         from bench.synthetic import synthetic_from_spec
 
         return synthetic_from_spec(name)

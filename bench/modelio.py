@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from bench.config import check_types
+from bench.config import build_config
 from bench.errors import BenchError
 from models import REGISTRY
 from models.encoder import EncoderConfig, infer_layers
@@ -27,10 +27,7 @@ def model_config(name: str, overrides: dict[str, Any]) -> EncoderConfig:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise BenchError(f"{name}: unknown hyper-parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    try:
-        return cls(**check_types(cls, overrides, name))
-    except ValueError as e:  # out of range (the config's own checks)
-        raise BenchError(f"{name}: {e}") from None
+    return build_config(cls, overrides, name)
 
 
 def build_model(name: str, item_size: int, overrides: dict[str, Any]) -> RecModel:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import register
-from bench.config import check_types, from_namespace, opt
+from bench.config import build_config, from_namespace, opt
 from bench.errors import BenchError
 from bench.records import append_record, new_id, provenance, read_records
 
@@ -345,10 +345,7 @@ def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:
         check_dataset(d, cfg.data_dir)
     for spec in runs:  # unknown or out-of-range settings fail here, before anything runs
         model_config(spec["model"], spec["hp"])
-        try:
-            TrainConfig(**check_types(TrainConfig, spec["train"], spec["model"]))
-        except ValueError as e:
-            raise BenchError(f"{spec['model']}: {e}") from None
+        build_config(TrainConfig, spec["train"], spec["model"])
 
 
 def _check_options(cfg: RunConfig) -> None:
