@@ -31,5 +31,7 @@ def test_perf_times_ours_and_the_authors_recipe_on_the_same_data(tmp_path: Path)
     assert recipe["extrapolated_from_batches"] == 3  # the set has 2 batches: the recipe cycles through them
     assert ours["extrapolated_from_batches"] == 1
     assert recipe["epoch_speedup"] == recipe["epoch_s"] / ours["epoch_s"] > 0
+    assert recipe["epoch_s"] == recipe["batches_s"] + recipe["train_s"] + recipe["validation_s"]
+    assert min(recipe["batches_s"], recipe["validation_s"]) > 0  # their data and validation are timed too
     assert res["targets"] == {}
     assert "the authors' way" in done.stdout
