@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -174,7 +173,9 @@ def time_process(cfg: PerfConfig) -> dict[str, float]:
     inside = t["setup_s"] + t["train_total_s"] + t["test_s"]
     return {"wall_s": wall, "setup_s": t["setup_s"], **phases, "test_s": t["test_s"],
             "outside_phases_s": wall - inside,  # start-up, diagnostics, record, exit
-            "peak_rss_mb_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+            # the run process's own peak, from its record: RUSAGE_CHILDREN would also count this
+            # process's memory, which a child shares between fork and exec
+            "peak_rss_mb_run": rec["memory"]["peak_rss_mb"]}
 
 
 def machine_gflops() -> dict[str, float]:

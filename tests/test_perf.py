@@ -23,7 +23,7 @@ def test_targets_are_judged_on_the_medians_that_were_measured() -> None:
 def test_perf_times_ours_and_the_authors_recipe_on_the_same_data(tmp_path: Path) -> None:
     out = tmp_path / "perf.json"
     cmd = [sys.executable, "-m", "bench", "perf", "--dataset", "synthetic:users=300,items=60", "--models", "elcrec",
-           "--batches", "1", "--recipe-batches", "3", "--no-process", "--out", str(out)]
+           "--batches", "1", "--recipe-batches", "3", "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     res = json.loads(out.read_text())
@@ -33,5 +33,7 @@ def test_perf_times_ours_and_the_authors_recipe_on_the_same_data(tmp_path: Path)
     assert recipe["epoch_speedup"] == recipe["epoch_s"] / ours["epoch_s"] > 0
     assert recipe["epoch_s"] == recipe["batches_s"] + recipe["train_s"] + recipe["validation_s"]
     assert min(recipe["batches_s"], recipe["validation_s"]) > 0  # their data and validation are timed too
+    proc = res["process"]  # a whole `bench run` process of one epoch, with its own peak memory
+    assert proc["wall_s"] > proc["train_s"] > 0 and proc["peak_rss_mb_run"] > 0
     assert res["targets"] == {}
     assert "the authors' way" in done.stdout
