@@ -18,7 +18,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from bench.data import load_dataset, sha256_file
     from bench.evaluate import evaluate
     from bench.modelio import check_model, load_checkpoint
-    from bench.records import append_record, provenance
+    from bench.records import append_record, peak_rss_mb, provenance
 
     cfg = from_namespace(EvalConfig, ns)
     check_model(cfg.model)
@@ -26,7 +26,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     model = load_checkpoint(cfg.model, cfg.checkpoint, data.item_size)
     res = evaluate(model, data, "test", cfg.seen_items)
     if cfg.json:
-        print(json.dumps({**res.metrics, "protocol": res.protocol.as_dict()}))
+        print(json.dumps({**res.metrics, "protocol": res.protocol.as_dict(), "peak_rss_mb": peak_rss_mb()}))
     else:
         rows = [[k, f"{v:.4f}"] for k, v in res.metrics.items()]
         print(f"{cfg.model} on {cfg.dataset} ({cfg.checkpoint.name}), seen items: {cfg.seen_items}, "
@@ -37,7 +37,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             "kind": "eval", "status": "ok", "model": cfg.model, "dataset": cfg.dataset, "seed": None,
             "checkpoint": str(cfg.checkpoint), "checkpoint_sha256": sha256_file(cfg.checkpoint),
             "metrics": res.metrics, "protocol": res.protocol.as_dict(), "provenance": provenance(),
-            "n_users": data.n_users,
+            "n_users": data.n_users, "memory": {"peak_rss_mb": peak_rss_mb()},
         }
         per_user = {**res.per_user, "rank": res.ranks}
         rec = append_record(cfg.out, record, per_user)

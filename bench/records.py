@@ -59,6 +59,23 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started (MB).
+
+    Linux: /proc's VmHWM, the high-water mark of the current program only. `getrusage`'s ru_maxrss
+    also keeps the parent's resident memory that a child shares between fork and exec, so a run
+    launched from a big process would report that process's size. Elsewhere: ru_maxrss.
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    line = next(ln for ln in status.splitlines() if ln.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024  # kB
+
+
 def provenance() -> dict[str, Any]:
     return {
         "host": socket.gethostname(),

@@ -13,7 +13,6 @@ import copy
 import io
 import math
 import os
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
 from bench.modelio import build_model
 from bench.optim import Adam
 from bench.protocol import PHASES, SEEN_RULES
+from bench.records import peak_rss_mb
 from models.protocol import Batch, RecModel
 
 
@@ -229,7 +229,7 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
             "phase_total_s": dict(clock.seconds), "epoch_mean_s": train_s / epochs,
             "train_sequences_per_s": data.n_users * epochs / max(clock.seconds["train"], 1e-9),
         },
-        "memory": {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "memory": {"peak_rss_mb": peak_rss_mb(),
                    "gpu_peak_by_phase": clock.gpu},
         "diagnostics": diag,
         "train_config": asdict(spec.train),

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +46,14 @@ def test_a_torn_last_line_is_skipped_but_a_bad_middle_line_is_an_error(tmp_path:
     append_record(tmp_path, {"kind": "eval"})
     with pytest.raises(BenchError, match=r"records.jsonl:3: not a JSON record"):
         read_records([tmp_path])
+
+
+def test_peak_rss_is_the_process_own_not_what_it_shared_with_its_parent() -> None:
+    """A run launched from a big process (a notebook, `bench perf`) must not report that process's memory."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc (Linux): elsewhere peak_rss_mb falls back to getrusage")
+    ballast = np.ones(2**30 // 8)  # 1 GiB resident in this process, the parent
+    code = "from bench.records import peak_rss_mb; print(peak_rss_mb())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ballast.sum() == 2**30 // 8
+    assert float(child.stdout) < 300  # a Python with numpy imported, not the parent's 1 GiB
