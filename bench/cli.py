@@ -25,8 +25,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     data = load_dataset(cfg.dataset, cfg.data_dir)
     model = load_checkpoint(cfg.model, cfg.checkpoint, data.item_size)
     res = evaluate(model, data, "test", cfg.seen_items)
+    peak_mb = peak_rss_mb()
     if cfg.json:
-        print(json.dumps({**res.metrics, "protocol": res.protocol.as_dict(), "peak_rss_mb": peak_rss_mb()}))
+        print(json.dumps({**res.metrics, "protocol": res.protocol.as_dict(), "peak_rss_mb": peak_mb}))
     else:
         rows = [[k, f"{v:.4f}"] for k, v in res.metrics.items()]
         print(f"{cfg.model} on {cfg.dataset} ({cfg.checkpoint.name}), seen items: {cfg.seen_items}, "
@@ -37,7 +38,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             "kind": "eval", "status": "ok", "model": cfg.model, "dataset": cfg.dataset, "seed": None,
             "checkpoint": str(cfg.checkpoint), "checkpoint_sha256": sha256_file(cfg.checkpoint),
             "metrics": res.metrics, "protocol": res.protocol.as_dict(), "provenance": provenance(),
-            "n_users": data.n_users, "memory": {"peak_rss_mb": peak_rss_mb()},
+            "n_users": data.n_users, "memory": {"peak_rss_mb": peak_mb},
         }
         per_user = {**res.per_user, "rank": res.ranks}
         rec = append_record(cfg.out, record, per_user)

@@ -3,8 +3,8 @@
 Measures, on this machine: one training epoch + validation per model (sequences/s), ICLRec's
 per-epoch clustering step, a whole `bench run` process of one ELCRec epoch, and ELCRec's epoch computed
 the authors' way (`bench/recipe.py`: their step, per-sample batches and validation), so that the
-speed-up is measured on one machine; and checks
-that the authors' loss fixture still holds (speed must not change the objective).
+speed-up is measured on one machine; and checks that the authors' loss fixture still holds (speed
+must not change the objective).
 Results are printed and, with `--out`, written as JSON. Beauty's targets get a verdict, never an assert.
 """
 
@@ -138,7 +138,7 @@ def time_recipe(cfg: PerfConfig) -> dict[str, float]:
     from bench import recipe
 
     data, model, _, _, _, _ = _setup("elcrec", cfg)
-    users = [data.flat[a:b].tolist() for a, b in zip(data.starts, data.ends, strict=True)]  # their start-up
+    users = recipe.user_lists(data)  # their start-up, untimed
     seen = recipe.seen_matrix(users, data.item_size)
     rnd = random.Random(1)
     t0 = time.perf_counter()

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from torch.utils.data import default_collate
 
 from bench.batches import BETA, GAMMA, TAO
-from bench.data import MAX_LEN
+from bench.data import MAX_LEN, SeqData
 from models.elcrec import ELCRec
 from models.encoder import SeqEncoder, _Layer, rec_loss
 from models.protocol import Batch
@@ -145,6 +145,11 @@ def elcrec_losses(model: ELCRec, batch: Batch) -> dict[str, Tensor]:
 # --- data and validation, per sample in Python as their Dataset / DataLoader / trainer do ---
 
 
+def user_lists(data: SeqData) -> list[list[int]]:
+    """Every user's items as a Python list, the form their code holds the dataset in."""
+    return [data.flat[a:b].tolist() for a, b in zip(data.starts, data.ends, strict=True)]
+
+
 def _neg_sample(seen: set[int], item_size: int, rnd: random.Random) -> int:
     item = rnd.randint(1, item_size - 1)
     while item in seen:
@@ -229,6 +234,7 @@ def _top20(rating: np.ndarray) -> np.ndarray:
 def validate(model: SeqEncoder, users: list[list[int]], seen: csr_matrix, rnd: random.Random,
              size: int = 256) -> dict[str, float]:
     """Validation HR/NDCG@5/20 (target: each user's second-to-last item), computed the authors' way."""
+    was_training = model.training
     model.eval()
     item_size = model.item_embeddings.weight.shape[0]
     preds, answers = np.zeros((0, 20), dtype=np.int64), np.zeros((0, 1), dtype=np.int64)
@@ -241,6 +247,6 @@ def validate(model: SeqEncoder, users: list[list[int]], seen: csr_matrix, rnd: r
         rating[seen[uid.numpy()].toarray() > 0] = 0
         preds = np.append(preds, _top20(rating), axis=0)
         answers = np.append(answers, answer.numpy(), axis=0)
-    model.train()
+    model.train(was_training)
     (h5, n5), (h20, n20) = _hit_ndcg(answers, preds, 5), _hit_ndcg(answers, preds, 20)
     return {"HR@5": h5, "NDCG@5": n5, "HR@20": h20, "NDCG@20": n20}

@@ -65,7 +65,7 @@ def test_the_authors_validation_gives_our_evaluators_metrics() -> None:
     data = _distinct_item_users(300, 40, seed=5)
     model = build_model("elcrec", data.item_size, {"k": 4, "hidden": 16})
     model.reset_parameters(torch.Generator().manual_seed(2))
-    users = [data.flat[a:b].tolist() for a, b in zip(data.starts, data.ends, strict=True)]
+    users = recipe.user_lists(data)
     got = recipe.validate(model, users, recipe.seen_matrix(users, data.item_size), random.Random(0), size=64)
     want = evaluate(model, data, "valid").metrics
     assert 0 < got["NDCG@20"] < 1
@@ -75,7 +75,7 @@ def test_the_authors_validation_gives_our_evaluators_metrics() -> None:
 
 def test_the_authors_training_batches_follow_the_protocol() -> None:
     data = _distinct_item_users(300, 40, seed=6)
-    users = [data.flat[a:b].tolist() for a, b in zip(data.starts, data.ends, strict=True)]
+    users = recipe.user_lists(data)
     batches = recipe.train_batches(users, data.item_size, random.Random(0), size=128)
     assert [len(b.input_ids) for b in batches] == [128, 128, 44]
     for b in batches:
