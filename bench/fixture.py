@@ -22,17 +22,18 @@ TERMS = {
 }
 
 
-def load_batch(fixtures: Path) -> Batch:
-    b = torch.load(fixtures / "beauty_batch256.pt", weights_only=True, map_location="cpu")
+def load_batch(fixtures: Path, device: str = "cpu") -> Batch:
+    b = torch.load(fixtures / "beauty_batch256.pt", weights_only=True, map_location=device)
     return Batch(b["input_ids"], b["target_pos"], b["target_neg"], b["view_1"], b["view_2"])
 
 
-def fixture_errors(model_name: str, shared: Path,
-                   losses: Callable[[Any, Batch], dict[str, Tensor]] | None = None) -> dict[str, float]:
+def fixture_errors(model_name: str, shared: Path, losses: Callable[[Any, Batch], dict[str, Tensor]] | None = None,
+                   device: str = "cpu") -> dict[str, float]:
     """Relative error of every loss term and listed gradient norm on the Beauty fixture batch.
 
     `losses(model, batch)` computes the terms (default: the model's own `losses`); `bench.recipe`
-    passes its plain re-statement of the authors' computation through the same check."""
+    passes its plain re-statement of the authors' computation through the same check. `device`
+    runs the check where training runs (CUDA has its own kernels for every op)."""
     fixtures, checkpoints = shared / "reference" / "fixtures", shared / "checkpoints"
     expected = json.loads((fixtures / "loss_expected.json").read_text())[model_name]
     stem = "ELCRec" if model_name == "elcrec" else "ICLRec"
@@ -45,8 +46,9 @@ def fixture_errors(model_name: str, shared: Path,
     else:
         centres = torch.load(checkpoints / "ELCRec-Beauty-1.pt", weights_only=True, map_location="cpu")
         model.set_centroids(centres["cluster_centers"])  # type: ignore[attr-defined]
+    model.to(device)  # type: ignore[attr-defined]
     model.eval()  # the fixture was computed without dropout
-    out = (losses or type(model).losses)(model, load_batch(fixtures))
+    out = (losses or type(model).losses)(model, load_batch(fixtures, device))
     out["loss"].backward()  # type: ignore[no-untyped-call]
     errors = {k: abs(out[ours].item() - expected[k]) / abs(expected[k]) for k, ours in TERMS[model_name].items()}
     grads = dict(model.named_parameters())  # type: ignore[attr-defined]

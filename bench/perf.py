@@ -54,6 +54,8 @@ class PerfConfig:
     dataset: str = opt("beauty", help="dataset (paper settings from its preset)")
     models: tuple[str, ...] = opt(("elcrec", "iclrec"), help="models whose epoch is timed")
     batches: int = opt(0, help="time only this many training batches and extrapolate (0: the whole epoch)")
+    device: str = opt("cpu", choices=("cpu", "cuda"), help="where the models train (the authors' recipe and the "
+                      "GEMM probe are CPU measurements: they run on cpu only)")
     process: bool = opt(True, help="also time a whole `bench run` process of one elcrec epoch")
     recipe_batches: int = opt(12, help="time ELCRec's epoch computed the authors' way (bench/recipe.py: "
                               "per-sample batches, five plain encoder passes per step, F.dropout, hand-written "
@@ -77,35 +79,55 @@ def _setup(model_name: str, cfg: PerfConfig) -> tuple[Any, Any, Any, list[Any], 
     from bench.evaluate import mean_pooled_train_outputs
     from bench.modelio import build_model
     from bench.presets import preset
-    from bench.train import TrainConfig, make_optimizer, to_batches
+    from bench.train import TrainConfig, epoch_generators, make_optimizer, to_batches
 
     data = load_dataset(cfg.dataset, cfg.data_dir)
     model = build_model(model_name, data.item_size, preset(cfg.dataset, model_name))
     model.reset_parameters(torch.Generator().manual_seed(1))
+    device = torch.device(cfg.device)
+    model.to(device)  # type: ignore[attr-defined]
+    _, model.generator = epoch_generators(1, 0, device)  # dropout draws where the model is, as a run's
     opt = make_optimizer(model, TrainConfig())
-    cpu = torch.device("cpu")
     t0 = time.perf_counter()
-    model.epoch_start(0, lambda: mean_pooled_train_outputs(model, data, cpu), 1)
+    model.epoch_start(0, lambda: mean_pooled_train_outputs(model, data, device), 1)
     t1 = time.perf_counter()
-    batches = to_batches(epoch_batches(data, np.random.default_rng(1)), 256, cpu)
+    batches = to_batches(epoch_batches(data, np.random.default_rng(1)), 256, device)
+    _sync(cfg.device)
     return data, model, opt, batches, t1 - t0, time.perf_counter() - t1
+
+
+def _sync(device: str) -> None:
+    """Waits for queued GPU work, so that a host clock read after it covers that work."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
     from bench.evaluate import evaluate
     from bench.train import train_steps
 
+    if cfg.device == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()  # this model's own peak
     data, model, opt, batches, hook_s, batches_s = _setup(model_name, cfg)
     todo = batches[: cfg.batches] if cfg.batches else batches
     t2 = time.perf_counter()
     train_steps(model, opt, todo, 0)
+    _sync(cfg.device)
     t3 = time.perf_counter()
     train_s = (t3 - t2) * len(batches) / len(todo)
     evaluate(model, data, "valid")
+    _sync(cfg.device)
     t4 = time.perf_counter()
-    return {"clustering_s": hook_s, "batches_s": batches_s, "train_s": train_s, "validation_s": t4 - t3,
-            "epoch_s": batches_s + train_s + (t4 - t3), "sequences_per_s": data.n_users / train_s,
-            "extrapolated_from_batches": len(todo)}
+    out = {"clustering_s": hook_s, "batches_s": batches_s, "train_s": train_s, "validation_s": t4 - t3,
+           "epoch_s": batches_s + train_s + (t4 - t3), "sequences_per_s": data.n_users / train_s,
+           "extrapolated_from_batches": len(todo)}
+    if cfg.device == "cuda":
+        out["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
 
 
 def _recipe_train_s(model: Any, batches: list[Any], n: int) -> float:
@@ -156,7 +178,7 @@ def time_recipe(cfg: PerfConfig) -> dict[str, float]:
 def time_process(cfg: PerfConfig) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "bench", "run", "--models", "elcrec", "--datasets", cfg.dataset,
-               "--profile", "paper", "--epochs", "1", "--out", tmp]
+               "--profile", "paper", "--epochs", "1", "--device", cfg.device, "--out", tmp]
         if cfg.data_dir:
             cmd += ["--data-dir", str(cfg.data_dir)]
         t0 = time.perf_counter()
@@ -207,6 +229,14 @@ def _cpu_model() -> str:
     return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
 
 
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return str(torch.cuda.get_device_name())
+    return "cpu"
+
+
 def _median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
@@ -225,17 +255,19 @@ def _recipe_round(cfg: PerfConfig, ours: dict[str, float]) -> dict[str, float]:
 def _measure(cfg: PerfConfig) -> dict[str, Any]:
     rounds: dict[str, list[dict[str, float]]] = {m: [] for m in cfg.models}
     machine, process, recipe = [], [], []
+    on_cpu = cfg.device == "cpu"
     for i in range(cfg.repeat):
-        machine.append(machine_gflops())
-        print(f"round {i + 1}/{cfg.repeat}: GEMM {machine[-1]['square_1024']:.0f} GFLOP/s square, "
-              f"{machine[-1]['tokens_64x256']:.0f} tall-skinny")
+        if on_cpu:
+            machine.append(machine_gflops())
+            print(f"round {i + 1}/{cfg.repeat}: GEMM {machine[-1]['square_1024']:.0f} GFLOP/s square, "
+                  f"{machine[-1]['tokens_64x256']:.0f} tall-skinny")
         for m in cfg.models:
             r = time_epoch(m, cfg)
             rounds[m].append(r)
             print(f"  {m}: epoch {r['epoch_s']:.1f} s (train {r['train_s']:.1f}, batches {r['batches_s']:.1f}, "
                   f"validation {r['validation_s']:.1f}), {r['sequences_per_s']:.0f} sequences/s, "
                   f"epoch-start hook {r['clustering_s']:.2f} s")
-        if cfg.recipe_batches and "elcrec" in rounds:
+        if on_cpu and cfg.recipe_batches and "elcrec" in rounds:
             recipe.append(_recipe_round(cfg, rounds["elcrec"][-1]))
         if cfg.process:
             process.append(time_process(cfg))
@@ -243,8 +275,9 @@ def _measure(cfg: PerfConfig) -> dict[str, Any]:
             print(f"  whole `bench run` process, one elcrec epoch: {p['wall_s']:.1f} s (train {p['train_s']:.1f}, "
                   f"k-means init {p['clustering_s']:.1f}, test {p['test_s']:.1f}, outside the timed phases "
                   f"{p['outside_phases_s']:.1f})")
-    out: dict[str, Any] = {"machine_gflops": {"rounds": machine, "median": _median(machine)},
-                           "epochs": {m: {**_median(rs), "rounds": rs} for m, rs in rounds.items()}}
+    out: dict[str, Any] = {"epochs": {m: {**_median(rs), "rounds": rs} for m, rs in rounds.items()}}
+    if machine:
+        out["machine_gflops"] = {"rounds": machine, "median": _median(machine)}
     if recipe:
         out["recipe"] = {**_median(recipe), "rounds": recipe}
     if process:
@@ -259,6 +292,11 @@ def _preflight(cfg: PerfConfig) -> None:
 
     if cfg.repeat < 1:
         raise BenchError("--repeat must be at least 1")
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchError("--device cuda: no CUDA device is visible here")
     if cfg.recipe_batches < 0 or cfg.batches < 0:
         raise BenchError("--batches and --recipe-batches must be at least 0")
     for m in cfg.models:
@@ -295,11 +333,11 @@ def cmd_perf(ns: argparse.Namespace) -> int:
     cfg = from_namespace(PerfConfig, ns)
     _preflight(cfg)
     results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat, "cpu": _cpu_model(),
-                               "provenance": provenance()}
+                               "device": _device_name(cfg.device), "provenance": provenance()}
     if cfg.shared:
         from bench.fixture import fixture_errors
 
-        errs = {m: max(fixture_errors(m, cfg.shared).values()) for m in ("elcrec", "iclrec")}
+        errs = {m: max(fixture_errors(m, cfg.shared, device=cfg.device).values()) for m in ("elcrec", "iclrec")}
         results["fixture_max_rel_error"] = errs
         print(f"fixture max relative error: {errs} (must be <= 1e-5)")
     results.update(_measure(cfg))

@@ -72,7 +72,8 @@ class RunFailure(Exception):
 
 
 class PhaseClock:
-    """Per-phase wall time (after a CUDA synchronize) and peak GPU memory."""
+    """Per-phase wall time (after a CUDA synchronize) and peak GPU memory: the statistics are reset
+    before each call, so a phase's peak is its own, the highest over all of its calls."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -88,8 +89,9 @@ class PhaseClock:
         out = fn(*args)
         if cuda:
             torch.cuda.synchronize(self.device)
-            self.gpu[phase] = {"allocated": torch.cuda.max_memory_allocated(self.device),
-                               "reserved": torch.cuda.max_memory_reserved(self.device)}
+            now = {"allocated": torch.cuda.max_memory_allocated(self.device),
+                   "reserved": torch.cuda.max_memory_reserved(self.device)}
+            self.gpu[phase] = {k: max(v, self.gpu.get(phase, {}).get(k, 0)) for k, v in now.items()}
         self.seconds[phase] += time.perf_counter() - t0
         return out
 
@@ -139,7 +141,7 @@ class Progress:
     stop_reason: str = "max_epochs"
 
 
-def _generators(seed: int, epoch: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
+def epoch_generators(seed: int, epoch: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
     """Data and dropout randomness of one epoch, derived from (seed, epoch) alone (the dropout
     generator lives on the run's device, as torch requires)."""
     ss = np.random.SeedSequence([seed, epoch])
@@ -187,7 +189,7 @@ def _one_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, prog: P
     """Epoch start hook, batches, steps, validation, early stopping; returns the best weights."""
     epoch, tc = prog.epoch, spec.train
     before = dict(clock.seconds)
-    rng, model.generator = _generators(spec.seed, epoch, device)
+    rng, model.generator = epoch_generators(spec.seed, epoch, device)
     clock.run("clustering", model.epoch_start, epoch, lambda: mean_pooled_train_outputs(model, data, device),
               spec.seed)
     batches = clock.run("batches", lambda r: to_batches(epoch_batches(data, r), tc.batch_size, device), rng)

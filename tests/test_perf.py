@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from bench.perf import verdicts
 
 
@@ -37,3 +40,11 @@ def test_perf_times_ours_and_the_authors_recipe_on_the_same_data(tmp_path: Path)
     assert proc["wall_s"] > proc["train_s"] > 0 and proc["peak_rss_mb_run"] > 0
     assert res["targets"] == {}
     assert "the authors' way" in done.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_perf_on_a_missing_gpu_is_a_one_line_error() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench", "perf", "--device", "cuda", "--dataset", "synthetic"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --device cuda: no CUDA device is visible here"
