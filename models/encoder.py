@@ -12,8 +12,8 @@ Faithful details (they decide exact numbers, see shared/reference/README.md):
 
 Deviations (numerically equivalent up to float32 summation order, faster):
 - q/k/v are one fused GEMM over the concatenated weights, with the attention scale folded in;
-- on CPU the linear layers run oneDNN's GEMM with the bias added inside it, and their backward picks
-  the faster GEMM orientation for the weight gradient;
+- on CPU the linear layers run oneDNN's GEMM with the bias added inside it, and their weight gradient
+  is one batched GEMM over a block of tokens per thread, summed, in the faster orientation;
 - the InfoNCE logits are one Gram matrix whose backward is one GEMM, and its float32
   subnormal gradient entries (< 1e-30) are flushed to zero (they slow x86 arithmetic ~100x);
 - dropout masks are drawn from an explicit `torch.Generator` (seedable, no global RNG); for p=0.5 the

@@ -63,15 +63,31 @@ def _dnn_linear(x: Tensor, w: Tensor, b: Tensor | None, post: str = "none", algo
     return y.view(*x.shape[:-1], w.shape[0])
 
 
+def _weight_grad(g: Tensor, x: Tensor) -> Tensor:
+    """g.T @ x for g (T, out), x (T, in) with T in the tens of thousands -> (out, in).
+
+    MKL splits such a long reduction poorly across threads (1.5x on 2 cores). So the T rows are cut
+    into one block per thread, the blocks' products run as one batched GEMM (one per thread) and are
+    summed: ~25% faster here. The product is taken in the orientation MKL runs fastest (the smaller of
+    in/out as the output's rows). Same value up to float32 summation order."""
+    t, n_out, n_in = g.shape[0], g.shape[1], x.shape[1]
+    blocks = torch.get_num_threads()
+    if blocks < 2 or t % blocks:
+        return g.T @ x if n_out <= n_in else (x.T @ g).T
+    gb, xb = g.reshape(blocks, t // blocks, n_out), x.reshape(blocks, t // blocks, n_in)
+    if n_out <= n_in:
+        return torch.bmm(gb.transpose(1, 2), xb).sum(0)  # (blocks, out, in) -> (out, in)
+    return torch.bmm(xb.transpose(1, 2), gb).sum(0).T
+
+
 class _Linear(torch.autograd.Function):
     """x @ w.T + b for the encoder's tall, skinny (tokens x 64..256) shapes on CPU.
 
     Forward runs oneDNN's linear, which adds the bias inside the GEMM (MKL's addmm first writes the
     broadcast bias into the whole output, a pass over up to 64 MB here); so does the input gradient
-    (g @ w as a linear with the transposed weight). The weight gradient is
-    computed in the orientation MKL runs fastest (the smaller of in/out as the output's rows) and the
-    bias gradient as a matrix-vector product, which reads the gradient faster than a sum reduction.
-    Same values as F.linear up to float32 summation order.
+    (g @ w as a linear with the transposed weight). The weight gradient is one batched GEMM over
+    blocks of rows (`_weight_grad`), and the bias gradient a matrix-vector product, which reads the
+    gradient faster than a sum reduction. Same values as F.linear up to float32 summation order.
     """
 
     @staticmethod
@@ -87,7 +103,7 @@ class _Linear(torch.autograd.Function):
         gx = _dnn_linear(g, w.t().contiguous(), None) if ctx.needs_input_grad[0] else None
         gw = gb = None
         if ctx.needs_input_grad[1]:
-            gw = g2.T @ x2 if w.shape[0] <= w.shape[1] else (x2.T @ g2).T  # (out, in)
+            gw = _weight_grad(g2, x2)
         if ctx.needs_input_grad[2]:
             gb = g2.new_ones(g2.shape[0]) @ g2  # (out,)
         return gx, gw, gb

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bench.fixture import fixture_errors, load_batch
 from bench.modelio import build_model, load_checkpoint
+from models import kernels
 from models.protocol import Batch
 
 REL = 1e-5
@@ -55,6 +57,25 @@ def test_fused_kernels_without_autograd_equal_the_explicit_path() -> None:
     assert explicit.requires_grad and not fused.requires_grad
     assert torch.allclose(fused, explicit, atol=1e-5)
     assert torch.allclose(last, explicit[:, -1], atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [12800, 12801])  # blocked per thread; an odd count takes one product
+@pytest.mark.parametrize(("n_in", "n_out"), [(64, 192), (256, 64)])  # both orientations of the weight gradient
+def test_the_fast_linear_has_the_gradients_of_f_linear(n_in: int, n_out: int, rows: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, n_in, generator=gen, requires_grad=True)
+    w = torch.randn(n_out, n_in, generator=gen, requires_grad=True)
+    b = torch.randn(n_out, generator=gen, requires_grad=True)
+    g = torch.randn(rows, n_out, generator=gen)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fast = torch.autograd.grad(kernels.linear(x, w, b), (x, w, b), g)
+    finally:
+        torch.set_num_threads(threads)
+    plain = torch.autograd.grad(F.linear(x.double(), w.double(), b.double()), (x, w, b), g.double())
+    for ours, ref in zip(fast, plain, strict=True):
+        assert float((ours.double() - ref).norm() / ref.norm()) < REL  # float32 sums of 12,800 terms
 
 
 def test_padding_queries_see_future_items_as_the_authors_mask_does() -> None:
