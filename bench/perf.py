@@ -61,6 +61,8 @@ class PerfConfig:
                               "per-sample batches, five plain encoder passes per step, F.dropout, hand-written "
                               "LayerNorm and GELU, their validation), this many training steps extrapolated: "
                               "the same-machine baseline of the speed-up (0 skips it)")
+    ops: int = opt(0, help="also list the N ATen ops that take the most time in a training step of each model, "
+                   "each timed where it runs inside the step (bench/opprof.py; 0: off)")
     repeat: int = opt(1, help="rounds of every measurement, interleaved so that machine drift hits all alike; "
                       "each round is kept and the median reported")
     data_dir: Path | None = opt(None, help="folder with the dataset file")
@@ -128,6 +130,14 @@ def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
     if cfg.device == "cuda":
         out["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
+
+
+def profile_ops(model_name: str, cfg: PerfConfig) -> dict[str, Any]:
+    """The `cfg.ops` costliest ops of 7 training steps of the model, after 3 warm-up steps (`bench.opprof`)."""
+    from bench.opprof import profile_steps
+
+    _, model, opt, batches, _, _ = _setup(model_name, cfg)
+    return profile_steps(model, opt, batches[:10], cfg.ops, cuda=cfg.device == "cuda")
 
 
 def _recipe_train_s(model: Any, batches: list[Any], n: int) -> float:
@@ -299,6 +309,8 @@ def _preflight(cfg: PerfConfig) -> None:
             raise BenchError("--device cuda: no CUDA device is visible here")
     if cfg.recipe_batches < 0 or cfg.batches < 0:
         raise BenchError("--batches and --recipe-batches must be at least 0")
+    if cfg.ops < 0:
+        raise BenchError("--ops must be at least 0")
     for m in cfg.models:
         check_model(m)
     load_dataset(cfg.dataset, cfg.data_dir)  # also downloads it once, outside the timings
@@ -340,6 +352,13 @@ def cmd_perf(ns: argparse.Namespace) -> int:
         errs = {m: max(fixture_errors(m, cfg.shared, device=cfg.device).values()) for m in ("elcrec", "iclrec")}
         results["fixture_max_rel_error"] = errs
         print(f"fixture max relative error: {errs} (must be <= 1e-5)")
+    if cfg.ops:
+        from bench.opprof import format_profile
+
+        print(f"the {cfg.ops} costliest ops of a training step:")
+        results["ops"] = {m: profile_ops(m, cfg) for m in cfg.models}
+        for m, prof in results["ops"].items():
+            print(format_profile(m, prof))
     results.update(_measure(cfg))
     results["targets"] = verdicts(results)
     _print_summary(results)

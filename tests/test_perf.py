@@ -48,3 +48,18 @@ def test_perf_on_a_missing_gpu_is_a_one_line_error() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: --device cuda: no CUDA device is visible here"
+
+
+def test_the_op_profile_covers_forward_backward_and_optimiser_of_a_step(tmp_path: Path) -> None:
+    out = tmp_path / "perf.json"
+    cmd = [sys.executable, "-m", "bench", "perf", "--dataset", "synthetic:users=600,items=60", "--models", "elcrec",
+           "--batches", "1", "--recipe-batches", "0", "--no-process", "--ops", "500", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    prof = json.loads(out.read_text())["ops"]["elcrec"]
+    times = [r["ms_per_step"] for r in prof["top"]]
+    assert times == sorted(times, reverse=True) and min(times) > 0
+    assert sum(times) <= prof["ops_ms"] * (1 + 1e-9) <= prof["step_ms"]  # the timed ops do not nest
+    names = {r["op"].split(".")[0] for r in prof["top"]}  # "mm.default (64, 600)" -> "mm"
+    assert {"embedding_dense_backward", "_fused_adam_"} <= names  # the backward pass and the optimiser
+    assert "costliest ops of a training step" in done.stdout
