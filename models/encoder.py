@@ -13,11 +13,13 @@ Faithful details (they decide exact numbers, see shared/reference/README.md):
 Deviations (numerically equivalent up to float32 summation order, faster):
 - q/k/v are one fused GEMM over the concatenated weights, with the attention scale folded in;
 - on CPU the linear layers run oneDNN's GEMM with the bias added inside it, and their weight gradient
-  is one batched GEMM over a block of tokens per thread, summed, in the faster orientation;
+  is one batched GEMM over two blocks of tokens, summed, in the faster orientation;
 - the InfoNCE logits are one Gram matrix whose backward is one GEMM, and its float32
   subnormal gradient entries (< 1e-30) are flushed to zero (they slow x86 arithmetic ~100x);
 - dropout masks are drawn from an explicit `torch.Generator` (seedable, no global RNG); for p=0.5 the
   mask is one random bit per element, which is an exact Bernoulli(0.5) draw;
+- a CPU training pass runs on two blocks of rows side by side (rows are independent sequences), each
+  block drawing its masks from its own generator seeded from the model's;
 - passes without dropout and autograd (scoring, k-means input) run torch's fused
   `scaled_dot_product_attention` with the same additive mask, and oneDNN adds the GELU and the
   residuals inside the GEMMs;
@@ -35,7 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.kernels import dropout, dropout_add, gram_matrix, linear, linear_add, linear_gelu
+from models.kernels import (
+    dropout,
+    dropout_add,
+    gram_matrix,
+    linear,
+    linear_add,
+    linear_gelu,
+    row_blocks,
+)
 
 
 def require(ok: bool, problem: str) -> None:
@@ -130,8 +140,6 @@ class SeqEncoder(nn.Module):
         self.generator = gen
         self.apply(self._init_weights)
 
-    def _drop(self, x: Tensor, p: float) -> Tensor:
-        return dropout(x, p, self.generator, self.training)
 
     def _attention_mask(self, input_ids: Tensor) -> Tensor:
         """(B, L, L) additive mask: 0 where the key is a real, non-future item, else -10000."""
@@ -140,7 +148,7 @@ class SeqEncoder(nn.Module):
         keep = (input_ids > 0)[:, None, :] & causal[None, :n, :n]
         return torch.where(keep, 0.0, -10000.0)  # float32
 
-    def _attend(self, qkv: Tensor, mask: Tensor, heads: int, last_only: bool) -> Tensor:
+    def _attend(self, qkv: Tensor, mask: Tensor, heads: int, last_only: bool, gen: torch.Generator | None) -> Tensor:
         """(B, L, 3D) projections, (B, L, L) additive mask -> (B, Lq, D) attention context."""
         b, n, d3 = qkv.shape
         dh = d3 // (3 * heads)
@@ -162,16 +170,16 @@ class SeqEncoder(nn.Module):
         for i in range(heads):
             q = parts[i][:, -1:] if last_only else parts[i]
             scores = torch.baddbmm(mask, q, parts[heads + i].transpose(1, 2))  # (B, Lq, L), mask added
-            probs = self._drop(torch.softmax(scores, dim=-1), self.cfg.attn_dropout)
+            probs = dropout(torch.softmax(scores, dim=-1), self.cfg.attn_dropout, gen, self.training)
             out.append(torch.bmm(probs, parts[2 * heads + i]))
         return torch.cat(out, dim=-1)  # (B, Lq, D)
 
-    def _block(self, layer: _Layer, x: Tensor, mask: Tensor, last_only: bool) -> Tensor:
+    def _block(self, layer: _Layer, x: Tensor, mask: Tensor, last_only: bool, gen: torch.Generator | None) -> Tensor:
         att = layer.attention
         scale = 1.0 / math.sqrt(x.shape[-1] // att.heads)  # folded into the query projection: one pass less
         w = torch.cat([att.query.weight * scale, att.key.weight, att.value.weight])  # (3D, D)
         bias = torch.cat([att.query.bias * scale, att.key.bias, att.value.bias])
-        ctx = self._attend(linear(x, w, bias), mask, att.heads, last_only)  # x: (B, L, D)
+        ctx = self._attend(linear(x, w, bias), mask, att.heads, last_only, gen)  # x: (B, L, D)
         if last_only:  # only the final position is needed downstream
             x = x[:, -1:]
         ff = layer.intermediate
@@ -179,7 +187,7 @@ class SeqEncoder(nn.Module):
             x = att.LayerNorm(linear_add(ctx, att.dense.weight, att.dense.bias, x))
             inner = linear_gelu(x, ff.dense_1.weight, ff.dense_1.bias)  # (B, Lq, 4D)
             return ff.LayerNorm(linear_add(inner, ff.dense_2.weight, ff.dense_2.bias, x))
-        p, gen = self.cfg.dropout, self.generator
+        p = self.cfg.dropout
         x = att.LayerNorm(dropout_add(linear(ctx, att.dense.weight, att.dense.bias), x, p, gen, True))
         inner = F.gelu(linear(x, ff.dense_1.weight, ff.dense_1.bias))  # (B, Lq, 4D)
         y = linear(inner, ff.dense_2.weight, ff.dense_2.bias)
@@ -189,14 +197,21 @@ class SeqEncoder(nn.Module):
         """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states ((B, 1, D) if last_only).
 
         L may be shorter than max_len: the input is then the *last* L positions of the window.
+        A CPU training pass with autograd runs on blocks of rows side by side (`row_blocks`).
         """
+        if self.training and torch.is_grad_enabled() and input_ids.device.type == "cpu" and not last_only:
+            params = [p for p in self.parameters() if p.requires_grad]
+            return row_blocks(self._encode, input_ids, self.generator, params)
+        return self._encode(input_ids, self.generator, last_only)
+
+    def _encode(self, input_ids: Tensor, gen: torch.Generator | None, last_only: bool = False) -> Tensor:
         pos = self.position_embeddings.weight[self.cfg.max_len - input_ids.shape[1] :]
         x = self.LayerNorm(self.item_embeddings(input_ids) + pos)
-        x = self._drop(x, self.cfg.dropout)
+        x = dropout(x, self.cfg.dropout, gen, self.training)
         mask = self._attention_mask(input_ids)
         layers = self.item_encoder.layer
         for i, layer in enumerate(layers):
-            x = self._block(layer, x, mask, last_only and i == len(layers) - 1)  # type: ignore[arg-type]
+            x = self._block(layer, x, mask, last_only and i == len(layers) - 1, gen)  # type: ignore[arg-type]
         return x
 
     def user_repr(self, input_ids: Tensor) -> Tensor:

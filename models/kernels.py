@@ -1,10 +1,13 @@
 """Fast paths of the encoder's building blocks: seeded dropout masks, oneDNN linears (CPU), the Gram
-matrix of InfoNCE. Each has the value of the plain torch expression its docstring names, up to float32
-summation order; `models/encoder.py` lists them among its deviations from the authors' code.
+matrix of InfoNCE, a training pass on blocks of rows side by side (CPU). Each has the value of the
+plain torch expression its docstring names, up to float32 summation order; `models/encoder.py` lists
+them among its deviations from the authors' code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -63,16 +66,21 @@ def _dnn_linear(x: Tensor, w: Tensor, b: Tensor | None, post: str = "none", algo
     return y.view(*x.shape[:-1], w.shape[0])
 
 
+# Blocks of rows that the training pass splits work into. A constant, not the number of threads,
+# so that a seed gives the same numbers whatever the number of threads.
+ROW_BLOCKS = 2
+
+
 def _weight_grad(g: Tensor, x: Tensor) -> Tensor:
     """g.T @ x for g (T, out), x (T, in) with T in the tens of thousands -> (out, in).
 
     MKL splits such a long reduction poorly across threads (1.5x on 2 cores). So the T rows are cut
-    into one block per thread, the blocks' products run as one batched GEMM (one per thread) and are
+    into ROW_BLOCKS blocks, whose products run as one batched GEMM (a block per thread) and are
     summed: ~25% faster here. The product is taken in the orientation MKL runs fastest (the smaller of
     in/out as the output's rows). Same value up to float32 summation order."""
     t, n_out, n_in = g.shape[0], g.shape[1], x.shape[1]
-    blocks = torch.get_num_threads()
-    if blocks < 2 or t % blocks:
+    blocks = ROW_BLOCKS
+    if t % blocks:
         return g.T @ x if n_out <= n_in else (x.T @ g).T
     gb, xb = g.reshape(blocks, t // blocks, n_out), x.reshape(blocks, t // blocks, n_in)
     if n_out <= n_in:
@@ -163,3 +171,70 @@ class _Gram(torch.autograd.Function):
 def gram_matrix(z: Tensor) -> Tensor:
     """z @ z.T (2B, F) -> (2B, 2B); with autograd its backward is one GEMM (`_Gram`)."""
     return _Gram.apply(z) if z.requires_grad else z @ z.T  # type: ignore[no-any-return]
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool() -> ThreadPoolExecutor | None:
+    """ROW_BLOCKS worker threads sharing this thread's torch threads (the setting is per thread),
+    or None with a single torch thread, where the blocks run one after the other."""
+    n = torch.get_num_threads()
+    if n < ROW_BLOCKS:
+        return None
+    if n not in _POOLS:
+        _POOLS[n] = ThreadPoolExecutor(ROW_BLOCKS, initializer=torch.set_num_threads, initargs=(n // ROW_BLOCKS,))
+    return _POOLS[n]
+
+
+def _map(fn: Any, *args: Any) -> list[Any]:
+    pool = _pool()
+    return list(pool.map(fn, *args) if pool else map(fn, *args))
+
+
+def _sum_in_order(parts: tuple[Tensor | None, ...]) -> Tensor | None:
+    total = None
+    for p in parts:  # a fixed order: the sum does not depend on which thread finished first
+        if p is not None:
+            total = p if total is None else total + p
+    return total
+
+
+class _RowBlocks(torch.autograd.Function):
+    """fn over ROW_BLOCKS blocks of rows side by side, forward and backward (see `row_blocks`)."""
+
+    @staticmethod
+    def forward(ctx: Any, fn: Any, x: Tensor, seeds: list[int], *params: Tensor) -> Tensor:
+        def run(seed: int, block: Tensor) -> Tensor:
+            with torch.enable_grad():  # each block's graph is built, and later differentiated, by itself
+                return fn(block, torch.Generator(device=x.device).manual_seed(seed))  # type: ignore[no-any-return]
+
+        ctx.outs = _map(run, seeds, x.chunk(ROW_BLOCKS))
+        ctx.params = params
+        return torch.cat([o.detach() for o in ctx.outs])
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        outs, params = ctx.outs, ctx.params
+        del ctx.outs
+
+        def grads(out: Tensor, g_out: Tensor) -> tuple[Tensor | None, ...]:
+            return torch.autograd.grad(out, params, g_out, allow_unused=True)
+
+        per_block = _map(grads, outs, g.split([o.shape[0] for o in outs]))
+        return (None, None, None, *(_sum_in_order(parts) for parts in zip(*per_block, strict=True)))
+
+
+def row_blocks(fn: Any, x: Tensor, gen: torch.Generator | None, params: Sequence[Tensor]) -> Tensor:
+    """fn(x, generator) for a row-wise fn (each output row depends on its input row only), computed
+    as fn(block, generator_i) on ROW_BLOCKS blocks of rows, in the forward and the backward pass
+    (`params`: what fn differentiates to; their gradients are summed over the blocks in a fixed order).
+
+    With two torch threads or more the blocks run side by side, in worker threads that share the torch
+    threads out: the ops whose own threading scales poorly here (LayerNorm's backward, the embedding
+    gradient, the GEMMs' row split) then keep both cores busy. With one thread they run one after the
+    other, with the same result: each block's dropout draws from its own generator, seeded from `gen`,
+    so a seed fixes every mask whatever the number of threads (the masks differ from a one-block pass's).
+    """
+    seeds = torch.randint(0, 2**62, (ROW_BLOCKS,), generator=gen).tolist()
+    return _RowBlocks.apply(fn, x, seeds, *params)  # type: ignore[no-any-return]

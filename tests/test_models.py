@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from bench.fixture import fixture_errors, load_batch
 from bench.modelio import build_model, load_checkpoint
-from models import kernels
+from models import encoder, kernels
 from models.protocol import Batch
 
 REL = 1e-5
@@ -76,6 +76,40 @@ def test_the_fast_linear_has_the_gradients_of_f_linear(n_in: int, n_out: int, ro
     plain = torch.autograd.grad(F.linear(x.double(), w.double(), b.double()), (x, w, b), g.double())
     for ours, ref in zip(fast, plain, strict=True):
         assert float((ours.double() - ref).norm() / ref.norm()) < REL  # float32 sums of 12,800 terms
+
+
+def _train_pass(model: torch.nn.Module, ids: torch.Tensor, threads: int) -> list[torch.Tensor]:
+    """Output and parameter gradients of one training-mode pass, with `threads` torch threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model.reset_parameters(torch.Generator().manual_seed(3))  # type: ignore[operator]
+        out = model(ids)
+        params = [p for p in model.parameters() if p.requires_grad]
+        return [out, *torch.autograd.grad(out, params, torch.ones_like(out))]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_training_pass_on_blocks_of_rows_computes_the_one_block_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = torch.randint(1, 40, (64, 50))
+    ids[:20, :40] = 0
+    model = build_model("sasrec", 40, {"layers": 2, "dropout": 0.0, "attn_dropout": 0.0})
+    model.train()
+    blocked = _train_pass(model, ids, 2)
+    monkeypatch.setattr(encoder, "row_blocks", lambda fn, x, gen, params: fn(x, gen))  # one block
+    whole = _train_pass(model, ids, 2)
+    for a, b in zip(blocked, whole, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_seed_fixes_the_dropout_masks_whatever_the_number_of_threads() -> None:
+    ids = torch.randint(1, 40, (64, 50))
+    model = build_model("sasrec", 40, {"layers": 1})
+    model.train()
+    one, two = _train_pass(model, ids, 1), _train_pass(model, ids, 2)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(one, two, strict=True))
+    assert not torch.allclose(one[0], model.eval()(ids))  # dropout was on
 
 
 def test_padding_queries_see_future_items_as_the_authors_mask_does() -> None:
