@@ -30,9 +30,11 @@ from bench.records import append_record, new_id, provenance, read_records
 
 WORKER = [sys.executable, "-m", "bench.worker"]
 # glibc returns big freed buffers to the OS by default, so every activation of every step is
-# page-faulted in afresh; keeping them in the heap makes a CPU training step ~20% faster.
+# page-faulted in afresh; keeping them in the heap makes a CPU training step ~20% faster. One arena:
+# the training pass's worker threads (models/kernels.py, row_blocks) would each get their own, whose
+# freed buffers the others never reuse (+220 MB peak RSS in a one-epoch ELCRec Beauty run).
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 36),
-              "MALLOC_TOP_PAD_": str(1 << 30)}
+              "MALLOC_TOP_PAD_": str(1 << 30), "MALLOC_ARENA_MAX": "1"}
 TRAIN_KEYS = ("lr", "beta1", "beta2", "weight_decay", "batch_size", "epochs", "patience", "seen_items")
 
 
