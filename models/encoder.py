@@ -18,8 +18,9 @@ Deviations (numerically equivalent up to float32 summation order, faster):
   subnormal gradient entries (< 1e-30) are flushed to zero (they slow x86 arithmetic ~100x);
 - dropout masks are drawn from an explicit `torch.Generator` (seedable, no global RNG); for p=0.5 the
   mask is one random bit per element, which is an exact Bernoulli(0.5) draw;
-- a CPU training pass runs on two blocks of rows side by side (rows are independent sequences), each
-  block drawing its masks from its own generator seeded from the model's;
+- a large CPU training pass (ELCRec's and ICLRec's five passes of a batch) runs on two blocks of rows
+  side by side (rows are independent sequences), each block drawing its masks from its own generator
+  seeded from the model's;
 - passes without dropout and autograd (scoring, k-means input) run torch's fused
   `scaled_dot_product_attention` with the same additive mask, and oneDNN adds the GELU and the
   residuals inside the GEMMs;
@@ -45,6 +46,7 @@ from models.kernels import (
     linear_add,
     linear_gelu,
     row_blocks,
+    use_row_blocks,
 )
 
 
@@ -197,9 +199,9 @@ class SeqEncoder(nn.Module):
         """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states ((B, 1, D) if last_only).
 
         L may be shorter than max_len: the input is then the *last* L positions of the window.
-        A CPU training pass with autograd runs on blocks of rows side by side (`row_blocks`).
+        A large CPU training pass with autograd runs on blocks of rows side by side (`row_blocks`).
         """
-        if self.training and torch.is_grad_enabled() and input_ids.device.type == "cpu" and not last_only:
+        if self.training and torch.is_grad_enabled() and not last_only and use_row_blocks(input_ids):
             params = [p for p in self.parameters() if p.requires_grad]
             return row_blocks(self._encode, input_ids, self.generator, params)
         return self._encode(input_ids, self.generator, last_only)

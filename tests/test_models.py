@@ -92,6 +92,7 @@ def _train_pass(model: torch.nn.Module, ids: torch.Tensor, threads: int) -> list
 
 
 def test_a_training_pass_on_blocks_of_rows_computes_the_one_block_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "ROW_BLOCK_MIN_TOKENS", 0)  # small inputs take the blocks too
     ids = torch.randint(1, 40, (64, 50))
     ids[:20, :40] = 0
     model = build_model("sasrec", 40, {"layers": 2, "dropout": 0.0, "attn_dropout": 0.0})
@@ -103,7 +104,8 @@ def test_a_training_pass_on_blocks_of_rows_computes_the_one_block_function(monke
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_a_seed_fixes_the_dropout_masks_whatever_the_number_of_threads() -> None:
+def test_a_seed_fixes_the_dropout_masks_whatever_the_number_of_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "ROW_BLOCK_MIN_TOKENS", 0)
     ids = torch.randint(1, 40, (64, 50))
     model = build_model("sasrec", 40, {"layers": 1})
     model.train()
