@@ -46,20 +46,28 @@ def profile_steps(model: Any, opt: Any, batches: list[Any], top: int, cuda: bool
     """Times the training steps of `batches` op by op, after three untimed warm-up steps (the last
     under the timer: entering the mode the first time costs a second).
 
+    A dispatch mode sees the ops of its own thread only, so every pass runs as one block of rows
+    here (no `models.kernels.row_blocks` worker threads): the profile is of the one-stream step.
     Returns the step's wall time, the summed op time and the `top` ops by time, all per step."""
     from bench.train import train_steps
+    from models import kernels
 
-    train_steps(model, opt, batches[:2], 0)
-    with OpTimer(cuda):
-        train_steps(model, opt, batches[2:3] or batches[:1], 0)
-    timed = batches[3:] or batches[-1:]
-    timer = OpTimer(cuda)
-    t0 = time.perf_counter()
-    with timer:
-        train_steps(model, opt, timed, 0)
+    min_tokens, kernels.ROW_BLOCK_MIN_TOKENS = kernels.ROW_BLOCK_MIN_TOKENS, 2**62
+    try:
+        train_steps(model, opt, batches[:2], 0)
+        with OpTimer(cuda):
+            train_steps(model, opt, batches[2:3] or batches[:1], 0)
+        timed = batches[3:] or batches[-1:]
+        timer = OpTimer(cuda)
+        t0 = time.perf_counter()
+        with timer:
+            train_steps(model, opt, timed, 0)
+        wall = time.perf_counter() - t0
+    finally:
+        kernels.ROW_BLOCK_MIN_TOKENS = min_tokens
     n = len(timed)
     rows = sorted(timer.seconds.items(), key=lambda kv: -kv[1])
-    return {"steps": n, "step_ms": (time.perf_counter() - t0) / n * 1000,
+    return {"steps": n, "step_ms": wall / n * 1000,
             "ops_ms": sum(timer.seconds.values()) / n * 1000,
             "top": [{"op": k, "calls_per_step": timer.calls[k] / n, "ms_per_step": v / n * 1000}
                     for k, v in rows[:top]]}
