@@ -49,6 +49,17 @@ def build_config(cls: type[T], values: dict[str, Any], what: str) -> T:
         raise BenchError(f"{what}: {e}") from None
 
 
+def require_device(device: str) -> None:
+    """A one-line BenchError where `--device cuda` asks for a GPU this machine does not show."""
+    if device == "cuda":
+        import torch
+
+        from bench.errors import BenchError
+
+        if not torch.cuda.is_available():
+            raise BenchError("--device cuda: no CUDA device is visible here")
+
+
 def _csv(kind: type) -> typing.Callable[[str], tuple[Any, ...]]:
     def parse(text: str) -> tuple[Any, ...]:
         try:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import register
-from bench.config import from_namespace, opt
+from bench.config import from_namespace, opt, require_device
 from bench.errors import BenchError
 
 # the targets for Beauty on a 2-core CPU: name -> (limit, "max" or "min", where its median is)
@@ -107,12 +107,12 @@ def _sync(device: str) -> None:
 
 
 def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
+    import torch
+
     from bench.evaluate import evaluate
     from bench.train import train_steps
 
     if cfg.device == "cuda":
-        import torch
-
         torch.cuda.reset_peak_memory_stats()  # this model's own peak
     data, model, opt, batches, hook_s, batches_s = _setup(model_name, cfg)
     todo = batches[: cfg.batches] if cfg.batches else batches
@@ -302,11 +302,7 @@ def _preflight(cfg: PerfConfig) -> None:
 
     if cfg.repeat < 1:
         raise BenchError("--repeat must be at least 1")
-    if cfg.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BenchError("--device cuda: no CUDA device is visible here")
+    require_device(cfg.device)
     if cfg.recipe_batches < 0 or cfg.batches < 0:
         raise BenchError("--batches and --recipe-batches must be at least 0")
     if cfg.ops < 0:

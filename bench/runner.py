@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import register
-from bench.config import build_config, from_namespace, opt
+from bench.config import build_config, from_namespace, opt, require_device
 from bench.errors import BenchError
 from bench.records import append_record, new_id, provenance, read_records
 
@@ -338,11 +338,8 @@ def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:
 
     for m in cfg.models:
         check_model(m)
-    if cfg.device == "cuda" and cfg.ray_address is None:  # a remote Ray cluster may have GPUs this host lacks
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BenchError("--device cuda: no CUDA device is visible here")
+    if cfg.ray_address is None:  # a remote Ray cluster may have GPUs this host lacks
+        require_device(cfg.device)
     for d in sorted({spec["dataset"] for spec in runs}):
         check_dataset(d, cfg.data_dir)
     for spec in runs:  # unknown or out-of-range settings fail here, before anything runs

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from bench.batches import EpochBatches, epoch_batches
+from bench.config import require_device
 from bench.data import SeqData, load_dataset
 from bench.diagnostics import cluster_diagnostics
-from bench.errors import BenchError
 from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
 from bench.modelio import build_model
 from bench.optim import Adam
@@ -154,9 +154,8 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
     """Trains and tests one seeded run; returns the measurement dict of its record."""
     if spec.threads:
         torch.set_num_threads(spec.threads)
+    require_device(spec.device)
     device = torch.device(spec.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda: no CUDA device is visible")
     t_start = time.perf_counter()
     data = load_dataset(spec.dataset, Path(spec.data_dir) if spec.data_dir else None)
     model = build_model(spec.model, data.item_size, spec.hp)

@@ -142,7 +142,6 @@ class SeqEncoder(nn.Module):
         self.generator = gen
         self.apply(self._init_weights)
 
-
     def _attention_mask(self, input_ids: Tensor) -> Tensor:
         """(B, L, L) additive mask: 0 where the key is a real, non-future item, else -10000."""
         n = input_ids.shape[1]
