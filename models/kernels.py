@@ -46,11 +46,26 @@ def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) ->
     return x * dropout_scale(x, p, gen)
 
 
+class _DropoutAdd(torch.autograd.Function):
+    """x + y * scale. Autograd's own backward of addcmul first multiplies the scale by its value
+    argument (1), a pass over a (tokens, D) tensor per call; this one does not."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, y: Tensor, scale: Tensor) -> Tensor:
+        ctx.save_for_backward(scale)
+        return torch.addcmul(x, y, scale)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        (scale,) = ctx.saved_tensors
+        return g, (g * scale if ctx.needs_input_grad[1] else None), None
+
+
 def dropout_add(y: Tensor, x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
     """x + dropout(y) in one pass (the residual connections)."""
     if not training or p == 0.0:
         return y + x
-    return torch.addcmul(x, y, dropout_scale(y, p, gen))
+    return _DropoutAdd.apply(x, y, dropout_scale(y, p, gen))  # type: ignore[no-any-return]
 
 
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")

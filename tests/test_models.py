@@ -78,6 +78,20 @@ def test_the_fast_linear_has_the_gradients_of_f_linear(n_in: int, n_out: int, ro
         assert float((ours.double() - ref).norm() / ref.norm()) < REL  # float32 sums of 12,800 terms
 
 
+@pytest.mark.parametrize("p", [0.5, 0.3])  # the one-bit masks and the general ones
+def test_the_residual_dropout_has_the_value_and_gradients_of_its_plain_expression(p: float) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(40, 7, 64, generator=gen, requires_grad=True) for _ in range(2))
+    g = torch.randn(40, 7, 64, generator=gen)
+    out = kernels.dropout_add(y, x, p, torch.Generator().manual_seed(5), True)
+    scale = kernels.dropout_scale(y, p, torch.Generator().manual_seed(5))  # the same draw
+    plain = x + y * scale
+    assert torch.allclose(out, plain, rtol=1e-6, atol=1e-6)  # addcmul may round once (fused multiply-add)
+    assert scale.unique().tolist() == pytest.approx([0.0, 1 / (1 - p)])
+    for ours, ref in zip(torch.autograd.grad(out, (x, y), g), torch.autograd.grad(plain, (x, y), g), strict=True):
+        assert torch.equal(ours, ref)
+
+
 def _train_pass(model: torch.nn.Module, ids: torch.Tensor, threads: int) -> list[torch.Tensor]:
     """Output and parameter gradients of one training-mode pass, with `threads` torch threads."""
     before = torch.get_num_threads()
