@@ -25,6 +25,7 @@ from typing import Any
 from bench.cli import register
 from bench.config import from_namespace, opt, require_device
 from bench.errors import BenchError
+from bench.records import cpu_model
 
 # the targets for Beauty on a 2-core CPU: name -> (limit, "max" or "min", where its median is)
 TARGETS = {"elcrec epoch s": (30.0, "max", ("epochs", "elcrec", "epoch_s")),
@@ -229,16 +230,6 @@ def machine_gflops() -> dict[str, float]:
             "tokens_64x256": rate(torch.randn(64000, 64, generator=gen), torch.randn(64, 256, generator=gen))}
 
 
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        import platform
-
-        return platform.processor() or platform.machine()
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
-
-
 def _device_name(device: str) -> str:
     if device == "cuda":
         import torch
@@ -340,7 +331,7 @@ def cmd_perf(ns: argparse.Namespace) -> int:
         os.execve(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]], {**os.environ, **WORKER_ENV})
     cfg = from_namespace(PerfConfig, ns)
     _preflight(cfg)
-    results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat, "cpu": _cpu_model(),
+    results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat, "cpu": cpu_model(),
                                "device": _device_name(cfg.device), "provenance": provenance()}
     if cfg.shared:
         from bench.fixture import fixture_errors

@@ -76,11 +76,21 @@ def peak_rss_mb() -> float:
     return int(line.split()[1]) / 1024  # kB
 
 
+def cpu_model() -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) ..."); platform.processor() is empty on most Linux."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine())
+
+
 def provenance() -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "libraries": library_versions(),

@@ -17,7 +17,7 @@ import torch
 
 from bench.cli import exit_now
 from bench.errors import BenchError
-from bench.records import append_record, provenance
+from bench.records import append_record, cpu_model, provenance
 from bench.train import Progress, RunFailure, RunSpec, TrainConfig, train_run
 
 
@@ -74,9 +74,7 @@ def main(argv: list[str]) -> int:
 def _device(name: str) -> dict[str, Any]:
     if name == "cuda" and torch.cuda.is_available():
         return {"type": "cuda", "name": torch.cuda.get_device_name(), "torch_threads": torch.get_num_threads()}
-    import platform
-
-    return {"type": "cpu", "name": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+    return {"type": "cpu", "name": cpu_model(), "torch_threads": torch.get_num_threads()}
 
 
 if __name__ == "__main__":

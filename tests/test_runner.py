@@ -73,6 +73,10 @@ def test_same_seed_same_metrics_other_seed_differs_and_reruns_skip(tmp_path: Pat
     assert set(rec["timing"]["phase_total_s"]) == {"batches", "clustering", "train", "validation"}
     assert rec["epochs_run"] == 2 and len(rec["curve"]) == 2 and rec["protocol"]["hash"]
     assert rec["provenance"]["git"]["commit"] and rec["memory"]["peak_rss_mb"] > 0
+    cpu = rec["provenance"]["cpu"]  # the model name where Linux has one ("x86_64" says nothing)
+    assert cpu and cpu == rec["device"]["name"]
+    if "model name" in Path("/proc/cpuinfo").read_text():
+        assert cpu != rec["provenance"]["machine"]
     assert load_per_user(rec)["NDCG@10"].shape == (200,)
 
 
