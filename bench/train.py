@@ -13,6 +13,7 @@ import copy
 import io
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -169,6 +170,7 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         prog, best_state, clock_totals = saved["progress"], saved["best_state"], saved["clock"]
+        _keep_threads(saved.get("threads"), prog.epoch)
     clock = PhaseClock(device)
     if clock_totals:
         clock.seconds, clock.gpu = clock_totals
@@ -177,10 +179,22 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
         best_state = _one_epoch(spec, model, opt, data, prog, clock, best_state, device)
         if state_path is not None:
             _save_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "progress": prog,
-                                     "best_state": best_state, "clock": (clock.seconds, clock.gpu)})
+                                     "best_state": best_state, "clock": (clock.seconds, clock.gpu),
+                                     "threads": torch.get_num_threads()})
         if on_epoch is not None:
             on_epoch(prog, tc.epochs)
     return _finish(spec, model, data, best_state, prog, clock, setup_s, device)
+
+
+def _keep_threads(started: int | None, epoch: int) -> None:
+    """A resumed run goes on with the torch threads it started with. Some CPU reductions (LayerNorm's
+    and the biases' gradients) sum in an order set by the thread count, so a run that changed it
+    midway would not end exactly like an uninterrupted one."""
+    now = torch.get_num_threads()
+    if started and started != now:
+        print(f"resuming at epoch {epoch} with {started} torch threads, as the run started "
+              f"(this call would use {now})", file=sys.stderr)
+        torch.set_num_threads(started)
 
 
 def _one_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, prog: Progress,

@@ -86,7 +86,8 @@ def _dnn_linear(x: Tensor, w: Tensor, b: Tensor | None, post: str = "none", algo
 ROW_BLOCKS = 2
 # Below this many input tokens per pass, the two blocks' per-op overhead outweighs their gain (2-core
 # CPU, interleaved steps: SASRec's 12,800 tokens 11% slower, CL4SRec's 38,400 even, ICLRec's and
-# ELCRec's 64,000 3-4% faster). It depends on the input only, so results do not depend on threads.
+# ELCRec's 64,000 3-4% faster). It depends on the input only, so the dropout masks do not depend on
+# threads (the float sums of some reductions do, in passes below it: see bench/train.py, _keep_threads).
 ROW_BLOCK_MIN_TOKENS = 48_000
 
 
@@ -256,8 +257,8 @@ def row_blocks(fn: Any, x: Tensor, gen: torch.Generator | None, params: Sequence
     With two torch threads or more the blocks run side by side, in worker threads that share the torch
     threads out: the ops whose own threading scales poorly here (LayerNorm's backward, the embedding
     gradient, the GEMMs' row split) then keep both cores busy. With one thread they run one after the
-    other, with the same result: each block's dropout draws from its own generator, seeded from `gen`,
-    so a seed fixes every mask whatever the number of threads (the masks differ from a one-block pass's).
-    """
+    other; a block's ops then run on one thread, as with two threads, so the result is the same. Each
+    block's dropout draws from its own generator, seeded from `gen`, so a seed fixes every mask whatever
+    the number of threads (the masks differ from a one-block pass's)."""
     seeds = torch.randint(0, 2**62, (ROW_BLOCKS,), generator=gen).tolist()
     return _RowBlocks.apply(fn, x, seeds, *params)  # type: ignore[no-any-return]

@@ -83,8 +83,8 @@ def test_same_seed_same_metrics_other_seed_differs_and_reruns_skip(tmp_path: Pat
 def test_a_killed_run_resumes_and_ends_exactly_like_an_uninterrupted_one(tmp_path: Path) -> None:
     args = ["--models", "elcrec", "--datasets", TINY, "--epochs", "6", "--set", "elcrec.k=3", "--profile", "smoke"]
     full, killed = tmp_path / "full", tmp_path / "killed"
-    assert run(*args, "--out", str(full)).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", *args, "--out", str(killed)],
+    assert run(*args, "--threads", "2", "--out", str(full)).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", *args, "--threads", "2", "--out", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     state_dir = killed / "state"
@@ -93,9 +93,13 @@ def test_a_killed_run_resumes_and_ends_exactly_like_an_uninterrupted_one(tmp_pat
     os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep, worker included, mid-run
     proc.wait()
     assert _epochs_saved(state_dir) < 6 and not (killed / "records.jsonl").exists()
-    assert run(*args, "--out", str(killed)).returncode == 0
+    # resumed with another thread count, it goes on with the one it started with: some reductions sum
+    # in an order set by the thread count
+    assert run(*args, "--threads", "1", "--out", str(killed)).returncode == 0
     (a,), (b,) = ok_runs(full), ok_runs(killed)
     assert b["resumed"] and not a["resumed"]
+    assert a["device"]["torch_threads"] == b["device"]["torch_threads"] == 2
+    assert any("with 2 torch threads, as the run started" in f.read_text() for f in (killed / "logs").iterdir())
     assert a["metrics"] == b["metrics"] and a["best_epoch"] == b["best_epoch"]
     assert [c["valid_NDCG@20"] for c in a["curve"]] == [c["valid_NDCG@20"] for c in b["curve"]]
 
@@ -139,7 +143,7 @@ def test_ray_executor_runs_the_same_function(tmp_path: Path) -> None:
     args = ["--models", "sasrec", "--datasets", TINY, "--epochs", "1", "--profile", "smoke", "--seeds", "1,2"]
     res = run(*args, "--executor", "ray", "--jobs", "2", "--out", str(tmp_path / "ray"))
     assert res.returncode == 0, res.stderr[-2000:]
-    local = run(*args, "--seeds", "1", "--out", str(tmp_path / "local"))
+    local = run(*args, "--seeds", "1", "--threads", "1", "--out", str(tmp_path / "local"))  # as each Ray task
     assert local.returncode == 0
     ray_recs = {r["seed"]: r for r in ok_runs(tmp_path / "ray")}
     assert len(ray_recs) == 2 and ray_recs[1]["metrics"] == ok_runs(tmp_path / "local")[0]["metrics"]
