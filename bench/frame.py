@@ -35,6 +35,7 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
         "peak_gpu_mb": max((v["reserved"] for v in gpu.values()), default=np.nan) / 2**20 if gpu else np.nan,
         "host": (rec.get("provenance") or {}).get("host"),
         "machine": _machine(rec),
+        "threads": (rec.get("device") or {}).get("torch_threads"),
         "record": rec,
     }
     row.update({m: (rec.get("metrics") or {}).get(m, np.nan) for m in METRIC_NAMES})

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,14 +88,26 @@ def cost_check(name: str, base: pd.DataFrame, cur: pd.DataFrame, cfg: GateConfig
                    f"not significantly slower than the limit {test}")
 
 
+def _values(df: pd.DataFrame, column: str) -> set[Any]:
+    """The distinct known values of a column (none where the frame lacks it: no records); whole floats
+    as ints (pandas turns an int column with a missing value into floats)."""
+    if column not in df:
+        return set()
+    return {int(v) if isinstance(v, float) and v.is_integer() else v for v in df[column].dropna()}
+
+
 def run_checks(cfg: GateConfig) -> tuple[list[Check], list[str]]:
     base, cur = load_frame([cfg.baseline]), load_frame([cfg.current])
     if base.empty:
         raise BenchError(f"{cfg.baseline}: no baseline records")
     checks, warnings = [], []
-    if set(base.machine.dropna()) != set(cur.machine.dropna()):
-        warnings.append(f"the baseline ran on {sorted(set(base.machine.dropna()))}, the current records on "
-                        f"{sorted(set(cur.machine.dropna()))}: cost comparisons are across machines")
+    if _values(base, "machine") != _values(cur, "machine"):
+        warnings.append(f"the baseline ran on {sorted(_values(base, 'machine'))}, the current records on "
+                        f"{sorted(_values(cur, 'machine'))}: cost comparisons are across machines")
+    if _values(base, "threads") != _values(cur, "threads"):
+        warnings.append(f"the baseline ran with {sorted(_values(base, 'threads'))} torch threads per run, the current "
+                        f"records with {sorted(_values(cur, 'threads'))}: costs differ, and CPU metrics are not "
+                        "bit-comparable (some float sums follow the thread count)")
     for (model, dataset), b in base[base.status == "ok"].groupby(["model", "dataset"]):
         name = f"{model}/{dataset}"
         c_all = cur[(cur.model == model) & (cur.dataset == dataset)]
