@@ -11,6 +11,7 @@ from tabulate import tabulate
 from bench.metrics import METRIC_NAMES
 from bench.report import (
     COST_HEADERS,
+    PROVENANCE_HEADERS,
     VERDICT_HEADERS,
     Report,
     ReportConfig,
@@ -19,6 +20,7 @@ from bench.report import (
     fmt,
     fmt_p,
     pct,
+    provenance_table,
     quality_table,
     significance_caption,
     summary_rows,
@@ -42,6 +44,10 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
                  f"({sec.target[1]:.4f})." if sec.target else ""
         lines += ["### Cost", "", tabulate(cost_table(sec), COST_HEADERS, tablefmt="github", disable_numparse=True),
                   "", f"*Means over seeds.{target}*", ""]
+    lines += ["### Provenance", "", tabulate(provenance_table(sec), PROVENANCE_HEADERS, tablefmt="github",
+                                             disable_numparse=True),
+              "", "*Costs compare only on one machine and thread count; CPU metrics repeat exactly only at the "
+              "same commit and thread count.*", ""]
     if sec.comparisons:
         lines += ["### Paired comparisons with the best model", "", tabulate(
             [[c.model, c.best, c.metric, pct(c.rel), f"[{pct(c.low)}, {pct(c.high)}]", fmt_p(c.p_t),

@@ -221,6 +221,34 @@ def cost_table(sec: Section) -> list[list[str]]:
 COST_HEADERS = ["model", "s/epoch", "train s", "to best s", "to target s", "peak RSS MB", "peak GPU MB"]
 
 
+def _distinct(values: list[Any]) -> str:
+    """The distinct values, sorted, comma-separated; "–" when none is known."""
+    known = sorted({str(v) for v in values if v is not None and v != ""})
+    return ", ".join(known) or "–"
+
+
+def provenance_table(sec: Section) -> list[list[str]]:
+    """Per model, where its runs come from: commits (+dirty), machines, torch threads per run, torch.
+    Costs are only comparable on one machine and thread count, and CPU metrics are bit-identical only
+    at the same commit and thread count."""
+    table = []
+    for r in sec.rows:
+        recs = list(sec.ok[sec.ok.model == r.model].record)
+        prov = [rec.get("provenance") or {} for rec in recs]
+        gits = [p.get("git") or {} for p in prov]
+        commits = [str(g.get("commit", ""))[:7] + ("+dirty" if g.get("dirty") else "") for g in gits]
+        devices = [rec.get("device") or {} for rec in recs]
+        machines = [f"{d.get('type', 'cpu')}: {d.get('name') or p.get('cpu') or p.get('machine')}"
+                    for p, d in zip(prov, devices, strict=True)]
+        table.append([r.model, str(len(recs)), _distinct(commits), _distinct(machines),
+                      _distinct([d.get("torch_threads") for d in devices]),
+                      _distinct([(p.get("libraries") or {}).get("torch") for p in prov])])
+    return table
+
+
+PROVENANCE_HEADERS = ["model", "runs", "commit", "machine", "torch threads", "torch"]
+
+
 def significance_caption(sec: Section, alpha: float) -> str:
     return (f"mean ± std over seeds; best in bold, runner-up underlined; † = significantly worse than the best "
             f"(one-sided paired t-test over users on seed-averaged per-user metrics, Holm-corrected over "

@@ -11,7 +11,8 @@ from bench.records import append_record
 
 PROTO = {"hash": "feedc0ffee000001", "seen_items": "zero", "dataset_sha256": "ab" * 32,
          "split": "leave-one-out", "candidates": "all item ids", "ties": "pessimistic", "cutoffs": [5, 10, 20]}
-PROV = {"git": {"commit": "0" * 40, "dirty": False}, "host": "fixture", "machine": "x86_64", "cpu_count": 2}
+PROV = {"git": {"commit": "0" * 40, "dirty": False}, "host": "fixture", "machine": "x86_64", "cpu_count": 2,
+        "libraries": {"torch": "2.13.0+cpu"}}
 
 
 def _run(out: Path, model: str, seed: int, ranks: np.ndarray, epoch_s: float, curve_scale: float) -> None:
@@ -24,7 +25,7 @@ def _run(out: Path, model: str, seed: int, ranks: np.ndarray, epoch_s: float, cu
            "model": model, "dataset": "toyset", "seed": seed, "config_hash": f"cfg-{model}",
            "metrics": {k: float(v.mean()) for k, v in per_user.items()}, "protocol": PROTO, "curve": curve,
            "epochs_run": 6, "best_epoch": 5, "stop_reason": "max_epochs", "provenance": PROV,
-           "device": {"type": "cpu", "name": "fixture"},
+           "device": {"type": "cpu", "name": "fixture", "torch_threads": 2},
            "timing": {"epoch_mean_s": curve[-1]["elapsed"] / 6, "train_total_s": curve[-1]["elapsed"],
                       "time_to_best_s": curve[-1]["elapsed"]},
            "memory": {"peak_rss_mb": 900.0 + 10 * seed, "gpu_peak_by_phase": {}}}

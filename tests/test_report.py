@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from bench.claims import Claim, decide, judge
 from bench.frame import load_frame
 from bench.render import tex_escape
+from bench.report import ReportConfig, build_report, provenance_table
 from tests.fixture_records import write_fixture
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -126,3 +128,17 @@ def test_runs_cut_by_a_small_epoch_budget_cannot_verify_a_quality_claim(tmp_path
     claim = Claim("c", "elcrec", "iclrec", "toyset", "NDCG@5", "higher", 0.05, "s", min_seeds=3)
     v = judge(claim, ok, n_boot=100)
     assert v.verdict == "INCONCLUSIVE" and "stopped by the epoch budget" in v.reason and v.estimate > 0
+
+
+def test_the_provenance_table_shows_every_commit_machine_and_thread_count_of_a_model(tmp_path: Path) -> None:
+    path = write_fixture(tmp_path) / "records.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    odd = next(r for r in lines if r["model"] == "iclrec" and r["seed"] == 2)  # one run from elsewhere
+    odd["provenance"] = {**odd["provenance"], "git": {"commit": "abcdef0123", "dirty": True}}
+    odd["device"] = {"type": "cpu", "name": "other", "torch_threads": 1}
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    sec = build_report(ReportConfig(records=(tmp_path,))).sections[0]
+    rows = {row[0]: row for row in provenance_table(sec)}
+    assert rows["iclrec"][1:5] == ["3", "0000000, abcdef0+dirty", "cpu: fixture, cpu: other", "1, 2"]
+    assert rows["elcrec"][1:5] == ["3", "0000000", "cpu: fixture", "2"]
+
