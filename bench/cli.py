@@ -16,7 +16,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from bench.data import load_dataset, sha256_file
-    from bench.evaluate import evaluate
+    from bench.evaluate import device_info, evaluate
     from bench.modelio import check_model, load_checkpoint
     from bench.records import append_record, peak_rss_mb, provenance
 
@@ -38,7 +38,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
             "kind": "eval", "status": "ok", "model": cfg.model, "dataset": cfg.dataset, "seed": None,
             "checkpoint": str(cfg.checkpoint), "checkpoint_sha256": sha256_file(cfg.checkpoint),
             "metrics": res.metrics, "protocol": res.protocol.as_dict(), "provenance": provenance(),
-            "n_users": data.n_users, "memory": {"peak_rss_mb": peak_mb},
+            "n_users": data.n_users, "memory": {"peak_rss_mb": peak_mb}, "device": device_info("cpu"),
         }
         per_user = {**res.per_user, "rank": res.ranks}
         rec = append_record(cfg.out, record, per_user)

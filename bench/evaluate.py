@@ -8,6 +8,7 @@ applied to the chunk, then a user's rank is the number of items scoring at least
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ import torch
 from bench.data import SeqData, concat_ranges, windows
 from bench.metrics import per_user_metrics, summarise
 from bench.protocol import SEEN_RULES, Protocol
+from bench.records import cpu_model
 from models.protocol import RecModel
 
 
@@ -98,3 +100,10 @@ def mean_pooled_train_outputs(model: RecModel, data: SeqData, device: torch.devi
         out = torch.cat([model(inputs[i : i + 1024].to(device)).mean(1).cpu() for i in range(0, len(inputs), 1024)])
     model.train(was_training)
     return out.numpy()
+
+
+def device_info(name: str) -> dict[str, Any]:
+    """What a record says of the device it ran on: type, model name and torch threads."""
+    if name == "cuda" and torch.cuda.is_available():
+        return {"type": "cuda", "name": torch.cuda.get_device_name(), "torch_threads": torch.get_num_threads()}
+    return {"type": "cpu", "name": cpu_model(), "torch_threads": torch.get_num_threads()}

@@ -17,7 +17,8 @@ import torch
 
 from bench.cli import exit_now
 from bench.errors import BenchError
-from bench.records import append_record, cpu_model, provenance
+from bench.evaluate import device_info
+from bench.records import append_record, provenance
 from bench.train import Progress, RunFailure, RunSpec, TrainConfig, train_run
 
 
@@ -65,16 +66,10 @@ def main(argv: list[str]) -> int:
         print(reason, file=sys.stderr)
         return 1
     per_user = result.pop("per_user")
-    append_record(out, {**base, "status": "ok", **result, "device": _device(spec.device),
+    append_record(out, {**base, "status": "ok", **result, "device": device_info(spec.device),
                         "provenance": provenance()}, per_user)
     state.unlink(missing_ok=True)  # the record is written: the resume state is no longer needed
     return 0
-
-
-def _device(name: str) -> dict[str, Any]:
-    if name == "cuda" and torch.cuda.is_available():
-        return {"type": "cuda", "name": torch.cuda.get_device_name(), "torch_threads": torch.get_num_threads()}
-    return {"type": "cpu", "name": cpu_model(), "torch_threads": torch.get_num_threads()}
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ def test_eval_json_and_record(checkpoints: Path, shared_data: Path, tmp_path: Pa
     assert rec["kind"] == "eval" and rec["metrics"] == {k: out[k] for k in rec["metrics"]}
     assert rec["protocol"]["dataset_sha256"] == out["protocol"]["dataset_sha256"]
     assert rec["provenance"]["libraries"]["torch"]
+    assert rec["device"]["type"] == "cpu" and rec["device"]["torch_threads"] >= 1  # the report's provenance shows it
     assert rec["memory"]["peak_rss_mb"] > 100 and out["peak_rss_mb"] > 100  # torch, Beauty and a model
 
 
