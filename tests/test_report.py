@@ -141,4 +141,3 @@ def test_the_provenance_table_shows_every_commit_machine_and_thread_count_of_a_m
     rows = {row[0]: row for row in provenance_table(sec)}
     assert rows["iclrec"][1:5] == ["3", "0000000, abcdef0+dirty", "cpu: fixture, cpu: other", "1, 2"]
     assert rows["elcrec"][1:5] == ["3", "0000000", "cpu: fixture", "2"]
-
