@@ -36,6 +36,7 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
         "host": (rec.get("provenance") or {}).get("host"),
         "machine": _machine(rec),
         "threads": (rec.get("device") or {}).get("torch_threads"),
+        "kernels": (rec.get("device") or {}).get("kernels"),
         "record": rec,
     }
     row.update({m: (rec.get("metrics") or {}).get(m, np.nan) for m in METRIC_NAMES})

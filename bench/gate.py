@@ -108,6 +108,10 @@ def run_checks(cfg: GateConfig) -> tuple[list[Check], list[str]]:
         warnings.append(f"the baseline ran with {sorted(_values(base, 'threads'))} torch threads per run, the current "
                         f"records with {sorted(_values(cur, 'threads'))}: costs differ, and CPU metrics are not "
                         "bit-comparable (some float sums follow the thread count)")
+    if _values(base, "kernels") != _values(cur, "kernels"):
+        warnings.append(f"the baseline's training passes ran {sorted(_values(base, 'kernels'))} kernels, the current "
+                        f"records' {sorted(_values(cur, 'kernels'))}: costs differ, and CPU metrics are not "
+                        "bit-comparable (float sums in another order)")
     for (model, dataset), b in base[base.status == "ok"].groupby(["model", "dataset"]):
         name = f"{model}/{dataset}"
         c_all = cur[(cur.model == model) & (cur.dataset == dataset)]

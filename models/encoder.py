@@ -26,6 +26,11 @@ Deviations (numerically equivalent up to float32 summation order, faster):
   residuals inside the GEMMs;
 - `forward(..., last_only=True)` computes the last block only for the final position, which is all
   that scoring needs (keys/values still see every position, so the output is identical).
+- on CPU, the attention of a pass with autograd (softmax, dropout and both products, per sequence and
+  head) and the p = 0.5 dropouts run native kernels (`models/native.c`, compiled on first use): the
+  same masks from the same generator; the attention's float32 sums and its exp (a polynomial, ~1 ulp;
+  exp(x) = 0 below x = -87) differ in the last bits (the loss fixture still matches to < 4e-6), the
+  dropouts are bit for bit the torch expressions. Without a C compiler the torch path runs.
 The linear, Gram-matrix and dropout kernels behind these items are in `models/kernels.py`.
 """
 
@@ -38,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models import native
 from models.kernels import (
     dropout,
     dropout_add,
@@ -45,6 +51,7 @@ from models.kernels import (
     linear,
     linear_add,
     linear_gelu,
+    random_bits,
     row_blocks,
     use_row_blocks,
 )
@@ -149,10 +156,24 @@ class SeqEncoder(nn.Module):
         keep = (input_ids > 0)[:, None, :] & causal[None, :n, :n]
         return torch.where(keep, 0.0, -10000.0)  # float32
 
-    def _attend(self, qkv: Tensor, mask: Tensor, heads: int, last_only: bool, gen: torch.Generator | None) -> Tensor:
-        """(B, L, 3D) projections, (B, L, L) additive mask -> (B, Lq, D) attention context."""
+    def _native_attention(self, input_ids: Tensor, last_only: bool) -> bool:
+        """Whether the layers' attention runs the native kernel: passes with autograd on CPU (training
+        steps, the loss fixture), with p = 0.5 attention dropout or none."""
+        p = self.cfg.attn_dropout if self.training else 0.0
+        return (torch.is_grad_enabled() and not last_only and p in (0.0, 0.5) and native.usable(
+            self.position_embeddings.weight) and native.attention_fits(3 * self.cfg.hidden, self.cfg.heads))
+
+    def _attend(self, qkv: Tensor, mask: Tensor | None, valid: Tensor, heads: int, last_only: bool,
+                gen: torch.Generator | None) -> Tensor:
+        """(B, L, 3D) projections, (B, L, L) additive mask (None: the native kernel, which builds it from
+        valid, the (B, L) real-item keys) -> (B, Lq, D) attention context."""
         b, n, d3 = qkv.shape
         dh = d3 // (3 * heads)
+        if mask is None:
+            bits = None
+            if self.training and self.cfg.attn_dropout > 0:  # the torch path's draws, head by head
+                bits = torch.stack([random_bits(b * n * n, gen, qkv.device) for _ in range(heads)])
+            return native.attention(qkv, valid, heads, bits)
         if last_only:
             mask = mask[:, -1:]
         if not self.training and not torch.is_grad_enabled():
@@ -175,12 +196,13 @@ class SeqEncoder(nn.Module):
             out.append(torch.bmm(probs, parts[2 * heads + i]))
         return torch.cat(out, dim=-1)  # (B, Lq, D)
 
-    def _block(self, layer: _Layer, x: Tensor, mask: Tensor, last_only: bool, gen: torch.Generator | None) -> Tensor:
+    def _block(self, layer: _Layer, x: Tensor, mask: Tensor | None, valid: Tensor, last_only: bool,
+               gen: torch.Generator | None) -> Tensor:
         att = layer.attention
         scale = 1.0 / math.sqrt(x.shape[-1] // att.heads)  # folded into the query projection: one pass less
         w = torch.cat([att.query.weight * scale, att.key.weight, att.value.weight])  # (3D, D)
         bias = torch.cat([att.query.bias * scale, att.key.bias, att.value.bias])
-        ctx = self._attend(linear(x, w, bias), mask, att.heads, last_only, gen)  # x: (B, L, D)
+        ctx = self._attend(linear(x, w, bias), mask, valid, att.heads, last_only, gen)  # x: (B, L, D)
         if last_only:  # only the final position is needed downstream
             x = x[:, -1:]
         ff = layer.intermediate
@@ -209,10 +231,11 @@ class SeqEncoder(nn.Module):
         pos = self.position_embeddings.weight[self.cfg.max_len - input_ids.shape[1] :]
         x = self.LayerNorm(self.item_embeddings(input_ids) + pos)
         x = dropout(x, self.cfg.dropout, gen, self.training)
-        mask = self._attention_mask(input_ids)
+        mask = None if self._native_attention(input_ids, last_only) else self._attention_mask(input_ids)
+        valid = input_ids > 0
         layers = self.item_encoder.layer
         for i, layer in enumerate(layers):
-            x = self._block(layer, x, mask, last_only and i == len(layers) - 1, gen)  # type: ignore[arg-type]
+            x = self._block(layer, x, mask, valid, last_only and i == len(layers) - 1, gen)  # type: ignore[arg-type]
         return x
 
     def user_repr(self, input_ids: Tensor) -> Tensor:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from models import native
+
 _BIT_TABLES: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
 
@@ -26,23 +28,57 @@ def _bit_table(device: torch.device, dtype: torch.dtype) -> Tensor:
     return _BIT_TABLES[key]
 
 
+def random_bits(n: int, gen: torch.Generator | None, device: torch.device) -> Tensor:
+    """(ceil(n / 64),) int64 words of random bits from `gen`: element e's bit is bit e % 8 of byte e // 8."""
+    return torch.randint(-(2**63), 2**63 - 1, ((n + 63) // 64,), generator=gen, dtype=torch.int64, device=device)
+
+
 def dropout_scale(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
     """Inverted-dropout factors shaped like x (0 or 1/(1-p)), drawn from `gen`, never the global RNG."""
     if p == 0.5:
         # one random bit per element is an exact Bernoulli(0.5) draw: 64 bits per random int64,
         # expanded through a byte -> 8 scale factors table (~10x cheaper than F.dropout here)
-        words = torch.randint(-(2**63), 2**63 - 1, ((x.numel() + 63) // 64,), generator=gen,
-                              dtype=torch.int64, device=x.device)
+        words = random_bits(x.numel(), gen, x.device)
         scale = F.embedding(words.view(torch.uint8).int(), _bit_table(x.device, x.dtype))  # (n/8, 8)
         return scale.view(-1)[: x.numel()].view(x.shape)
     keep = torch.rand(x.shape, generator=gen, device=x.device) >= p
     return keep.to(x.dtype) / (1.0 - p)
 
 
+class _NativeDropout(torch.autograd.Function):
+    """x * scale for p = 0.5, reading the random bits in native code (no float tensor of factors)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, bits: Tensor) -> Tensor:
+        ctx.save_for_backward(bits)
+        return native.drop_mul(x, bits)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        (bits,) = ctx.saved_tensors
+        return native.drop_mul(g, bits), None
+
+
+class _NativeDropoutAdd(torch.autograd.Function):
+    """x + y * scale for p = 0.5 (`_DropoutAdd`) in native code."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, y: Tensor, bits: Tensor) -> Tensor:
+        ctx.save_for_backward(bits)
+        return native.drop_add(x, y, bits)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        (bits,) = ctx.saved_tensors
+        return g, (native.drop_mul(g, bits) if ctx.needs_input_grad[1] else None), None
+
+
 def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
-    """Inverted dropout of x."""
+    """Inverted dropout of x (native for p = 0.5 on CPU float32: the same masks and values)."""
     if not training or p == 0.0:
         return x
+    if p == 0.5 and native.usable(x):
+        return _NativeDropout.apply(x, random_bits(x.numel(), gen, x.device))  # type: ignore[no-any-return]
     return x * dropout_scale(x, p, gen)
 
 
@@ -65,6 +101,8 @@ def dropout_add(y: Tensor, x: Tensor, p: float, gen: torch.Generator | None, tra
     """x + dropout(y) in one pass (the residual connections)."""
     if not training or p == 0.0:
         return y + x
+    if p == 0.5 and native.usable(y) and x.shape == y.shape:
+        return _NativeDropoutAdd.apply(x, y, random_bits(y.numel(), gen, y.device))  # type: ignore[no-any-return]
     return _DropoutAdd.apply(x, y, dropout_scale(y, p, gen))  # type: ignore[no-any-return]
 
 

@@ -17,13 +17,14 @@ def gate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bench", "gate", *args], capture_output=True, text=True, timeout=120)
 
 
-def write(out: Path, ranks: np.ndarray, epoch_s: list[float], proto: dict | None = None, threads: int = 2) -> Path:
+def write(out: Path, ranks: np.ndarray, epoch_s: list[float], proto: dict | None = None, threads: int = 2,
+          kernels: str = "native") -> Path:
     pu = per_user_metrics(ranks)
     curve = [{"epoch": i, "valid_NDCG@20": 0.1, "seconds": {"train": s}, "elapsed": 0.0} for i, s in enumerate(epoch_s)]
     append_record(out, {"kind": "run", "status": "ok", "model": "elcrec", "dataset": "toy", "seed": 1,
                         "metrics": {k: float(v.mean()) for k, v in pu.items()}, "protocol": proto or PROTO,
                         "curve": curve, "provenance": PROV,
-                        "device": {"type": "cpu", "name": "t", "torch_threads": threads}}, pu)
+                        "device": {"type": "cpu", "name": "t", "torch_threads": threads, "kernels": kernels}}, pu)
     return out
 
 
@@ -44,7 +45,15 @@ def test_another_thread_count_is_warned_about_but_judged(tmp_path: Path) -> None
     assert res.returncode == 0 and "gate: pass" in res.stdout
     assert "warning: the baseline ran with [2] torch threads per run, the current records with [1]" in res.stdout
     same = gate("--baseline", str(tmp_path / "b"), "--current", str(write(tmp_path / "d", RANKS, TIMES)))
-    assert "torch threads" not in same.stdout
+    assert "torch threads" not in same.stdout and "kernels" not in same.stdout
+
+
+def test_other_kernels_are_warned_about_but_judged(tmp_path: Path) -> None:
+    res = gate("--baseline", str(write(tmp_path / "b", RANKS, TIMES)), "--current",
+               str(write(tmp_path / "c", RANKS, TIMES, kernels="torch")))
+    assert res.returncode == 0 and "gate: pass" in res.stdout
+    said = "warning: the baseline's training passes ran ['native'] kernels, the current records' ['torch']"
+    assert said in res.stdout
 
 
 def test_significant_quality_drop_is_a_regression(tmp_path: Path) -> None:

@@ -1,0 +1,208 @@
+/* Native CPU kernels of the encoder's training pass (models/native.py compiles this file with the
+   system C compiler on first use and calls it through ctypes; without a compiler the torch path runs).
+
+   - attn_fwd / attn_bwd: the attention of one layer, softmax(q.k + additive mask), dropout, times v,
+     for every (sequence, head), with the (L, L) tiles kept in cache; the context is written in its
+     (B, L, H*dh) layout and the gradient in the (B, L, 3*H*dh) layout of the q/k/v projection, so
+     no head-major copies are made;
+   - drop_mul / drop_add: x * keep and x + y * keep for p = 0.5 dropout, reading the random bits
+     themselves instead of a float tensor of factors (the same values as the torch expressions).
+
+   Dropout bits: element e of a tensor is kept (factor 2) when bit (e & 7) of byte e >> 3 is set;
+   the bytes are those of the int64 words that models/kernels.py draws from a torch.Generator. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* GCC/Clang vector extensions: 16 floats, one AVX-512 register (two or four narrower ones elsewhere) */
+#define W 16
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+#define PADW(n) (((n) + 4 * W - 1) / (4 * W) * (4 * W)) /* rows padded to 4 registers */
+
+static inline vf load(const float* p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void store(float* p, vf v) { memcpy(p, &v, sizeof v); }
+static inline vf splat(float x) { return (vf){0} + x; }
+static const vi lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* out[d*Lp + j] = m[j*ms + d] for j < n, d < dh (rows of one head's keys or values, transposed) */
+static void transpose_rows(const float* m, int64_t ms, int64_t n, int64_t dh, int64_t Lp, float* out) {
+  for (int64_t d = 0; d < dh; d++) /* strided reads, contiguous writes (scattered writes are slower) */
+    for (int64_t j = 0; j < n; j++) out[d * Lp + j] = m[j * ms + d];
+}
+
+static inline vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+
+/* exp(x) for x <= 0 (softmax after subtracting the row maximum): Cephes' expf polynomial, about
+   1 ulp; below -87 it returns 0, not a subnormal (which would slow all later arithmetic) */
+static inline vf exp_nonpos(vf x0) {
+  const vi tiny = x0 < splat(-87.0f);
+  const vf x = vsel(tiny, splat(-87.0f), x0);
+  const vf n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+  const vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  vf p = splat(1.9875691500E-4f);
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  p = p * r * r + r + 1.0f;
+  const vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+  return vsel(tiny, splat(0.0f), p * (vf)e);
+}
+
+/* bits e .. e+15 of a bit string of nbytes bytes, in the low bits (0 past its end) */
+static inline uint32_t bits_at(const uint8_t* bits, int64_t nbytes, int64_t e) {
+  uint32_t w = 0;
+  const int64_t i = e >> 3, n = nbytes - i;
+  memcpy(&w, bits + i, (size_t)(n <= 0 ? 0 : n < 3 ? n : 3)); /* 3 bytes hold any 16 bits */
+  return w >> (e & 7);
+}
+
+/* keep[j] = dropout factor of elements k0 .. k0+n-1 of a bit string (2 where the bit is set, else 0;
+   1 everywhere without bits); keep has room for PADW(n) */
+static void keep_factors(const uint8_t* bits, int64_t nbytes, int64_t k0, int64_t n, float* keep) {
+  for (int64_t j = 0; j < n; j += W) {
+    if (!bits) { store(keep + j, splat(1.0f)); continue; }
+    const vi b = (((vi){0} + (int32_t)bits_at(bits, nbytes, k0 + j)) >> lane) & 1;
+    store(keep + j, __builtin_convertvector(b, vf) * 2.0f);
+  }
+}
+
+/* out[jc..] = sum_d a[d] * bt[d*Lp + jc..] for jc < Lp, Lp a multiple of 4W: four independent
+   accumulators, so that the FMA latency is hidden */
+static inline void row_times_t(const float* a, const float* bt, int64_t dh, int64_t Lp, float* out) {
+  for (int64_t jc = 0; jc < Lp; jc += 4 * W) {
+    vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    for (int64_t d = 0; d < dh; d++) {
+      const float* r = bt + d * Lp + jc;
+      a0 += a[d] * load(r); a1 += a[d] * load(r + W); a2 += a[d] * load(r + 2 * W); a3 += a[d] * load(r + 3 * W);
+    }
+    store(out + jc, a0); store(out + jc + W, a1); store(out + jc + 2 * W, a2); store(out + jc + 3 * W, a3);
+  }
+}
+
+/* out[dc..] = sum_{j < n} w[j] * m[j*ms + dc..], dh a multiple of W; the rows j are split over four
+   accumulators by j mod 4 */
+static inline void weighted_rows(const float* w, const float* m, int64_t ms, int64_t n, int64_t dh, float* out) {
+  for (int64_t dc = 0; dc < dh; dc += W) {
+    vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      const float* r = m + j * ms + dc;
+      a0 += w[j] * load(r); a1 += w[j + 1] * load(r + ms); a2 += w[j + 2] * load(r + 2 * ms); a3 += w[j + 3] * load(r + 3 * ms);
+    }
+    for (; j < n; j++) a0 += w[j] * load(m + j * ms + dc);
+    store(out + dc, (a0 + a1) + (a2 + a3));
+  }
+}
+
+static inline float hsum(vf v) { float r = 0.0f; for (int l = 0; l < W; l++) r += v[l]; return r; }
+
+/* s[j] = exp(s[j] - max(s)) / sum for j < Lp (lanes past the row hold -1e30 and end as 0) */
+static void softmax_row(float* s, int64_t Lp) {
+  vf m = load(s);
+  for (int64_t jc = W; jc < Lp; jc += W) { const vf v = load(s + jc); m = vsel(v > m, v, m); }
+  float mx = m[0];
+  for (int l = 1; l < W; l++) mx = m[l] > mx ? m[l] : mx;
+  vf acc = {0};
+  for (int64_t jc = 0; jc < Lp; jc += W) { const vf e = exp_nonpos(load(s + jc) - mx); store(s + jc, e); acc += e; }
+  const float inv = 1.0f / hsum(acc);
+  for (int64_t jc = 0; jc < Lp; jc += W) store(s + jc, load(s + jc) * inv);
+}
+
+/* softmax(q.k + mask) . dropout . v for every (row, head). qkv (B, L, 3*H*dh) rows [q_0..q_H-1,
+   k_0.., v_0..]; valid (B, L) 1 where the key is a real item (the mask is additive -10000 at padding
+   and future keys); bits: H blocks of nbytes (head h, element (b, i, j) is bit b*L*L + i*L + j) or
+   NULL; ctx (B, L, H*dh); probs (B, H, L, L): the softmax before dropout, for the backward.
+   Rows b0 <= b < b1 only (the caller splits rows over threads; the result does not depend on it). */
+void attn_fwd(const float* qkv, const uint8_t* valid, const uint8_t* bits, int64_t nbytes,
+              float* ctx, float* probs, int64_t b0, int64_t b1, int64_t L, int64_t H, int64_t dh) {
+  const int64_t Lp = PADW(L), stride = 3 * H * dh, D = H * dh;
+  float* kt = calloc((size_t)(dh * Lp + 3 * Lp), sizeof(float));
+  float *s = kt + dh * Lp, *keep = s + Lp, *addm = keep + Lp;
+  for (int64_t b = b0; b < b1; b++) {
+    const float* base = qkv + b * L * stride;
+    for (int64_t j = 0; j < Lp; j++) addm[j] = j >= L ? -1e30f : valid[b * L + j] ? 0.0f : -10000.0f;
+    for (int64_t h = 0; h < H; h++) {
+      const uint8_t* hb = bits ? bits + h * nbytes : NULL;
+      transpose_rows(base + (H + h) * dh, stride, L, dh, Lp, kt);
+      float* P = probs + (b * H + h) * L * L;
+      for (int64_t i = 0; i < L; i++) {
+        row_times_t(base + i * stride + h * dh, kt, dh, Lp, s);
+        for (int64_t jc = 0; jc < Lp; jc += W) { /* additive mask; future keys get -10000 too */
+          const vi j = lane + (int32_t)jc;
+          store(s + jc, load(s + jc) + vsel((j > (int32_t)i) & (j < (int32_t)L), splat(-10000.0f), load(addm + jc)));
+        }
+        softmax_row(s, Lp);
+        memcpy(P + i * L, s, sizeof(float) * (size_t)L);
+        keep_factors(hb, nbytes, (b * L + i) * L, L, keep);
+        for (int64_t jc = 0; jc < Lp; jc += W) store(s + jc, load(s + jc) * load(keep + jc));
+        weighted_rows(s, base + (2 * H + h) * dh, stride, L, dh, ctx + (b * L + i) * D + h * dh);
+      }
+    }
+  }
+  free(kt);
+}
+
+/* gradient of attn_fwd: gctx (B, L, H*dh) -> gqkv (B, L, 3*H*dh), every element of rows b0..b1-1 written */
+void attn_bwd(const float* qkv, const uint8_t* bits, int64_t nbytes, const float* probs,
+              const float* gctx, float* gqkv, int64_t b0, int64_t b1, int64_t L, int64_t H, int64_t dh) {
+  const int64_t Lp = PADW(L), stride = 3 * H * dh, D = H * dh;
+  /* vt: v transposed; pdt, gst: dropped probabilities and score gradients, key-major */
+  float* vt = calloc((size_t)(dh * Lp + 2 * L * Lp + 3 * Lp), sizeof(float));
+  float *pdt = vt + dh * Lp, *gst = pdt + L * Lp, *gp = gst + L * Lp, *keep = gp + Lp, *p = keep + Lp;
+  for (int64_t b = b0; b < b1; b++) {
+    const float* base = qkv + b * L * stride;
+    float* gbase = gqkv + b * L * stride;
+    for (int64_t h = 0; h < H; h++) {
+      const uint8_t* hb = bits ? bits + h * nbytes : NULL;
+      transpose_rows(base + (2 * H + h) * dh, stride, L, dh, Lp, vt);
+      const float* P = probs + (b * H + h) * L * L;
+      for (int64_t i = 0; i < L; i++) {
+        row_times_t(gctx + (b * L + i) * D + h * dh, vt, dh, Lp, gp); /* d(dropped probs) */
+        keep_factors(hb, nbytes, (b * L + i) * L, L, keep);
+        memcpy(p, P + i * L, sizeof(float) * (size_t)L);
+        vf acc = {0};
+        for (int64_t jc = 0; jc < Lp; jc += W) {
+          const vf g = load(gp + jc) * load(keep + jc); /* d(probs); p is 0 past L */
+          store(gp + jc, g);
+          acc += g * load(p + jc);
+        }
+        const float dot = hsum(acc);
+        for (int64_t j = 0; j < L; j++) {
+          pdt[j * Lp + i] = p[j] * keep[j];
+          gp[j] = p[j] * (gp[j] - dot); /* now d(scores) of row i */
+          gst[j * Lp + i] = gp[j];
+        }
+        weighted_rows(gp, base + (H + h) * dh, stride, L, dh, gbase + i * stride + h * dh); /* dq_i */
+      }
+      for (int64_t j = 0; j < L; j++) { /* dk_j = sum_i ds[i, j] q_i, dv_j = sum_i pd[i, j] dctx_i */
+        weighted_rows(gst + j * Lp, base + h * dh, stride, L, dh, gbase + j * stride + (H + h) * dh);
+        weighted_rows(pdt + j * Lp, gctx + b * L * D + h * dh, D, L, dh, gbase + j * stride + (2 * H + h) * dh);
+      }
+    }
+  }
+  free(vt);
+}
+
+/* dropout factors of elements e0 .. e0+W-1 as a vector (2 where kept, else 0) */
+static inline vf keep_vec(const uint8_t* bits, int64_t nbytes, int64_t e0) {
+  const vi b = (((vi){0} + (int32_t)bits_at(bits, nbytes, e0)) >> lane) & 1;
+  return __builtin_convertvector(b, vf) * 2.0f;
+}
+
+/* out = x * keep for elements e0 <= e < e1 (x * 0 where dropped, as in torch: -0 and NaN kept) */
+void drop_mul(const float* x, const uint8_t* bits, int64_t nbytes, float* out, int64_t e0, int64_t e1) {
+  int64_t e = e0;
+  for (; e + W <= e1; e += W) store(out + e, load(x + e) * keep_vec(bits, nbytes, e));
+  for (; e < e1; e++) out[e] = x[e] * (((bits[e >> 3] >> (e & 7)) & 1) ? 2.0f : 0.0f);
+}
+
+/* out = x + y * keep for elements e0 <= e < e1 */
+void drop_add(const float* x, const float* y, const uint8_t* bits, int64_t nbytes, float* out, int64_t e0,
+              int64_t e1) {
+  int64_t e = e0;
+  for (; e + W <= e1; e += W) store(out + e, load(x + e) + load(y + e) * keep_vec(bits, nbytes, e));
+  for (; e < e1; e++) out[e] = x[e] + y[e] * (((bits[e >> 3] >> (e & 7)) & 1) ? 2.0f : 0.0f);
+}

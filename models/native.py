@@ -1,0 +1,183 @@
+"""The native CPU kernels of `models/native.c`: built with the system C compiler on first use, loaded
+through ctypes, and wrapped here as autograd Functions.
+
+The build is cached per source, flags, compiler and CPU (`-march=native`) under `$INTENTBENCH_CACHE`
+(default `~/.cache/intentbench`); concurrent runs build into their own temporary file and rename it
+into place. Without a C compiler, or with `INTENTBENCH_NATIVE=0`, `library()` is None and the encoder
+runs its torch path: the same function, with float32 sums in another order (see `models/encoder.py`).
+ctypes releases the GIL during a call, so blocks of rows run side by side in threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("native.c")
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
+_P, _N = ctypes.c_void_p, ctypes.c_int64
+_SIGNATURES = {
+    "attn_fwd": [_P, _P, _P, _N, _P, _P, _N, _N, _N, _N, _N],
+    "attn_bwd": [_P, _P, _N, _P, _P, _P, _N, _N, _N, _N, _N],
+    "drop_mul": [_P, _P, _N, _P, _N, _N],
+    "drop_add": [_P, _P, _P, _N, _P, _N, _N],
+}
+_STATE: dict[str, Any] = {}  # "lib": the loaded library or None, once tried
+
+
+def _compiler() -> tuple[str, str]:
+    cc = os.environ.get("CC", "cc")
+    out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30, check=True)
+    return cc, out.stdout.splitlines()[0] if out.stdout else cc
+
+
+def _cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    return next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
+
+
+def _build() -> Path:
+    """The compiled library's path, compiling it first unless the cache has it."""
+    cc, version = _compiler()
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), version.encode(),
+                                      platform.machine().encode(), _cpu_flags().encode()])).hexdigest()[:16]
+    cache = Path(os.environ.get("INTENTBENCH_CACHE", Path.home() / ".cache" / "intentbench"))
+    target = cache / f"native-{key}.so"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+    os.close(fd)
+    try:
+        done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "compiler failed")
+        os.replace(tmp, target)  # atomic: a concurrent build of the same key writes the same file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def library() -> ctypes.CDLL | None:
+    """The native kernels, or None (disabled by INTENTBENCH_NATIVE=0, or the build failed: said once)."""
+    if os.environ.get("INTENTBENCH_NATIVE", "1") == "0":
+        return None
+    if "lib" not in _STATE:
+        try:
+            lib = ctypes.CDLL(str(_build()))
+            for name, args in _SIGNATURES.items():
+                getattr(lib, name).argtypes = args
+            _STATE["lib"] = lib
+        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            print(f"intentbench: native kernels unavailable ({err}); using the torch path", file=sys.stderr)
+            _STATE["lib"] = None
+    return _STATE["lib"]  # type: ignore[no-any-return]
+
+
+def usable(x: Tensor) -> bool:
+    """Whether the native kernels can take x (CPU float32) and are built."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and library() is not None
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _split(n: int, call: Callable[[int, int], object]) -> None:
+    """call(start, stop) over [0, n) cut into one range per torch thread, side by side. Every element
+    is computed by itself, so the result does not depend on the cut."""
+    parts = max(1, min(torch.get_num_threads(), n))
+    if parts == 1:
+        call(0, n)
+        return
+    bounds = [n * i // parts for i in range(parts + 1)]
+    pool = _POOLS.setdefault(parts, ThreadPoolExecutor(parts))
+    list(pool.map(call, bounds[:-1], bounds[1:]))
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return t.data_ptr() if t is not None else None
+
+
+def drop_mul(x: Tensor, bits: Tensor) -> Tensor:
+    """x * keep: keep = 2 where the element's bit is set, else 0 (p = 0.5 inverted dropout)."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    lib = library()
+    assert lib is not None
+    _split(x.numel(), lambda a, b: lib.drop_mul(x.data_ptr(), bits.data_ptr(), bits.numel() * 8, out.data_ptr(), a, b))
+    return out
+
+
+def drop_add(x: Tensor, y: Tensor, bits: Tensor) -> Tensor:
+    """x + y * keep (a residual connection with dropout on y)."""
+    x, y = x.contiguous(), y.contiguous()
+    out = torch.empty_like(y)
+    lib = library()
+    assert lib is not None
+    _split(y.numel(), lambda a, b: lib.drop_add(x.data_ptr(), y.data_ptr(), bits.data_ptr(), bits.numel() * 8,
+                                                out.data_ptr(), a, b))
+    return out
+
+
+class _Attention(torch.autograd.Function):
+    """softmax(q.k^T + mask) * keep @ v per (sequence, head) from the fused q/k/v projection."""
+
+    @staticmethod
+    def forward(ctx: Any, qkv: Tensor, valid: Tensor, bits: Tensor | None, heads: int) -> Tensor:
+        b, n, d3 = qkv.shape
+        dh = d3 // (3 * heads)
+        qkv = qkv.contiguous()
+        out = qkv.new_empty(b, n, heads * dh)
+        probs = qkv.new_empty(b, heads, n, n)  # the softmax before dropout, for the backward
+        nbytes = bits.shape[1] * 8 if bits is not None else 0
+        lib = library()
+        assert lib is not None
+        _split(b, lambda b0, b1: lib.attn_fwd(qkv.data_ptr(), valid.data_ptr(), _ptr(bits), nbytes,
+                                              out.data_ptr(), probs.data_ptr(), b0, b1, n, heads, dh))
+        ctx.save_for_backward(qkv, probs, *([] if bits is None else [bits]))
+        ctx.heads = heads
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        qkv, probs, *rest = ctx.saved_tensors
+        bits = rest[0] if rest else None
+        b, n, d3 = qkv.shape
+        heads = ctx.heads
+        g = g.contiguous()
+        gqkv = torch.empty_like(qkv)
+        nbytes = bits.shape[1] * 8 if bits is not None else 0
+        lib = library()
+        assert lib is not None
+        _split(b, lambda b0, b1: lib.attn_bwd(qkv.data_ptr(), _ptr(bits), nbytes, probs.data_ptr(), g.data_ptr(),
+                                              gqkv.data_ptr(), b0, b1, n, heads, d3 // (3 * heads)))
+        return gqkv, None, None, None
+
+
+def attention(qkv: Tensor, valid: Tensor, heads: int, bits: Tensor | None) -> Tensor:
+    """(B, L, 3*H*dh) q/k/v projection (scale folded into q), (B, L) bool real-item keys, (H, words)
+    int64 dropout bits or None -> (B, L, H*dh) context. The additive mask is -10000 at padding and
+    future keys, as in `SeqEncoder._attention_mask`."""
+    return _Attention.apply(qkv, valid.to(torch.uint8).contiguous(), bits, heads)  # type: ignore[no-any-return]
+
+
+def attention_fits(qkv_width: int, heads: int) -> bool:
+    """Whether the kernel handles this head size (a multiple of 16 floats)."""
+    return qkv_width % (3 * heads) == 0 and (qkv_width // (3 * heads)) % 16 == 0

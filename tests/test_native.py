@@ -1,0 +1,103 @@
+"""The native CPU kernels (models/native.c) against the torch path they replace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.modelio import build_model
+from models import kernels, native
+from models.encoder import SeqEncoder
+
+needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler: the native kernels are not built")
+
+
+def _ids(rows: int, length: int, seed: int) -> torch.Tensor:
+    """Left-padded item ids with lengths 1..length, some rows full."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 100, (rows, length), generator=gen)
+    lengths = torch.randint(1, length + 1, (rows,), generator=gen)
+    lengths[:2] = length
+    ids[torch.arange(length)[None, :] < (length - lengths)[:, None]] = 0
+    return ids
+
+
+def _attention(enc: SeqEncoder, qkv: torch.Tensor, ids: torch.Tensor, use_native: bool) -> torch.Tensor:
+    mask = None if use_native else enc._attention_mask(ids)
+    return enc._attend(qkv, mask, ids > 0, enc.cfg.heads, False, torch.Generator().manual_seed(11))
+
+
+@needs_native
+@pytest.mark.parametrize(("heads", "length", "training"),
+                         [(2, 50, True), (2, 50, False), (4, 7, True), (1, 23, True), (2, 1, True)])
+def test_the_native_attention_has_the_values_and_gradients_of_the_torch_path(heads: int, length: int,
+                                                                             training: bool) -> None:
+    enc = SeqEncoder(100, build_model("sasrec", 100, {"heads": heads, "layers": 1}).cfg)
+    enc.train(training)
+    gen = torch.Generator().manual_seed(0)
+    ids = _ids(37, length, 1)
+    qkv = torch.randn(37, length, 192, generator=gen, requires_grad=True)
+    g = torch.randn(37, length, 64, generator=gen)
+    ours, ref = _attention(enc, qkv, ids, True), _attention(enc, qkv, ids, False)  # the same dropout draws
+    assert ours.shape == ref.shape
+    assert torch.allclose(ours, ref, rtol=0, atol=2e-6 * ref.abs().max().item())
+    (g_ours,), (g_ref,) = torch.autograd.grad(ours, qkv, g), torch.autograd.grad(ref, qkv, g)
+    assert torch.allclose(g_ours, g_ref, rtol=0, atol=2e-6 * g_ref.abs().max().item())
+    if training:  # dropout was on: the outputs differ from the evaluation-mode ones
+        assert not torch.allclose(ours, _attention(enc.eval(), qkv, ids, True))
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(1000, 64), (3, 7, 5), (1,)])  # n a multiple of 64 words, and not
+def test_the_native_dropout_is_the_torch_expression_bit_for_bit(shape: tuple[int, ...]) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(shape, generator=gen) for _ in range(2))
+    x.view(-1)[0] = -0.0  # signed zeros and NaN go through x * 0 as in torch
+    y.view(-1)[-1] = float("nan")
+    scale = kernels.dropout_scale(x, 0.5, torch.Generator().manual_seed(3))
+    dropped = kernels.dropout(x, 0.5, torch.Generator().manual_seed(3), True)
+    assert torch.equal((x * scale).view(torch.int32), dropped.view(torch.int32))
+    added = kernels.dropout_add(y, x, 0.5, torch.Generator().manual_seed(3), True)
+    assert torch.equal((x + y * scale).view(torch.int32), added.view(torch.int32))
+
+
+@needs_native
+def test_splitting_rows_over_threads_changes_no_bit() -> None:
+    model = build_model("sasrec", 100, {"layers": 2})
+    model.train()
+    ids = _ids(24, 50, 2)  # 1,200 tokens: below the row blocks, so the kernels split the rows themselves
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            model.reset_parameters(torch.Generator().manual_seed(3))  # type: ignore[operator]
+            qkv = torch.randn(24, 50, 192, generator=torch.Generator().manual_seed(4), requires_grad=True)
+            ctx = _attention(model, qkv, ids, True)
+            outs.append((ctx, *torch.autograd.grad(ctx, qkv, torch.ones_like(ctx))))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*outs, strict=True))
+
+
+def test_without_a_compiler_the_torch_path_runs_and_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(native, "_STATE", {})
+    monkeypatch.setenv("INTENTBENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a "compiler" that fails
+    assert native.library() is None
+    assert native.library() is None  # said once, not per call
+    err = capsys.readouterr().err
+    assert err.count("native kernels unavailable") == 1 and "torch path" in err
+    model = build_model("sasrec", 100, {"layers": 1})
+    model.train()
+    out = model(_ids(8, 50, 3))
+    out.sum().backward()
+    assert torch.isfinite(out).all() and model.item_embeddings.weight.grad is not None
+
+
+def test_native_kernels_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTENTBENCH_NATIVE", "0")
+    assert native.library() is None and not native.usable(torch.zeros(3))
