@@ -26,8 +26,9 @@ Deviations (numerically equivalent up to float32 summation order, faster):
   residuals inside the GEMMs;
 - `forward(..., last_only=True)` computes the last block only for the final position, which is all
   that scoring needs (keys/values still see every position, so the output is identical).
-- on CPU, the attention of a pass with autograd (softmax, dropout and both products, per sequence and
-  head) and the p = 0.5 dropouts run native kernels (`models/native.c`, compiled on first use): the
+- on CPU at one torch thread (each block of rows above, or a one-thread run), the attention of a pass
+  with autograd (softmax, dropout and both products, per sequence and head) and the p = 0.5 dropouts
+  run native kernels (`models/native.c`, compiled on first use): the
   same masks from the same generator; the attention's float32 sums and its exp (a polynomial, ~1 ulp;
   exp(x) = 0 below x = -87) differ in the last bits (the loss fixture still matches to < 4e-6), the
   dropouts are bit for bit the torch expressions. Without a C compiler the torch path runs.
@@ -158,7 +159,8 @@ class SeqEncoder(nn.Module):
 
     def _native_attention(self, input_ids: Tensor, last_only: bool) -> bool:
         """Whether the layers' attention runs the native kernel: passes with autograd on CPU (training
-        steps, the loss fixture), with p = 0.5 attention dropout or none."""
+        steps, the loss fixture) where torch runs one thread (each block of rows of a large pass, or a
+        one-thread run), with p = 0.5 attention dropout or none."""
         p = self.cfg.attn_dropout if self.training else 0.0
         return (torch.is_grad_enabled() and not last_only and p in (0.0, 0.5) and native.usable(
             self.position_embeddings.weight) and native.attention_fits(3 * self.cfg.hidden, self.cfg.heads))

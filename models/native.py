@@ -5,7 +5,11 @@ The build is cached per source, flags, compiler and CPU (`-march=native`) under 
 (default `~/.cache/intentbench`); concurrent runs build into their own temporary file and rename it
 into place. Without a C compiler, or with `INTENTBENCH_NATIVE=0`, `library()` is None and the encoder
 runs its torch path: the same function, with float32 sums in another order (see `models/encoder.py`).
-ctypes releases the GIL during a call, so blocks of rows run side by side in threads.
+The kernels are single-threaded: they run where torch runs one thread, as in each block of rows of a
+large training pass (`models.kernels.row_blocks`, one block per core; ctypes releases the GIL, so the
+blocks run side by side) or in a one-thread run. With more torch threads a pass takes the torch path:
+calling native code from extra threads while torch's OpenMP workers spin-wait for their next region
+was slower here (SASRec on Beauty, 256-row passes, 2 threads).
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -92,23 +94,15 @@ def library() -> ctypes.CDLL | None:
 
 
 def usable(x: Tensor) -> bool:
-    """Whether the native kernels can take x (CPU float32) and are built."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and library() is not None
+    """Whether the native kernels take x: CPU float32, built, and torch on one thread here."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.get_num_threads() == 1 and (
+        library() is not None)
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _split(n: int, call: Callable[[int, int], object]) -> None:
-    """call(start, stop) over [0, n) cut into one range per torch thread, side by side. Every element
-    is computed by itself, so the result does not depend on the cut."""
-    parts = max(1, min(torch.get_num_threads(), n))
-    if parts == 1:
-        call(0, n)
-        return
-    bounds = [n * i // parts for i in range(parts + 1)]
-    pool = _POOLS.setdefault(parts, ThreadPoolExecutor(parts))
-    list(pool.map(call, bounds[:-1], bounds[1:]))
+def _lib() -> ctypes.CDLL:
+    lib = library()
+    assert lib is not None, "the native kernels are not built"
+    return lib
 
 
 def _ptr(t: Tensor | None) -> int | None:
@@ -119,9 +113,7 @@ def drop_mul(x: Tensor, bits: Tensor) -> Tensor:
     """x * keep: keep = 2 where the element's bit is set, else 0 (p = 0.5 inverted dropout)."""
     x = x.contiguous()
     out = torch.empty_like(x)
-    lib = library()
-    assert lib is not None
-    _split(x.numel(), lambda a, b: lib.drop_mul(x.data_ptr(), bits.data_ptr(), bits.numel() * 8, out.data_ptr(), a, b))
+    _lib().drop_mul(x.data_ptr(), bits.data_ptr(), bits.numel() * 8, out.data_ptr(), 0, x.numel())
     return out
 
 
@@ -129,10 +121,7 @@ def drop_add(x: Tensor, y: Tensor, bits: Tensor) -> Tensor:
     """x + y * keep (a residual connection with dropout on y)."""
     x, y = x.contiguous(), y.contiguous()
     out = torch.empty_like(y)
-    lib = library()
-    assert lib is not None
-    _split(y.numel(), lambda a, b: lib.drop_add(x.data_ptr(), y.data_ptr(), bits.data_ptr(), bits.numel() * 8,
-                                                out.data_ptr(), a, b))
+    _lib().drop_add(x.data_ptr(), y.data_ptr(), bits.data_ptr(), bits.numel() * 8, out.data_ptr(), 0, y.numel())
     return out
 
 
@@ -147,10 +136,8 @@ class _Attention(torch.autograd.Function):
         out = qkv.new_empty(b, n, heads * dh)
         probs = qkv.new_empty(b, heads, n, n)  # the softmax before dropout, for the backward
         nbytes = bits.shape[1] * 8 if bits is not None else 0
-        lib = library()
-        assert lib is not None
-        _split(b, lambda b0, b1: lib.attn_fwd(qkv.data_ptr(), valid.data_ptr(), _ptr(bits), nbytes,
-                                              out.data_ptr(), probs.data_ptr(), b0, b1, n, heads, dh))
+        _lib().attn_fwd(qkv.data_ptr(), valid.data_ptr(), _ptr(bits), nbytes, out.data_ptr(), probs.data_ptr(),
+                        0, b, n, heads, dh)
         ctx.save_for_backward(qkv, probs, *([] if bits is None else [bits]))
         ctx.heads = heads
         return out
@@ -164,10 +151,8 @@ class _Attention(torch.autograd.Function):
         g = g.contiguous()
         gqkv = torch.empty_like(qkv)
         nbytes = bits.shape[1] * 8 if bits is not None else 0
-        lib = library()
-        assert lib is not None
-        _split(b, lambda b0, b1: lib.attn_bwd(qkv.data_ptr(), _ptr(bits), nbytes, probs.data_ptr(), g.data_ptr(),
-                                              gqkv.data_ptr(), b0, b1, n, heads, d3 // (3 * heads)))
+        _lib().attn_bwd(qkv.data_ptr(), _ptr(bits), nbytes, probs.data_ptr(), g.data_ptr(), gqkv.data_ptr(),
+                        0, b, n, heads, d3 // (3 * heads))
         return gqkv, None, None, None
 
 
