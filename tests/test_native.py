@@ -102,6 +102,18 @@ def test_with_several_torch_threads_a_pass_takes_the_torch_path() -> None:
         torch.set_num_threads(before)
 
 
+@needs_native
+def test_the_kernels_build_from_an_empty_cache_and_are_reused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(native, "_STATE", {})
+    monkeypatch.setenv("INTENTBENCH_CACHE", str(tmp_path))
+    assert native.library() is not None
+    built = list(tmp_path.glob("native-*.so"))
+    assert len(built) == 1 and not list(tmp_path.glob("tmp*"))  # renamed into place, no leftovers
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(native, "_STATE", {})  # a new process: found in the cache, not rebuilt
+    assert native.library() is not None and built[0].stat().st_mtime_ns == stamp
+
+
 def test_without_a_compiler_the_torch_path_runs_and_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(native, "_STATE", {})
