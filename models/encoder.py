@@ -26,13 +26,12 @@ Deviations (numerically equivalent up to float32 summation order, faster):
   residuals inside the GEMMs;
 - `forward(..., last_only=True)` computes the last block only for the final position, which is all
   that scoring needs (keys/values still see every position, so the output is identical).
-- on CPU at one torch thread (each block of rows above, or a one-thread run), passes with autograd
-  run native kernels (`models/native.c`, compiled on first use): the attention (softmax, dropout and
-  both products, per sequence and head), each residual connection with its dropout, the bias of the
-  linear before it and the LayerNorm after it, and the p = 0.5 dropouts. They draw the same masks from
-  the same generator; float32 sums run in another order and exp is a polynomial (~1 ulp; exp(x) = 0
-  below x = -87), so values differ in the last bits (the loss fixture still matches to < 4e-6); the
-  plain dropouts are bit for bit the torch expressions. Without a C compiler the torch path runs.
+- on CPU at one torch thread (each block of rows above, or a one-thread run), the attention of a pass
+  with autograd (softmax, dropout and both products, per sequence and head) and the p = 0.5 dropouts
+  run native kernels (`models/native.c`, compiled on first use): the
+  same masks from the same generator; the attention's float32 sums and its exp (a polynomial, ~1 ulp;
+  exp(x) = 0 below x = -87) differ in the last bits (the loss fixture still matches to < 4e-6), the
+  dropouts are bit for bit the torch expressions. Without a C compiler the torch path runs.
 The linear, Gram-matrix and dropout kernels behind these items are in `models/kernels.py`.
 """
 
@@ -209,21 +208,15 @@ class SeqEncoder(nn.Module):
         if last_only:  # only the final position is needed downstream
             x = x[:, -1:]
         ff = layer.intermediate
-        x = self._residual(ctx, att.dense, x, att.LayerNorm, gen)
-        inner = linear_gelu(x, ff.dense_1.weight, ff.dense_1.bias)  # (B, Lq, 4D)
-        return self._residual(inner, ff.dense_2, x, ff.LayerNorm, gen)
-
-    def _residual(self, inp: Tensor, dense: nn.Linear, x: Tensor, norm: nn.LayerNorm,
-                  gen: torch.Generator | None) -> Tensor:
-        """norm(x + dropout(dense(inp))), the post-norm residual connection of both sub-layers."""
-        p = self.cfg.dropout if self.training else 0.0
-        if torch.is_grad_enabled() and p in (0.0, 0.5) and native.usable(x) and x.shape[-1] % 16 == 0:
-            y = linear(inp, dense.weight, None)  # the bias is added inside the native kernel
-            bits = random_bits(y.numel(), gen, y.device) if p else None  # the torch path's draw
-            return native.layer_norm_residual(x, y, dense.bias, bits, norm)
-        if not self.training:  # no dropout between the GEMM and the residual: fused where possible
-            return norm(linear_add(inp, dense.weight, dense.bias, x))  # type: ignore[no-any-return]
-        return norm(dropout_add(linear(inp, dense.weight, dense.bias), x, p, gen, True))  # type: ignore[no-any-return]
+        if not self.training:  # no dropout between the GEMMs and the residuals: fused where possible
+            x = att.LayerNorm(linear_add(ctx, att.dense.weight, att.dense.bias, x))
+            inner = linear_gelu(x, ff.dense_1.weight, ff.dense_1.bias)  # (B, Lq, 4D)
+            return ff.LayerNorm(linear_add(inner, ff.dense_2.weight, ff.dense_2.bias, x))
+        p = self.cfg.dropout
+        x = att.LayerNorm(dropout_add(linear(ctx, att.dense.weight, att.dense.bias), x, p, gen, True))
+        inner = F.gelu(linear(x, ff.dense_1.weight, ff.dense_1.bias))  # (B, Lq, 4D)
+        y = linear(inner, ff.dense_2.weight, ff.dense_2.bias)
+        return ff.LayerNorm(dropout_add(y, x, p, gen, True))
 
     def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
         """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states ((B, 1, D) if last_only).

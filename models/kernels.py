@@ -156,7 +156,7 @@ class _Linear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         ctx.save_for_backward(x, w)
         return _dnn_linear(x, w, b)
 
@@ -174,7 +174,7 @@ class _Linear(torch.autograd.Function):
         return gx, gw, gb
 
 
-def linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """(..., in) -> (..., out): `_Linear` on CPU float32 where oneDNN is built in, else F.linear."""
     if _onednn(x):
         return _Linear.apply(x, w, b)  # type: ignore[no-any-return]

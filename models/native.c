@@ -6,9 +6,7 @@
      (B, L, H*dh) layout and the gradient in the (B, L, 3*H*dh) layout of the q/k/v projection, so
      no head-major copies are made;
    - drop_mul / drop_add: x * keep and x + y * keep for p = 0.5 dropout, reading the random bits
-     themselves instead of a float tensor of factors (the same values as the torch expressions);
-   - ln_res_fwd / ln_res_bwd: LayerNorm(x + (y + bias) * keep), a post-norm residual connection with
-     the dropout and the bias of the linear that made y; the backward also gives that bias's gradient.
+     themselves instead of a float tensor of factors (the same values as the torch expressions).
 
    Dropout bits: element e of a tensor is kept (factor 2) when bit (e & 7) of byte e >> 3 is set;
    the bytes are those of the int64 words that models/kernels.py draws from a torch.Generator. */
@@ -53,11 +51,21 @@ static inline vf exp_nonpos(vf x0) {
   return vsel(tiny, splat(0.0f), p * (vf)e);
 }
 
-/* bits e .. e+15 of a bit string of nbytes bytes, in the low bits (0 past its end) */
-static inline uint32_t bits_at(const uint8_t* bits, int64_t nbytes, int64_t e) {
+/* bits e .. e+15 of a bit string of nbytes bytes, in the low bits, near its end (0 past it); out of
+   line, so that the common case below keeps its word in a register */
+static __attribute__((noinline)) uint32_t bits_tail(const uint8_t* bits, int64_t nbytes, int64_t e) {
   uint32_t w = 0;
-  const int64_t i = e >> 3, n = nbytes - i;
-  memcpy(&w, bits + i, (size_t)(n <= 0 ? 0 : n < 3 ? n : 3)); /* 3 bytes hold any 16 bits */
+  const int64_t i = e >> 3;
+  if (nbytes > i) memcpy(&w, bits + i, (size_t)(nbytes - i < 4 ? nbytes - i : 4));
+  return w >> (e & 7);
+}
+
+/* bits e .. e+15 of a bit string of nbytes bytes, in the low bits (4 bytes hold any 16 bits) */
+static inline uint32_t bits_at(const uint8_t* bits, int64_t nbytes, int64_t e) {
+  const int64_t i = e >> 3;
+  if (__builtin_expect(i + 4 > nbytes, 0)) return bits_tail(bits, nbytes, e);
+  uint32_t w;
+  memcpy(&w, bits + i, 4);
   return w >> (e & 7);
 }
 
@@ -188,91 +196,28 @@ void attn_bwd(const float* qkv, const uint8_t* bits, int64_t nbytes, const float
   free(vt);
 }
 
-/* dropout factors of elements e0 .. e0+W-1 as a vector (2 where kept, else 0; 1 without bits) */
-static inline vf keep_vec(const uint8_t* bits, int64_t nbytes, int64_t e0) {
+/* dropout factors of elements e .. e+W-1 as a vector (2 where kept, else 0; 1 without bits), e a
+   multiple of W: their bits are the two bytes from e >> 3 */
+static inline vf keep_vec(const uint8_t* bits, int64_t e) {
   if (!bits) return splat(1.0f);
-  const vi b = (((vi){0} + (int32_t)bits_at(bits, nbytes, e0)) >> lane) & 1;
+  uint16_t w;
+  memcpy(&w, bits + (e >> 3), 2);
+  const vi b = (((vi){0} + (int32_t)w) >> lane) & 1;
   return __builtin_convertvector(b, vf) * 2.0f;
 }
 
-/* out = x * keep for elements e0 <= e < e1 (x * 0 where dropped, as in torch: -0 and NaN kept) */
-void drop_mul(const float* x, const uint8_t* bits, int64_t nbytes, float* out, int64_t e0, int64_t e1) {
-  int64_t e = e0;
-  for (; e + W <= e1; e += W) store(out + e, load(x + e) * keep_vec(bits, nbytes, e));
-  for (; e < e1; e++) out[e] = x[e] * (((bits[e >> 3] >> (e & 7)) & 1) ? 2.0f : 0.0f);
+static inline float keep_one(const uint8_t* bits, int64_t e) { return ((bits[e >> 3] >> (e & 7)) & 1) ? 2.0f : 0.0f; }
+
+/* out = x * keep for n elements (x * 0 where dropped, as in torch: -0 and NaN kept) */
+void drop_mul(const float* x, const uint8_t* bits, float* out, int64_t n) {
+  int64_t e = 0;
+  for (; e + W <= n; e += W) store(out + e, load(x + e) * keep_vec(bits, e));
+  for (; e < n; e++) out[e] = x[e] * keep_one(bits, e);
 }
 
-/* out = x + y * keep for elements e0 <= e < e1 */
-void drop_add(const float* x, const float* y, const uint8_t* bits, int64_t nbytes, float* out, int64_t e0,
-              int64_t e1) {
-  int64_t e = e0;
-  for (; e + W <= e1; e += W) store(out + e, load(x + e) + load(y + e) * keep_vec(bits, nbytes, e));
-  for (; e < e1; e++) out[e] = x[e] + y[e] * (((bits[e >> 3] >> (e & 7)) & 1) ? 2.0f : 0.0f);
-}
-
-#define LN_BLOCK 64 /* rows whose parameter-gradient terms are summed before adding them to the totals */
-
-/* out = LayerNorm(x + (y + bias) * keep) over rows of D (a multiple of W) with weight lw and shift lb;
-   xhat (the normalised rows) and rstd (1 / sqrt(var + eps) per row) are kept for the backward */
-void ln_res_fwd(const float* x, const float* y, const float* bias, const uint8_t* bits, int64_t nbytes,
-                const float* lw, const float* lb, float eps, float* out, float* xhat, float* rstd, int64_t rows,
-                int64_t D) {
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t o = r * D;
-    vf acc = {0};
-    for (int64_t c = 0; c < D; c += W) {
-      const vf t = load(x + o + c) + (load(y + o + c) + load(bias + c)) * keep_vec(bits, nbytes, o + c);
-      store(xhat + o + c, t);
-      acc += t;
-    }
-    const float mean = hsum(acc) / (float)D;
-    vf sq = {0};
-    for (int64_t c = 0; c < D; c += W) { const vf d = load(xhat + o + c) - mean; sq += d * d; }
-    const float rs = 1.0f / __builtin_sqrtf(hsum(sq) / (float)D + eps);
-    for (int64_t c = 0; c < D; c += W) {
-      const vf h = (load(xhat + o + c) - mean) * rs;
-      store(xhat + o + c, h);
-      store(out + o + c, h * load(lw + c) + load(lb + c));
-    }
-    rstd[r] = rs;
-  }
-}
-
-/* gradient of ln_res_fwd: g (rows, D) -> gx (= d/dx), gy (= d/dy), and the sums over rows glw, glb,
-   gbias (D each; summed in blocks of LN_BLOCK rows, then over blocks, to keep float32 error small) */
-void ln_res_bwd(const float* g, const float* xhat, const float* rstd, const float* lw, const uint8_t* bits,
-                int64_t nbytes, float* gx, float* gy, float* glw, float* glb, float* gbias, int64_t rows, int64_t D) {
-  float* part = calloc((size_t)(3 * D), sizeof(float)); /* one block's glw, glb, gbias */
-  memset(glw, 0, sizeof(float) * (size_t)D);
-  memset(glb, 0, sizeof(float) * (size_t)D);
-  memset(gbias, 0, sizeof(float) * (size_t)D);
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t o = r * D;
-    vf a1 = {0}, a2 = {0};
-    for (int64_t c = 0; c < D; c += W) {
-      const vf gh = load(g + o + c) * load(lw + c);
-      a1 += gh;
-      a2 += gh * load(xhat + o + c);
-    }
-    const float m1 = hsum(a1) / (float)D, m2 = hsum(a2) / (float)D, rs = rstd[r];
-    for (int64_t c = 0; c < D; c += W) {
-      const vf gg = load(g + o + c), h = load(xhat + o + c);
-      const vf gr = (gg * load(lw + c) - m1 - h * m2) * rs;
-      const vf gyv = gr * keep_vec(bits, nbytes, o + c);
-      store(gx + o + c, gr);
-      store(gy + o + c, gyv);
-      store(part + c, load(part + c) + gg * h);
-      store(part + D + c, load(part + D + c) + gg);
-      store(part + 2 * D + c, load(part + 2 * D + c) + gyv);
-    }
-    if ((r + 1) % LN_BLOCK == 0 || r + 1 == rows) {
-      for (int64_t c = 0; c < D; c += W) {
-        store(glw + c, load(glw + c) + load(part + c));
-        store(glb + c, load(glb + c) + load(part + D + c));
-        store(gbias + c, load(gbias + c) + load(part + 2 * D + c));
-      }
-      memset(part, 0, sizeof(float) * (size_t)(3 * D));
-    }
-  }
-  free(part);
+/* out = x + y * keep for n elements */
+void drop_add(const float* x, const float* y, const uint8_t* bits, float* out, int64_t n) {
+  int64_t e = 0;
+  for (; e + W <= n; e += W) store(out + e, load(x + e) + load(y + e) * keep_vec(bits, e));
+  for (; e < n; e++) out[e] = x[e] + y[e] * keep_one(bits, e);
 }

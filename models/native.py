@@ -33,10 +33,8 @@ _P, _N = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {
     "attn_fwd": [_P, _P, _P, _N, _P, _P, _N, _N, _N, _N, _N],
     "attn_bwd": [_P, _P, _N, _P, _P, _P, _N, _N, _N, _N, _N],
-    "drop_mul": [_P, _P, _N, _P, _N, _N],
-    "drop_add": [_P, _P, _P, _N, _P, _N, _N],
-    "ln_res_fwd": [_P, _P, _P, _P, _N, _P, _P, ctypes.c_float, _P, _P, _P, _N, _N],
-    "ln_res_bwd": [_P, _P, _P, _P, _P, _N, _P, _P, _P, _P, _P, _N, _N],
+    "drop_mul": [_P, _P, _P, _N],
+    "drop_add": [_P, _P, _P, _P, _N],
 }
 _STATE: dict[str, Any] = {}  # "lib": the loaded library or None, once tried
 
@@ -115,7 +113,7 @@ def drop_mul(x: Tensor, bits: Tensor) -> Tensor:
     """x * keep: keep = 2 where the element's bit is set, else 0 (p = 0.5 inverted dropout)."""
     x = x.contiguous()
     out = torch.empty_like(x)
-    _lib().drop_mul(x.data_ptr(), bits.data_ptr(), bits.numel() * 8, out.data_ptr(), 0, x.numel())
+    _lib().drop_mul(x.data_ptr(), bits.data_ptr(), out.data_ptr(), x.numel())
     return out
 
 
@@ -123,7 +121,7 @@ def drop_add(x: Tensor, y: Tensor, bits: Tensor) -> Tensor:
     """x + y * keep (a residual connection with dropout on y)."""
     x, y = x.contiguous(), y.contiguous()
     out = torch.empty_like(y)
-    _lib().drop_add(x.data_ptr(), y.data_ptr(), bits.data_ptr(), bits.numel() * 8, out.data_ptr(), 0, y.numel())
+    _lib().drop_add(x.data_ptr(), y.data_ptr(), bits.data_ptr(), out.data_ptr(), y.numel())
     return out
 
 
@@ -163,44 +161,6 @@ def attention(qkv: Tensor, valid: Tensor, heads: int, bits: Tensor | None) -> Te
     int64 dropout bits or None -> (B, L, H*dh) context. The additive mask is -10000 at padding and
     future keys, as in `SeqEncoder._attention_mask`."""
     return _Attention.apply(qkv, valid.to(torch.uint8).contiguous(), bits, heads)  # type: ignore[no-any-return]
-
-
-class _LayerNormResidual(torch.autograd.Function):
-    """LayerNorm(x + (y + bias) * keep) with LayerNorm weight lw, shift lb; keep from bits (None: 1)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor, bias: Tensor, bits: Tensor | None, lw: Tensor, lb: Tensor,
-                eps: float) -> Tensor:
-        x, y = x.contiguous(), y.contiguous()
-        d = y.shape[-1]
-        rows = y.numel() // d
-        out, xhat, rstd = torch.empty_like(y), torch.empty_like(y), y.new_empty(rows)
-        nbytes = bits.numel() * 8 if bits is not None else 0
-        _lib().ln_res_fwd(x.data_ptr(), y.data_ptr(), bias.contiguous().data_ptr(), _ptr(bits), nbytes,
-                          lw.contiguous().data_ptr(), lb.contiguous().data_ptr(), eps, out.data_ptr(), xhat.data_ptr(),
-                          rstd.data_ptr(), rows, d)
-        ctx.save_for_backward(xhat, rstd, lw, *([] if bits is None else [bits]))
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        xhat, rstd, lw, *rest = ctx.saved_tensors
-        bits = rest[0] if rest else None
-        g = g.contiguous()
-        d = xhat.shape[-1]
-        gx, gy = torch.empty_like(xhat), torch.empty_like(xhat)
-        glw, glb, gbias = (xhat.new_empty(d) for _ in range(3))
-        nbytes = bits.numel() * 8 if bits is not None else 0
-        _lib().ln_res_bwd(g.data_ptr(), xhat.data_ptr(), rstd.data_ptr(), lw.contiguous().data_ptr(), _ptr(bits),
-                          nbytes, gx.data_ptr(), gy.data_ptr(), glw.data_ptr(), glb.data_ptr(), gbias.data_ptr(),
-                          xhat.numel() // d, d)
-        return gx, gy, gbias, None, glw, glb, None
-
-
-def layer_norm_residual(x: Tensor, y: Tensor, bias: Tensor, bits: Tensor | None, norm: torch.nn.LayerNorm) -> Tensor:
-    """norm(x + (y + bias) * keep): a post-norm residual connection, where y is a linear layer's output
-    before its bias, and keep the p = 0.5 dropout factors of `bits` (None: no dropout)."""
-    return _LayerNormResidual.apply(x, y, bias, bits, norm.weight, norm.bias, norm.eps)  # type: ignore[no-any-return]
 
 
 def attention_fits(qkv_width: int, heads: int) -> bool:

@@ -78,27 +78,6 @@ def test_the_native_dropout_is_the_torch_expression_bit_for_bit(shape: tuple[int
 
 @needs_native
 @pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("dropout", [True, False])
-def test_the_native_residual_layer_norm_has_the_values_and_gradients_of_its_torch_expression(dropout: bool) -> None:
-    gen = torch.Generator().manual_seed(0)
-    x, y = (torch.randn(300, 7, 64, generator=gen, requires_grad=True) for _ in range(2))
-    bias = torch.randn(64, generator=gen, requires_grad=True)
-    norm = torch.nn.LayerNorm(64, eps=1e-12)
-    with torch.no_grad():
-        norm.weight.normal_(1.0, 0.3, generator=gen)
-        norm.bias.normal_(0.0, 0.3, generator=gen)
-    bits = kernels.random_bits(y.numel(), torch.Generator().manual_seed(5), y.device) if dropout else None
-    keep = kernels.dropout_scale(y, 0.5, torch.Generator().manual_seed(5)) if dropout else torch.ones_like(y)
-    ours, ref = native.layer_norm_residual(x, y, bias, bits, norm), norm(x + (y + bias) * keep)
-    assert torch.allclose(ours, ref, rtol=0, atol=1e-5)
-    inputs = (x, y, bias, norm.weight, norm.bias)
-    g = torch.randn(ours.shape, generator=gen)
-    for a, b in zip(torch.autograd.grad(ours, inputs, g), torch.autograd.grad(ref, inputs, g), strict=True):
-        assert torch.allclose(a, b, rtol=0, atol=2e-5 * b.abs().max().item())
-
-
-@needs_native
-@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("model", ["elcrec", "iclrec"])
 def test_the_native_kernels_add_no_error_against_the_authors_fixture(model: str, fixtures_dir: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
