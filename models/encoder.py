@@ -157,7 +157,7 @@ class SeqEncoder(nn.Module):
         keep = (input_ids > 0)[:, None, :] & causal[None, :n, :n]
         return torch.where(keep, 0.0, -10000.0)  # float32
 
-    def _native_attention(self, input_ids: Tensor, last_only: bool) -> bool:
+    def _native_attention(self, last_only: bool) -> bool:
         """Whether the layers' attention runs the native kernel: passes with autograd on CPU (training
         steps, the loss fixture) where torch runs one thread (each block of rows of a large pass, or a
         one-thread run), with p = 0.5 attention dropout or none."""
@@ -233,7 +233,7 @@ class SeqEncoder(nn.Module):
         pos = self.position_embeddings.weight[self.cfg.max_len - input_ids.shape[1] :]
         x = self.LayerNorm(self.item_embeddings(input_ids) + pos)
         x = dropout(x, self.cfg.dropout, gen, self.training)
-        mask = None if self._native_attention(input_ids, last_only) else self._attention_mask(input_ids)
+        mask = None if self._native_attention(last_only) else self._attention_mask(input_ids)
         valid = input_ids > 0
         layers = self.item_encoder.layer
         for i, layer in enumerate(layers):

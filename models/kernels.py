@@ -45,65 +45,63 @@ def dropout_scale(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
     return keep.to(x.dtype) / (1.0 - p)
 
 
-class _NativeDropout(torch.autograd.Function):
-    """x * scale for p = 0.5, reading the random bits in native code (no float tensor of factors)."""
+def _dropout_mask(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
+    """The dropout mask of x from `gen`: for p = 0.5 where the native kernels run, the random bits
+    themselves (int64 words, `random_bits`), which they apply without a float tensor of factors; else
+    the factors (`dropout_scale`). Both are the same draw, so both give the same masks."""
+    if p == 0.5 and native.usable(x):
+        return random_bits(x.numel(), gen, x.device)
+    return dropout_scale(x, p, gen)
+
+
+def _masked(x: Tensor, mask: Tensor) -> Tensor:
+    """x times the dropout factors of `mask` (`_dropout_mask`)."""
+    return native.drop_mul(x, mask) if mask.dtype == torch.int64 else x * mask
+
+
+class _Dropout(torch.autograd.Function):
+    """x * factors; its backward is the same product with the incoming gradient."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, bits: Tensor) -> Tensor:
-        ctx.save_for_backward(bits)
-        return native.drop_mul(x, bits)
+    def forward(ctx: Any, x: Tensor, mask: Tensor) -> Tensor:
+        ctx.save_for_backward(mask)
+        return _masked(x, mask)
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        (bits,) = ctx.saved_tensors
-        return native.drop_mul(g, bits), None
-
-
-class _NativeDropoutAdd(torch.autograd.Function):
-    """x + y * scale for p = 0.5 (`_DropoutAdd`) in native code."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor, bits: Tensor) -> Tensor:
-        ctx.save_for_backward(bits)
-        return native.drop_add(x, y, bits)
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        (bits,) = ctx.saved_tensors
-        return g, (native.drop_mul(g, bits) if ctx.needs_input_grad[1] else None), None
+        (mask,) = ctx.saved_tensors
+        return _masked(g, mask), None
 
 
 def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
     """Inverted dropout of x (native for p = 0.5 on CPU float32: the same masks and values)."""
     if not training or p == 0.0:
         return x
-    if p == 0.5 and native.usable(x):
-        return _NativeDropout.apply(x, random_bits(x.numel(), gen, x.device))  # type: ignore[no-any-return]
-    return x * dropout_scale(x, p, gen)
+    return _Dropout.apply(x, _dropout_mask(x, p, gen))  # type: ignore[no-any-return]
 
 
 class _DropoutAdd(torch.autograd.Function):
-    """x + y * scale. Autograd's own backward of addcmul first multiplies the scale by its value
+    """x + y * factors. Autograd's own backward of addcmul first multiplies the factors by its value
     argument (1), a pass over a (tokens, D) tensor per call; this one does not."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor, scale: Tensor) -> Tensor:
-        ctx.save_for_backward(scale)
-        return torch.addcmul(x, y, scale)
+    def forward(ctx: Any, x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+        ctx.save_for_backward(mask)
+        return native.drop_add(x, y, mask) if mask.dtype == torch.int64 else torch.addcmul(x, y, mask)
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        (scale,) = ctx.saved_tensors
-        return g, (g * scale if ctx.needs_input_grad[1] else None), None
+        (mask,) = ctx.saved_tensors
+        return g, (_masked(g, mask) if ctx.needs_input_grad[1] else None), None
 
 
 def dropout_add(y: Tensor, x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
     """x + dropout(y) in one pass (the residual connections)."""
     if not training or p == 0.0:
         return y + x
-    if p == 0.5 and native.usable(y) and x.shape == y.shape:
-        return _NativeDropoutAdd.apply(x, y, random_bits(y.numel(), gen, y.device))  # type: ignore[no-any-return]
-    return _DropoutAdd.apply(x, y, dropout_scale(y, p, gen))  # type: ignore[no-any-return]
+    # the native kernel reads x and y element by element: no broadcasting
+    mask = _dropout_mask(y, p, gen) if x.shape == y.shape else dropout_scale(y, p, gen)
+    return _DropoutAdd.apply(x, y, mask)  # type: ignore[no-any-return]
 
 
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")

@@ -124,14 +124,13 @@ static void softmax_row(float* s, int64_t Lp) {
 /* softmax(q.k + mask) . dropout . v for every (row, head). qkv (B, L, 3*H*dh) rows [q_0..q_H-1,
    k_0.., v_0..]; valid (B, L) 1 where the key is a real item (the mask is additive -10000 at padding
    and future keys); bits: H blocks of nbytes (head h, element (b, i, j) is bit b*L*L + i*L + j) or
-   NULL; ctx (B, L, H*dh); probs (B, H, L, L): the softmax before dropout, for the backward.
-   Rows b0 <= b < b1 only (the caller splits rows over threads; the result does not depend on it). */
+   NULL; ctx (B, L, H*dh); probs (B, H, L, L): the softmax before dropout, for the backward */
 void attn_fwd(const float* qkv, const uint8_t* valid, const uint8_t* bits, int64_t nbytes,
-              float* ctx, float* probs, int64_t b0, int64_t b1, int64_t L, int64_t H, int64_t dh) {
+              float* ctx, float* probs, int64_t B, int64_t L, int64_t H, int64_t dh) {
   const int64_t Lp = PADW(L), stride = 3 * H * dh, D = H * dh;
   float* kt = calloc((size_t)(dh * Lp + 3 * Lp), sizeof(float));
   float *s = kt + dh * Lp, *keep = s + Lp, *addm = keep + Lp;
-  for (int64_t b = b0; b < b1; b++) {
+  for (int64_t b = 0; b < B; b++) {
     const float* base = qkv + b * L * stride;
     for (int64_t j = 0; j < Lp; j++) addm[j] = j >= L ? -1e30f : valid[b * L + j] ? 0.0f : -10000.0f;
     for (int64_t h = 0; h < H; h++) {
@@ -155,14 +154,14 @@ void attn_fwd(const float* qkv, const uint8_t* valid, const uint8_t* bits, int64
   free(kt);
 }
 
-/* gradient of attn_fwd: gctx (B, L, H*dh) -> gqkv (B, L, 3*H*dh), every element of rows b0..b1-1 written */
+/* gradient of attn_fwd: gctx (B, L, H*dh) -> gqkv (B, L, 3*H*dh), every element written */
 void attn_bwd(const float* qkv, const uint8_t* bits, int64_t nbytes, const float* probs,
-              const float* gctx, float* gqkv, int64_t b0, int64_t b1, int64_t L, int64_t H, int64_t dh) {
+              const float* gctx, float* gqkv, int64_t B, int64_t L, int64_t H, int64_t dh) {
   const int64_t Lp = PADW(L), stride = 3 * H * dh, D = H * dh;
   /* vt: v transposed; pdt, gst: dropped probabilities and score gradients, key-major */
   float* vt = calloc((size_t)(dh * Lp + 2 * L * Lp + 3 * Lp), sizeof(float));
   float *pdt = vt + dh * Lp, *gst = pdt + L * Lp, *gp = gst + L * Lp, *keep = gp + Lp, *p = keep + Lp;
-  for (int64_t b = b0; b < b1; b++) {
+  for (int64_t b = 0; b < B; b++) {
     const float* base = qkv + b * L * stride;
     float* gbase = gqkv + b * L * stride;
     for (int64_t h = 0; h < H; h++) {
@@ -196,10 +195,9 @@ void attn_bwd(const float* qkv, const uint8_t* bits, int64_t nbytes, const float
   free(vt);
 }
 
-/* dropout factors of elements e .. e+W-1 as a vector (2 where kept, else 0; 1 without bits), e a
-   multiple of W: their bits are the two bytes from e >> 3 */
+/* dropout factors of elements e .. e+W-1 as a vector (2 where kept, else 0), e a multiple of W:
+   their bits are the two bytes from e >> 3 */
 static inline vf keep_vec(const uint8_t* bits, int64_t e) {
-  if (!bits) return splat(1.0f);
   uint16_t w;
   memcpy(&w, bits + (e >> 3), 2);
   const vi b = (((vi){0} + (int32_t)w) >> lane) & 1;

@@ -31,8 +31,8 @@ SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 _P, _N = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES = {
-    "attn_fwd": [_P, _P, _P, _N, _P, _P, _N, _N, _N, _N, _N],
-    "attn_bwd": [_P, _P, _N, _P, _P, _P, _N, _N, _N, _N, _N],
+    "attn_fwd": [_P, _P, _P, _N, _P, _P, _N, _N, _N, _N],
+    "attn_bwd": [_P, _P, _N, _P, _P, _P, _N, _N, _N, _N],
     "drop_mul": [_P, _P, _P, _N],
     "drop_add": [_P, _P, _P, _P, _N],
 }
@@ -137,7 +137,7 @@ class _Attention(torch.autograd.Function):
         probs = qkv.new_empty(b, heads, n, n)  # the softmax before dropout, for the backward
         nbytes = bits.shape[1] * 8 if bits is not None else 0
         _lib().attn_fwd(qkv.data_ptr(), valid.data_ptr(), _ptr(bits), nbytes, out.data_ptr(), probs.data_ptr(),
-                        0, b, n, heads, dh)
+                        b, n, heads, dh)
         ctx.save_for_backward(qkv, probs, *([] if bits is None else [bits]))
         ctx.heads = heads
         return out
@@ -152,7 +152,7 @@ class _Attention(torch.autograd.Function):
         gqkv = torch.empty_like(qkv)
         nbytes = bits.shape[1] * 8 if bits is not None else 0
         _lib().attn_bwd(qkv.data_ptr(), _ptr(bits), nbytes, probs.data_ptr(), g.data_ptr(), gqkv.data_ptr(),
-                        0, b, n, heads, d3 // (3 * heads))
+                        b, n, heads, d3 // (3 * heads))
         return gqkv, None, None, None
 
 
