@@ -27,8 +27,9 @@ Deviations (numerically equivalent up to float32 summation order, faster):
 - `forward(..., last_only=True)` computes the last block only for the final position, which is all
   that scoring needs (keys/values still see every position, so the output is identical).
 - on CPU at one torch thread (each block of rows above, or a one-thread run), the attention of a pass
-  with autograd (softmax, dropout and both products, per sequence and head) and the p = 0.5 dropouts
-  run native kernels (`models/native.c`, compiled on first use): the
+  with autograd (softmax, dropout and both products, per sequence and head), the p = 0.5 dropouts and
+  the linear layers' weight and bias gradients run native kernels (`models/native.c`, compiled on
+  first use): the
   same masks from the same generator; the attention's float32 sums and its exp (a polynomial, ~1 ulp;
   exp(x) = 0 below x = -87) differ in the last bits (the loss fixture still matches to < 4e-6), the
   dropouts are bit for bit the torch expressions. Without a C compiler the torch path runs.

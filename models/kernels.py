@@ -150,7 +150,9 @@ class _Linear(torch.autograd.Function):
     broadcast bias into the whole output, a pass over up to 64 MB here); so does the input gradient
     (g @ w as a linear with the transposed weight). The weight gradient is one batched GEMM over
     blocks of rows (`_weight_grad`), and the bias gradient a matrix-vector product, which reads the
-    gradient faster than a sum reduction. Same values as F.linear up to float32 summation order.
+    gradient faster than a sum reduction; where the native kernels run (one torch thread), both come
+    from one pass of `native.linear_wgrad` instead (~2x faster than MKL on the AMD CPU here, where MKL
+    takes its AVX2 path). Same values as F.linear up to float32 summation order.
     """
 
     @staticmethod
@@ -164,7 +166,11 @@ class _Linear(torch.autograd.Function):
         g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])  # (T, out), (T, in)
         # oneDNN again for g @ w: MKL is ~1.5x slower for the widening (T, 64) x (64, 256)
         gx = _dnn_linear(g, w.t().contiguous(), None) if ctx.needs_input_grad[0] else None
-        gw = gb = None
+        gw: Tensor | None = None
+        gb: Tensor | None = None
+        if ctx.needs_input_grad[1] and native.usable(g2) and native.wgrad_fits(w.shape[0], w.shape[1]):
+            gw, gb = native.linear_wgrad(g2, x2, ctx.needs_input_grad[2])  # ~2x the BLAS's speed here
+            return gx, gw, gb
         if ctx.needs_input_grad[1]:
             gw = _weight_grad(g2, x2)
         if ctx.needs_input_grad[2]:

@@ -6,7 +6,9 @@
      (B, L, H*dh) layout and the gradient in the (B, L, 3*H*dh) layout of the q/k/v projection, so
      no head-major copies are made;
    - drop_mul / drop_add: x * keep and x + y * keep for p = 0.5 dropout, reading the random bits
-     themselves instead of a float tensor of factors (the same values as the torch expressions).
+     themselves instead of a float tensor of factors (the same values as the torch expressions);
+   - linear_wgrad: a linear layer's weight and bias gradients over tens of thousands of tokens (the
+     reduction the BLAS runs slowest here: MKL takes its AVX2 path on AMD CPUs).
 
    Dropout bits: element e of a tensor is kept (factor 2) when bit (e & 7) of byte e >> 3 is set;
    the bytes are those of the int64 words that models/kernels.py draws from a torch.Generator. */
@@ -218,4 +220,62 @@ void drop_add(const float* x, const float* y, const uint8_t* bits, float* out, i
   int64_t e = 0;
   for (; e + W <= n; e += W) store(out + e, load(x + e) + load(y + e) * keep_vec(bits, e));
   for (; e < n; e++) out[e] = x[e] + y[e] * keep_one(bits, e);
+}
+
+/* Weight gradient tiles: ROWS rows of gw by 4 registers of columns, summed over the tokens t0..t1 in
+   registers (24 accumulators: the FMA units stay busy), then added to gw. Summing each block of
+   tokens from zero bounds the float32 rounding by the block and block-count lengths, not T. */
+#define WG_ROWS 6
+#define WG_TOKENS 128 /* a block's rows of g and x stay in the L1/L2 cache across the tiles */
+static inline __attribute__((always_inline)) void wgrad_tile(const float* g, const float* x, float* gw,
+    int64_t t0, int64_t t1, int64_t O, int64_t I, int64_t o, int64_t i, const int rows) {
+  vf a[WG_ROWS][4];
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < 4; j++) a[r][j] = splat(0.0f);
+  for (int64_t t = t0; t < t1; t++) {
+    const float* xr = x + t * I + i;
+    const vf x0 = load(xr), x1 = load(xr + W), x2 = load(xr + 2 * W), x3 = load(xr + 3 * W);
+    const float* gr = g + t * O + o;
+    for (int r = 0; r < rows; r++) {
+      const vf b = splat(gr[r]);
+      a[r][0] += b * x0, a[r][1] += b * x1, a[r][2] += b * x2, a[r][3] += b * x3;
+    }
+  }
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < 4; j++) {
+      float* p = gw + (o + r) * I + i + j * W;
+      store(p, load(p) + a[r][j]);
+    }
+}
+
+/* the tiles of one block of tokens for the columns i .. i+4W-1: full ones, then the 1-5 rows left
+   (each call has constant rows, so the compiler unrolls it) */
+static void wgrad_block(const float* g, const float* x, float* gw, int64_t t0, int64_t t1, int64_t O,
+                        int64_t I, int64_t i) {
+  int64_t o = 0;
+  for (; o + WG_ROWS <= O; o += WG_ROWS) wgrad_tile(g, x, gw, t0, t1, O, I, o, i, WG_ROWS);
+  switch (O - o) {
+    case 5: wgrad_tile(g, x, gw, t0, t1, O, I, o, i, 5); break;
+    case 4: wgrad_tile(g, x, gw, t0, t1, O, I, o, i, 4); break;
+    case 3: wgrad_tile(g, x, gw, t0, t1, O, I, o, i, 3); break;
+    case 2: wgrad_tile(g, x, gw, t0, t1, O, I, o, i, 2); break;
+    case 1: wgrad_tile(g, x, gw, t0, t1, O, I, o, i, 1); break;
+    default: break;
+  }
+}
+
+/* gw (O, I) = g^T x and gb (O,) = the sum of g's rows (gb may be NULL), for g (T, O), x (T, I);
+   I a multiple of 4W, O of W */
+void linear_wgrad(const float* g, const float* x, float* gw, float* gb, int64_t T, int64_t O, int64_t I) {
+  memset(gw, 0, sizeof(float) * (size_t)(O * I));
+  if (gb) memset(gb, 0, sizeof(float) * (size_t)O);
+  for (int64_t t0 = 0; t0 < T; t0 += WG_TOKENS) {
+    const int64_t t1 = t0 + WG_TOKENS < T ? t0 + WG_TOKENS : T;
+    for (int64_t i = 0; i < I; i += 4 * W) wgrad_block(g, x, gw, t0, t1, O, I, i);
+    for (int64_t o = 0; gb && o < O; o += W) { /* the bias: this block's rows of g, still in cache */
+      vf s = splat(0.0f);
+      for (int64_t t = t0; t < t1; t++) s += load(g + t * O + o);
+      store(gb + o, load(gb + o) + s);
+    }
+  }
 }

@@ -35,6 +35,7 @@ _SIGNATURES = {
     "attn_bwd": [_P, _P, _N, _P, _P, _P, _N, _N, _N, _N],
     "drop_mul": [_P, _P, _P, _N],
     "drop_add": [_P, _P, _P, _P, _N],
+    "linear_wgrad": [_P, _P, _P, _P, _N, _N, _N],
 }
 _STATE: dict[str, Any] = {}  # "lib": the loaded library or None, once tried
 
@@ -123,6 +124,22 @@ def drop_add(x: Tensor, y: Tensor, bits: Tensor) -> Tensor:
     out = torch.empty_like(y)
     _lib().drop_add(x.data_ptr(), y.data_ptr(), bits.data_ptr(), out.data_ptr(), y.numel())
     return out
+
+
+def wgrad_fits(n_out: int, n_in: int) -> bool:
+    """Whether `linear_wgrad` takes a linear layer of these sizes (in: a multiple of 64, out: of 16)."""
+    return n_in % 64 == 0 and n_out % 16 == 0
+
+
+def linear_wgrad(g: Tensor, x: Tensor, bias: bool) -> tuple[Tensor, Tensor | None]:
+    """g (T, out), x (T, in) -> (g^T x (out, in), the column sums of g (out,) if bias else None): the
+    weight and bias gradients of a linear layer over T tokens."""
+    g, x = g.contiguous(), x.contiguous()
+    (t, n_out), n_in = g.shape, x.shape[1]
+    gw = g.new_empty(n_out, n_in)
+    gb = g.new_empty(n_out) if bias else None
+    _lib().linear_wgrad(g.data_ptr(), x.data_ptr(), gw.data_ptr(), _ptr(gb), t, n_out, n_in)
+    return gw, gb
 
 
 class _Attention(torch.autograd.Function):
