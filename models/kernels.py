@@ -213,9 +213,19 @@ def _flush_subnormal(grad: Tensor) -> Tensor:
     return grad.masked_fill(grad.abs() < 1e-30, 0.0)
 
 
+def _matmul_t(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b.T; on CPU through oneDNN (a linear with b as its weight): (512, 512) x (512, 3200) in
+    4.2 ms against MKL's 7.8 ms on the AMD CPU here, where MKL takes its AVX2 path."""
+    return _dnn_linear(a, b.contiguous(), None) if _onednn(a) else a @ b.T
+
+
 class _Gram(torch.autograd.Function):
     """z @ z.T with the backward as one GEMM: d/dz = (G + G^T) z, where autograd of `z @ z.T` runs
-    two (2B, 2B) x (2B, F) products. The incoming gradient is flushed of subnormals first."""
+    two (2B, 2B) x (2B, F) products. The incoming gradient is flushed of subnormals first.
+
+    The backward's product runs oneDNN (`_matmul_t`); the forward stays on the BLAS: oneDNN's
+    3200-long dot products were 4x less accurate here (9e-7 against 2e-7 relative to float64), which
+    took the loss fixture's worst ELCRec gradient from 1.5e-6 to 8.9e-6 of its 1e-5 limit."""
 
     @staticmethod
     def forward(ctx: Any, z: Tensor) -> Tensor:
@@ -226,7 +236,7 @@ class _Gram(torch.autograd.Function):
     def backward(ctx: Any, g: Tensor) -> Tensor:
         (z,) = ctx.saved_tensors
         g = _flush_subnormal(g)
-        return (g + g.T) @ z  # (2B, F)
+        return _matmul_t(g + g.T, z.T)  # (2B, F)
 
 
 def gram_matrix(z: Tensor) -> Tensor:
