@@ -222,60 +222,72 @@ void drop_add(const float* x, const float* y, const uint8_t* bits, float* out, i
   for (; e < n; e++) out[e] = x[e] + y[e] * keep_one(bits, e);
 }
 
-/* Weight gradient tiles: ROWS rows of gw by 4 registers of columns, summed over the tokens t0..t1 in
-   registers (24 accumulators: the FMA units stay busy), then added to gw. Summing each block of
-   tokens from zero bounds the float32 rounding by the block and block-count lengths, not T. */
-#define WG_ROWS 6
-#define WG_TOKENS 128 /* a block's rows of g and x stay in the L1/L2 cache across the tiles */
-static inline __attribute__((always_inline)) void wgrad_tile(const float* g, const float* x, float* gw,
-    int64_t t0, int64_t t1, int64_t O, int64_t I, int64_t o, int64_t i, const int rows) {
-  vf a[WG_ROWS][4];
+/* Small GEMMs for tall, skinny operands: C (M, N) = (or +=) A (M, K) B (K, N), B and C row-major
+   with N a multiple of 4W, A(r, k) at A[r * sr + k * sk] (so A may be a transposed view). Tiles of
+   ROWS rows by 4 registers of columns are summed over k in registers (24 accumulators keep the FMA
+   units busy) and written or added to C once. */
+#define ROWS 6
+static inline __attribute__((always_inline)) void mm_tile(const float* A, int64_t sr, int64_t sk,
+    const float* B, int64_t ldb, float* C, int64_t ldc, int64_t K, int add, const int rows) {
+  vf a[ROWS][4];
   for (int r = 0; r < rows; r++)
     for (int j = 0; j < 4; j++) a[r][j] = splat(0.0f);
-  for (int64_t t = t0; t < t1; t++) {
-    const float* xr = x + t * I + i;
-    const vf x0 = load(xr), x1 = load(xr + W), x2 = load(xr + 2 * W), x3 = load(xr + 3 * W);
-    const float* gr = g + t * O + o;
+  for (int64_t k = 0; k < K; k++) {
+    const float* br = B + k * ldb;
+    const vf b0 = load(br), b1 = load(br + W), b2 = load(br + 2 * W), b3 = load(br + 3 * W);
+    const float* ak = A + k * sk;
     for (int r = 0; r < rows; r++) {
-      const vf b = splat(gr[r]);
-      a[r][0] += b * x0, a[r][1] += b * x1, a[r][2] += b * x2, a[r][3] += b * x3;
+      const vf x = splat(ak[r * sr]);
+      a[r][0] += x * b0, a[r][1] += x * b1, a[r][2] += x * b2, a[r][3] += x * b3;
     }
   }
   for (int r = 0; r < rows; r++)
     for (int j = 0; j < 4; j++) {
-      float* p = gw + (o + r) * I + i + j * W;
-      store(p, load(p) + a[r][j]);
+      float* p = C + r * ldc + j * W;
+      store(p, add ? load(p) + a[r][j] : a[r][j]);
     }
 }
 
-/* the tiles of one block of tokens for the columns i .. i+4W-1: full ones, then the 1-5 rows left
-   (each call has constant rows, so the compiler unrolls it) */
-static void wgrad_block(const float* g, const float* x, float* gw, int64_t t0, int64_t t1, int64_t O,
-                        int64_t I, int64_t i) {
-  int64_t o = 0;
-  for (; o + WG_ROWS <= O; o += WG_ROWS) wgrad_tile(g, x, gw, t0, t1, O, I, o, i, WG_ROWS);
-  switch (O - o) {
-    case 5: wgrad_tile(g, x, gw, t0, t1, O, I, o, i, 5); break;
-    case 4: wgrad_tile(g, x, gw, t0, t1, O, I, o, i, 4); break;
-    case 3: wgrad_tile(g, x, gw, t0, t1, O, I, o, i, 3); break;
-    case 2: wgrad_tile(g, x, gw, t0, t1, O, I, o, i, 2); break;
-    case 1: wgrad_tile(g, x, gw, t0, t1, O, I, o, i, 1); break;
-    default: break;
+/* all tiles of C: column blocks outside (a block of B stays in cache), full row tiles, then the 1-5
+   rows left (each call has constant rows, so the compiler unrolls it) */
+static void mm(const float* A, int64_t sr, int64_t sk, int64_t M, int64_t K, const float* B, int64_t ldb,
+               int64_t N, float* C, int64_t ldc, int add) {
+  for (int64_t j = 0; j < N; j += 4 * W) {
+    int64_t r = 0;
+    for (; r + ROWS <= M; r += ROWS) mm_tile(A + r * sr, sr, sk, B + j, ldb, C + r * ldc + j, ldc, K, add, ROWS);
+    const float* Ar = A + r * sr;
+    float* Cr = C + r * ldc + j;
+    switch (M - r) {
+      case 5: mm_tile(Ar, sr, sk, B + j, ldb, Cr, ldc, K, add, 5); break;
+      case 4: mm_tile(Ar, sr, sk, B + j, ldb, Cr, ldc, K, add, 4); break;
+      case 3: mm_tile(Ar, sr, sk, B + j, ldb, Cr, ldc, K, add, 3); break;
+      case 2: mm_tile(Ar, sr, sk, B + j, ldb, Cr, ldc, K, add, 2); break;
+      case 1: mm_tile(Ar, sr, sk, B + j, ldb, Cr, ldc, K, add, 1); break;
+      default: break;
+    }
   }
 }
 
+/* sums[0:N] += the column sums of rows t0..t1 of m (N, a multiple of W, columns) */
+static void add_col_sums(const float* m, int64_t t0, int64_t t1, int64_t N, float* sums) {
+  for (int64_t o = 0; o < N; o += W) {
+    vf s = splat(0.0f);
+    for (int64_t t = t0; t < t1; t++) s += load(m + t * N + o);
+    store(sums + o, load(sums + o) + s);
+  }
+}
+
+#define WG_TOKENS 128 /* a block of tokens' rows of g and x stay in the L1/L2 cache across the tiles */
+
 /* gw (O, I) = g^T x and gb (O,) = the sum of g's rows (gb may be NULL), for g (T, O), x (T, I);
-   I a multiple of 4W, O of W */
+   I a multiple of 4W, O of W. Summing each block of tokens from zero, then adding it, bounds the
+   float32 rounding by the block and block-count lengths, not T. */
 void linear_wgrad(const float* g, const float* x, float* gw, float* gb, int64_t T, int64_t O, int64_t I) {
   memset(gw, 0, sizeof(float) * (size_t)(O * I));
   if (gb) memset(gb, 0, sizeof(float) * (size_t)O);
   for (int64_t t0 = 0; t0 < T; t0 += WG_TOKENS) {
-    const int64_t t1 = t0 + WG_TOKENS < T ? t0 + WG_TOKENS : T;
-    for (int64_t i = 0; i < I; i += 4 * W) wgrad_block(g, x, gw, t0, t1, O, I, i);
-    for (int64_t o = 0; gb && o < O; o += W) { /* the bias: this block's rows of g, still in cache */
-      vf s = splat(0.0f);
-      for (int64_t t = t0; t < t1; t++) s += load(g + t * O + o);
-      store(gb + o, load(gb + o) + s);
-    }
+    const int64_t n = t0 + WG_TOKENS < T ? WG_TOKENS : T - t0;
+    mm(g + t0 * O, 1, O, O, n, x + t0 * I, I, I, gw, I, 1); /* A = g^T: A(o, t) = g[t, o] */
+    if (gb) add_col_sums(g, t0, t0 + n, O, gb); /* this block's rows of g, still in cache */
   }
 }
