@@ -81,42 +81,89 @@ static void keep_factors(const uint8_t* bits, int64_t nbytes, int64_t k0, int64_
   }
 }
 
-/* out[jc..] = sum_d a[d] * bt[d*Lp + jc..] for jc < Lp, Lp a multiple of 4W: four independent
-   accumulators, so that the FMA latency is hidden */
-static inline void row_times_t(const float* a, const float* bt, int64_t dh, int64_t Lp, float* out) {
-  for (int64_t jc = 0; jc < Lp; jc += 4 * W) {
-    vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    for (int64_t d = 0; d < dh; d++) {
-      const float* r = bt + d * Lp + jc;
-      a0 += a[d] * load(r); a1 += a[d] * load(r + W); a2 += a[d] * load(r + 2 * W); a3 += a[d] * load(r + 3 * W);
+/* Small GEMMs for tall, skinny operands: C (M, N) = (or +=) A (M, K) B (K, N), B and C row-major
+   with N a multiple of W, A(r, k) at A[r * sr + k * sk] (so A may be a transposed view). Tiles of
+   rows x cols registers (24 accumulators keep the FMA units busy) are summed over k in registers
+   and written or added to C once. */
+static inline __attribute__((always_inline)) void mm_tile(const float* A, int64_t sr, int64_t sk,
+    const float* B, int64_t ldb, float* C, int64_t ldc, int64_t K, int add, const int rows, const int cols) {
+  vf a[24][4];
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < cols; j++) a[r][j] = splat(0.0f);
+  for (int64_t k = 0; k < K; k++) {
+    vf b[4];
+    for (int j = 0; j < cols; j++) b[j] = load(B + k * ldb + j * W);
+    const float* ak = A + k * sk;
+    for (int r = 0; r < rows; r++) {
+      const vf x = splat(ak[r * sr]);
+      for (int j = 0; j < cols; j++) a[r][j] += x * b[j];
     }
-    store(out + jc, a0); store(out + jc + W, a1); store(out + jc + 2 * W, a2); store(out + jc + 3 * W, a3);
+  }
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < cols; j++) {
+      float* p = C + r * ldc + j * W;
+      store(p, add ? load(p) + a[r][j] : a[r][j]);
+    }
+}
+
+/* the tiles of one block of columns (cols registers wide): full tiles of 24 / cols rows, then the
+   rows left in tiles of 16, 8, 4, 2, 1 (each call has constant sizes, so the compiler unrolls it) */
+#define MM_COLUMN_BLOCK(cols)                                                                      \
+  do {                                                                                             \
+    const int full = 24 / (cols);                                                                  \
+    int64_t r = 0;                                                                                 \
+    for (; r + full <= M; r += full) mm_tile(A + r * sr, sr, sk, Bj, ldb, Cj + r * ldc, ldc, K, add, full, cols); \
+    for (int part = 16; part >= 1; part /= 2)                                                      \
+      if ((M - r) & part) {                                                                        \
+        switch (part) {                                                                            \
+          case 16: mm_tile(A + r * sr, sr, sk, Bj, ldb, Cj + r * ldc, ldc, K, add, 16, cols); break; \
+          case 8: mm_tile(A + r * sr, sr, sk, Bj, ldb, Cj + r * ldc, ldc, K, add, 8, cols); break; \
+          case 4: mm_tile(A + r * sr, sr, sk, Bj, ldb, Cj + r * ldc, ldc, K, add, 4, cols); break; \
+          case 2: mm_tile(A + r * sr, sr, sk, Bj, ldb, Cj + r * ldc, ldc, K, add, 2, cols); break; \
+          default: mm_tile(A + r * sr, sr, sk, Bj, ldb, Cj + r * ldc, ldc, K, add, 1, cols); break; \
+        }                                                                                          \
+        r += part;                                                                                 \
+      }                                                                                            \
+  } while (0)
+
+/* all of C, a block of 4 (at the end 2 or 1) registers of columns at a time: a block of B stays in cache */
+static void mm(const float* A, int64_t sr, int64_t sk, int64_t M, int64_t K, const float* B, int64_t ldb,
+               int64_t N, float* C, int64_t ldc, int add) {
+  for (int64_t j = 0; j < N;) {
+    const float* Bj = B + j;
+    float* Cj = C + j;
+    if (j + 4 * W <= N) { MM_COLUMN_BLOCK(4); j += 4 * W; }
+    else if (j + 2 * W <= N) { MM_COLUMN_BLOCK(2); j += 2 * W; }
+    else { MM_COLUMN_BLOCK(1); j += W; }
   }
 }
 
-/* out[dc..] = sum_{j < n} w[j] * m[j*ms + dc..], dh a multiple of W; the rows j are split over four
-   accumulators by j mod 4 */
-static inline void weighted_rows(const float* w, const float* m, int64_t ms, int64_t n, int64_t dh, float* out) {
-  for (int64_t dc = 0; dc < dh; dc += W) {
-    vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-      const float* r = m + j * ms + dc;
-      a0 += w[j] * load(r); a1 += w[j + 1] * load(r + ms); a2 += w[j + 2] * load(r + 2 * ms); a3 += w[j + 3] * load(r + 3 * ms);
-    }
-    for (; j < n; j++) a0 += w[j] * load(m + j * ms + dc);
-    store(out + dc, (a0 + a1) + (a2 + a3));
-  }
+/* horizontal sum and maximum of a vector, as a tree of halves (a short dependency chain) */
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+static inline float hsum(vf v) {
+  vf8 lo, hi;
+  memcpy(&lo, &v, sizeof lo), memcpy(&hi, (const char*)&v + sizeof lo, sizeof hi);
+  const vf8 s8 = lo + hi;
+  vf4 a, b;
+  memcpy(&a, &s8, sizeof a), memcpy(&b, (const char*)&s8 + sizeof a, sizeof b);
+  const vf4 s4 = a + b;
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
-
-static inline float hsum(vf v) { float r = 0.0f; for (int l = 0; l < W; l++) r += v[l]; return r; }
+static inline float fmaxf2(float a, float b) { return a > b ? a : b; }
+static inline float hmax(vf v) {
+  float m[W];
+  memcpy(m, &v, sizeof m);
+  for (int w = W / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) m[l] = fmaxf2(m[l], m[l + w]);
+  return m[0];
+}
 
 /* s[j] = exp(s[j] - max(s)) / sum for j < Lp (lanes past the row hold -1e30 and end as 0) */
 static void softmax_row(float* s, int64_t Lp) {
   vf m = load(s);
   for (int64_t jc = W; jc < Lp; jc += W) { const vf v = load(s + jc); m = vsel(v > m, v, m); }
-  float mx = m[0];
-  for (int l = 1; l < W; l++) mx = m[l] > mx ? m[l] : mx;
+  const float mx = hmax(m);
   vf acc = {0};
   for (int64_t jc = 0; jc < Lp; jc += W) { const vf e = exp_nonpos(load(s + jc) - mx); store(s + jc, e); acc += e; }
   const float inv = 1.0f / hsum(acc);
@@ -126,21 +173,23 @@ static void softmax_row(float* s, int64_t Lp) {
 /* softmax(q.k + mask) . dropout . v for every (row, head). qkv (B, L, 3*H*dh) rows [q_0..q_H-1,
    k_0.., v_0..]; valid (B, L) 1 where the key is a real item (the mask is additive -10000 at padding
    and future keys); bits: H blocks of nbytes (head h, element (b, i, j) is bit b*L*L + i*L + j) or
-   NULL; ctx (B, L, H*dh); probs (B, H, L, L): the softmax before dropout, for the backward */
+   NULL; ctx (B, L, H*dh); probs (B, H, L, L): the softmax before dropout, for the backward.
+   Per (row, head) the scores and the context are small GEMMs (`mm`) over the (L, Lp) tile. */
 void attn_fwd(const float* qkv, const uint8_t* valid, const uint8_t* bits, int64_t nbytes,
               float* ctx, float* probs, int64_t B, int64_t L, int64_t H, int64_t dh) {
   const int64_t Lp = PADW(L), stride = 3 * H * dh, D = H * dh;
-  float* kt = calloc((size_t)(dh * Lp + 3 * Lp), sizeof(float));
-  float *s = kt + dh * Lp, *keep = s + Lp, *addm = keep + Lp;
+  float* kt = calloc((size_t)(dh * Lp + L * Lp + 2 * Lp), sizeof(float)); /* kt's padding columns stay 0 */
+  float *S = kt + dh * Lp, *keep = S + L * Lp, *addm = keep + Lp;
   for (int64_t b = 0; b < B; b++) {
     const float* base = qkv + b * L * stride;
     for (int64_t j = 0; j < Lp; j++) addm[j] = j >= L ? -1e30f : valid[b * L + j] ? 0.0f : -10000.0f;
     for (int64_t h = 0; h < H; h++) {
       const uint8_t* hb = bits ? bits + h * nbytes : NULL;
       transpose_rows(base + (H + h) * dh, stride, L, dh, Lp, kt);
+      mm(base + h * dh, stride, 1, L, dh, kt, Lp, Lp, S, Lp, 0); /* scores (L, Lp) */
       float* P = probs + (b * H + h) * L * L;
       for (int64_t i = 0; i < L; i++) {
-        row_times_t(base + i * stride + h * dh, kt, dh, Lp, s);
+        float* s = S + i * Lp;
         for (int64_t jc = 0; jc < Lp; jc += W) { /* additive mask; future keys get -10000 too */
           const vi j = lane + (int32_t)jc;
           store(s + jc, load(s + jc) + vsel((j > (int32_t)i) & (j < (int32_t)L), splat(-10000.0f), load(addm + jc)));
@@ -149,8 +198,8 @@ void attn_fwd(const float* qkv, const uint8_t* valid, const uint8_t* bits, int64
         memcpy(P + i * L, s, sizeof(float) * (size_t)L);
         keep_factors(hb, nbytes, (b * L + i) * L, L, keep);
         for (int64_t jc = 0; jc < Lp; jc += W) store(s + jc, load(s + jc) * load(keep + jc));
-        weighted_rows(s, base + (2 * H + h) * dh, stride, L, dh, ctx + (b * L + i) * D + h * dh);
       }
+      mm(S, Lp, 1, L, L, base + (2 * H + h) * dh, stride, dh, ctx + b * L * D + h * dh, D, 0); /* probs . v */
     }
   }
   free(kt);
@@ -160,38 +209,38 @@ void attn_fwd(const float* qkv, const uint8_t* valid, const uint8_t* bits, int64
 void attn_bwd(const float* qkv, const uint8_t* bits, int64_t nbytes, const float* probs,
               const float* gctx, float* gqkv, int64_t B, int64_t L, int64_t H, int64_t dh) {
   const int64_t Lp = PADW(L), stride = 3 * H * dh, D = H * dh;
-  /* vt: v transposed; pdt, gst: dropped probabilities and score gradients, key-major */
-  float* vt = calloc((size_t)(dh * Lp + 2 * L * Lp + 3 * Lp), sizeof(float));
-  float *pdt = vt + dh * Lp, *gst = pdt + L * Lp, *gp = gst + L * Lp, *keep = gp + Lp, *p = keep + Lp;
+  /* vt: v transposed (padding columns 0); G: d(dropped probs), then d(scores); Pd: dropped probs */
+  float* vt = calloc((size_t)(dh * Lp + 2 * L * Lp + 2 * Lp), sizeof(float));
+  float *G = vt + dh * Lp, *Pd = G + L * Lp, *keep = Pd + L * Lp, *p = keep + Lp;
   for (int64_t b = 0; b < B; b++) {
     const float* base = qkv + b * L * stride;
+    const float* gc = gctx + b * L * D;
     float* gbase = gqkv + b * L * stride;
     for (int64_t h = 0; h < H; h++) {
       const uint8_t* hb = bits ? bits + h * nbytes : NULL;
       transpose_rows(base + (2 * H + h) * dh, stride, L, dh, Lp, vt);
+      mm(gc + h * dh, D, 1, L, dh, vt, Lp, Lp, G, Lp, 0); /* d(dropped probs) (L, Lp) */
       const float* P = probs + (b * H + h) * L * L;
       for (int64_t i = 0; i < L; i++) {
-        row_times_t(gctx + (b * L + i) * D + h * dh, vt, dh, Lp, gp); /* d(dropped probs) */
+        float *g = G + i * Lp, *pd = Pd + i * Lp;
+        memcpy(p, P + i * L, sizeof(float) * (size_t)L); /* p's padding lanes stay 0 */
         keep_factors(hb, nbytes, (b * L + i) * L, L, keep);
-        memcpy(p, P + i * L, sizeof(float) * (size_t)L);
         vf acc = {0};
         for (int64_t jc = 0; jc < Lp; jc += W) {
-          const vf g = load(gp + jc) * load(keep + jc); /* d(probs); p is 0 past L */
-          store(gp + jc, g);
-          acc += g * load(p + jc);
+          const vf gj = load(g + jc) * load(keep + jc); /* d(probs) */
+          store(g + jc, gj);
+          acc += gj * load(p + jc);
         }
-        const float dot = hsum(acc);
-        for (int64_t j = 0; j < L; j++) {
-          pdt[j * Lp + i] = p[j] * keep[j];
-          gp[j] = p[j] * (gp[j] - dot); /* now d(scores) of row i */
-          gst[j * Lp + i] = gp[j];
+        const vf dot = splat(hsum(acc));
+        for (int64_t jc = 0; jc < Lp; jc += W) {
+          const vf pj = load(p + jc);
+          store(pd + jc, pj * load(keep + jc));
+          store(g + jc, pj * (load(g + jc) - dot)); /* d(scores) */
         }
-        weighted_rows(gp, base + (H + h) * dh, stride, L, dh, gbase + i * stride + h * dh); /* dq_i */
       }
-      for (int64_t j = 0; j < L; j++) { /* dk_j = sum_i ds[i, j] q_i, dv_j = sum_i pd[i, j] dctx_i */
-        weighted_rows(gst + j * Lp, base + h * dh, stride, L, dh, gbase + j * stride + (H + h) * dh);
-        weighted_rows(pdt + j * Lp, gctx + b * L * D + h * dh, D, L, dh, gbase + j * stride + (2 * H + h) * dh);
-      }
+      mm(G, Lp, 1, L, L, base + (H + h) * dh, stride, dh, gbase + h * dh, stride, 0);        /* dq = ds k */
+      mm(G, 1, Lp, L, L, base + h * dh, stride, dh, gbase + (H + h) * dh, stride, 0);        /* dk = ds^T q */
+      mm(Pd, 1, Lp, L, L, gc + h * dh, D, dh, gbase + (2 * H + h) * dh, stride, 0);          /* dv = pd^T dctx */
     }
   }
   free(vt);
@@ -220,52 +269,6 @@ void drop_add(const float* x, const float* y, const uint8_t* bits, float* out, i
   int64_t e = 0;
   for (; e + W <= n; e += W) store(out + e, load(x + e) + load(y + e) * keep_vec(bits, e));
   for (; e < n; e++) out[e] = x[e] + y[e] * keep_one(bits, e);
-}
-
-/* Small GEMMs for tall, skinny operands: C (M, N) = (or +=) A (M, K) B (K, N), B and C row-major
-   with N a multiple of 4W, A(r, k) at A[r * sr + k * sk] (so A may be a transposed view). Tiles of
-   ROWS rows by 4 registers of columns are summed over k in registers (24 accumulators keep the FMA
-   units busy) and written or added to C once. */
-#define ROWS 6
-static inline __attribute__((always_inline)) void mm_tile(const float* A, int64_t sr, int64_t sk,
-    const float* B, int64_t ldb, float* C, int64_t ldc, int64_t K, int add, const int rows) {
-  vf a[ROWS][4];
-  for (int r = 0; r < rows; r++)
-    for (int j = 0; j < 4; j++) a[r][j] = splat(0.0f);
-  for (int64_t k = 0; k < K; k++) {
-    const float* br = B + k * ldb;
-    const vf b0 = load(br), b1 = load(br + W), b2 = load(br + 2 * W), b3 = load(br + 3 * W);
-    const float* ak = A + k * sk;
-    for (int r = 0; r < rows; r++) {
-      const vf x = splat(ak[r * sr]);
-      a[r][0] += x * b0, a[r][1] += x * b1, a[r][2] += x * b2, a[r][3] += x * b3;
-    }
-  }
-  for (int r = 0; r < rows; r++)
-    for (int j = 0; j < 4; j++) {
-      float* p = C + r * ldc + j * W;
-      store(p, add ? load(p) + a[r][j] : a[r][j]);
-    }
-}
-
-/* all tiles of C: column blocks outside (a block of B stays in cache), full row tiles, then the 1-5
-   rows left (each call has constant rows, so the compiler unrolls it) */
-static void mm(const float* A, int64_t sr, int64_t sk, int64_t M, int64_t K, const float* B, int64_t ldb,
-               int64_t N, float* C, int64_t ldc, int add) {
-  for (int64_t j = 0; j < N; j += 4 * W) {
-    int64_t r = 0;
-    for (; r + ROWS <= M; r += ROWS) mm_tile(A + r * sr, sr, sk, B + j, ldb, C + r * ldc + j, ldc, K, add, ROWS);
-    const float* Ar = A + r * sr;
-    float* Cr = C + r * ldc + j;
-    switch (M - r) {
-      case 5: mm_tile(Ar, sr, sk, B + j, ldb, Cr, ldc, K, add, 5); break;
-      case 4: mm_tile(Ar, sr, sk, B + j, ldb, Cr, ldc, K, add, 4); break;
-      case 3: mm_tile(Ar, sr, sk, B + j, ldb, Cr, ldc, K, add, 3); break;
-      case 2: mm_tile(Ar, sr, sk, B + j, ldb, Cr, ldc, K, add, 2); break;
-      case 1: mm_tile(Ar, sr, sk, B + j, ldb, Cr, ldc, K, add, 1); break;
-      default: break;
-    }
-  }
 }
 
 /* sums[0:N] += the column sums of rows t0..t1 of m (N, a multiple of W, columns) */

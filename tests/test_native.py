@@ -43,7 +43,7 @@ def _attention(enc: SeqEncoder, qkv: torch.Tensor, ids: torch.Tensor, use_native
 @needs_native
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(("heads", "length", "training"),
-                         [(2, 50, True), (2, 50, False), (4, 7, True), (1, 23, True), (2, 1, True)])
+                         [(2, 50, True), (2, 50, False), (4, 7, True), (4, 40, True), (1, 23, True), (2, 1, True)])
 def test_the_native_attention_has_the_values_and_gradients_of_the_torch_path(heads: int, length: int,
                                                                              training: bool) -> None:
     enc = SeqEncoder(100, build_model("sasrec", 100, {"heads": heads, "layers": 1}).cfg)
