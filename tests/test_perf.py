@@ -36,6 +36,9 @@ def test_perf_times_ours_and_the_authors_recipe_on_the_same_data(tmp_path: Path)
     assert recipe["epoch_speedup"] == recipe["epoch_s"] / ours["epoch_s"] > 0
     assert recipe["epoch_s"] == recipe["batches_s"] + recipe["train_s"] + recipe["validation_s"]
     assert min(recipe["batches_s"], recipe["validation_s"]) > 0  # their data and validation are timed too
+    (rnd,) = recipe["rounds"]  # timed with and without the workers' settings; the faster is the baseline
+    assert rnd["epoch_s"] == min(rnd["epoch_s_by_env"].values()) == rnd["epoch_s_by_env"][rnd["env"]]
+    assert set(rnd["epoch_s_by_env"]) == {"default_env", "worker_env"}
     proc = res["process"]  # a whole `bench run` process of one epoch, with its own peak memory
     assert proc["wall_s"] > proc["train_s"] > 0 and proc["peak_rss_mb_run"] > 0
     assert res["targets"] == {}
