@@ -5,8 +5,8 @@ per-epoch clustering step, a whole `bench run` process of one ELCRec epoch, and 
 the authors' way (`bench/recipe.py`: their step, per-sample batches and validation), so that the
 speed-up is measured on one machine. Ours is timed with the runner workers' allocator and OpenMP
 settings (`bench.runner.WORKER_ENV`); the recipe in two child processes, with and without them, and
-the faster of the two is the baseline (the authors' code runs with the defaults); and checks that the authors' loss fixture still holds (speed
-must not change the objective).
+the faster of the two is the baseline (the authors' code runs with the defaults). It also checks
+that the authors' loss fixture still holds (speed must not change the objective).
 Results are printed and, with `--out`, written as JSON. Beauty's targets get a verdict, never an assert.
 """
 
@@ -346,8 +346,9 @@ def _print_summary(results: dict[str, Any]) -> None:
     if "recipe" in results:
         r = results["recipe"]
         envs = r["epoch_s_by_env"]
-        print(f"  elcrec the authors' way: epoch {r['epoch_s']:.1f} s (default environment {envs['default_env']:.1f} s, "
-              f"workers' {envs['worker_env']:.1f} s); ours is {r['epoch_speedup']:.2f}x faster")
+        print(f"  elcrec the authors' way: epoch {r['epoch_s']:.1f} s (default environment "
+              f"{envs['default_env']:.1f} s, workers' {envs['worker_env']:.1f} s); "
+              f"ours is {r['epoch_speedup']:.2f}x faster")
     if "process" in results:
         print(f"  whole `bench run` process, one elcrec epoch: {results['process']['wall_s']:.1f} s")
     for name, v in results["targets"].items():
