@@ -8,7 +8,9 @@
    - drop_mul / drop_add: x * keep and x + y * keep for p = 0.5 dropout, reading the random bits
      themselves instead of a float tensor of factors (the same values as the torch expressions);
    - linear_wgrad: a linear layer's weight and bias gradients over tens of thousands of tokens (the
-     reduction the BLAS runs slowest here: MKL takes its AVX2 path on AMD CPUs).
+     reduction the BLAS runs slowest here: MKL takes its AVX2 path on AMD CPUs);
+   - ln_bwd: LayerNorm's backward, its affine gradients summed over blocks of rows (accurate at one
+     thread, where ATen sums them in one pass).
 
    Dropout bits: element e of a tensor is kept (factor 2) when bit (e & 7) of byte e >> 3 is set;
    the bytes are those of the int64 words that models/kernels.py draws from a torch.Generator. */
@@ -293,4 +295,42 @@ void linear_wgrad(const float* g, const float* x, float* gw, float* gb, int64_t 
     mm(g + t0 * O, 1, O, O, n, x + t0 * I, I, I, gw, I, 1); /* A = g^T: A(o, t) = g[t, o] */
     if (gb) add_col_sums(g, t0, t0 + n, O, gb); /* this block's rows of g, still in cache */
   }
+}
+
+#define LN_ROWS 128 /* rows per block of the affine gradients' sums */
+
+/* LayerNorm backward over T rows of width D (a multiple of W), from the forward's per-row mean and
+   1/std: dx, and the affine gradients dgamma = sum of g * xhat, dbeta = sum of g, each summed over
+   blocks of LN_ROWS rows from zero and then added (a one-pass float32 sum over tens of thousands of
+   largely cancelling rows is ~1e-4 off; see tests/test_native.py) */
+void ln_bwd(const float* g, const float* x, const float* mean, const float* rstd, const float* gamma,
+            float* dx, float* dgamma, float* dbeta, int64_t T, int64_t D) {
+  memset(dgamma, 0, sizeof(float) * (size_t)D);
+  memset(dbeta, 0, sizeof(float) * (size_t)D);
+  float* part = calloc((size_t)(2 * D), sizeof(float));
+  for (int64_t t0 = 0; t0 < T; t0 += LN_ROWS) {
+    const int64_t t1 = t0 + LN_ROWS < T ? t0 + LN_ROWS : T;
+    memset(part, 0, sizeof(float) * (size_t)(2 * D));
+    for (int64_t t = t0; t < t1; t++) {
+      const float *gr = g + t * D, *xr = x + t * D;
+      const vf m = splat(mean[t]), r = splat(rstd[t]);
+      vf sa = {0}, sb = {0};
+      for (int64_t j = 0; j < D; j += W) {
+        const vf xh = (load(xr + j) - m) * r, gj = load(gr + j), dxh = gj * load(gamma + j);
+        sa += dxh, sb += dxh * xh;
+        store(part + j, load(part + j) + gj * xh);
+        store(part + D + j, load(part + D + j) + gj);
+      }
+      const vf a = splat(hsum(sa) / (float)D), b = splat(hsum(sb) / (float)D);
+      for (int64_t j = 0; j < D; j += W) {
+        const vf xh = (load(xr + j) - m) * r;
+        store(dx + t * D + j, r * (load(gr + j) * load(gamma + j) - a - xh * b));
+      }
+    }
+    for (int64_t j = 0; j < D; j += W) {
+      store(dgamma + j, load(dgamma + j) + load(part + j));
+      store(dbeta + j, load(dbeta + j) + load(part + D + j));
+    }
+  }
+  free(part);
 }

@@ -36,6 +36,7 @@ _SIGNATURES = {
     "drop_mul": [_P, _P, _P, _N],
     "drop_add": [_P, _P, _P, _P, _N],
     "linear_wgrad": [_P, _P, _P, _P, _N, _N, _N],
+    "ln_bwd": [_P, _P, _P, _P, _P, _P, _P, _P, _N, _N],
 }
 _STATE: dict[str, Any] = {}  # "lib": the loaded library or None, once tried
 
@@ -140,6 +141,35 @@ def linear_wgrad(g: Tensor, x: Tensor, bias: bool) -> tuple[Tensor, Tensor | Non
     gb = g.new_empty(n_out) if bias else None
     _lib().linear_wgrad(g.data_ptr(), x.data_ptr(), gw.data_ptr(), _ptr(gb), t, n_out, n_in)
     return gw, gb
+
+
+class _LayerNorm(torch.autograd.Function):
+    """ATen's LayerNorm forward; the backward is `ln_bwd`, whose affine gradients are summed in blocks."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, eps: float) -> Tensor:
+        x = x.contiguous()
+        out, mean, rstd = torch.native_layer_norm(x, [x.shape[-1]], w, b, eps)
+        ctx.save_for_backward(x, w, mean, rstd)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        x, w, mean, rstd = ctx.saved_tensors
+        d = x.shape[-1]
+        g = g.contiguous()
+        dx, dw, db = torch.empty_like(x), w.new_empty(d), w.new_empty(d)
+        _lib().ln_bwd(*(t.data_ptr() for t in (g, x, mean, rstd, w.contiguous(), dx, dw, db)), x.numel() // d, d)
+        return dx, dw, db, None
+
+
+def layer_norm(x: Tensor, ln: torch.nn.LayerNorm) -> Tensor:
+    """ln(x); where the native kernels run, with autograd, and the width is a multiple of 16, its backward
+    is `ln_bwd` (the same dx; the weight and bias gradients summed in blocks of rows, so a one-thread
+    pass sums them as accurately as a multi-threaded one)."""
+    if torch.is_grad_enabled() and x.shape[-1] % 16 == 0 and ln.weight is not None and usable(x):
+        return _LayerNorm.apply(x, ln.weight, ln.bias, ln.eps)  # type: ignore[no-any-return]
+    return ln(x)  # type: ignore[no-any-return]
 
 
 class _Attention(torch.autograd.Function):
