@@ -196,17 +196,22 @@ def time_recipe_process(cfg: PerfConfig, default_env: bool) -> dict[str, float]:
     code runs). Both are read at process start, hence the child."""
     from bench.runner import WORKER_ENV
 
-    env = {k: v for k, v in os.environ.items() if not (default_env and k in WORKER_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in WORKER_ENV}
     if not default_env:
         env.update(WORKER_ENV)
     args = {"dataset": cfg.dataset, "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
             "recipe_batches": cfg.recipe_batches}
-    done = subprocess.run([sys.executable, "-m", "bench.recipe_child", json.dumps(args)], env=env,
-                          capture_output=True, text=True)
+    out = _run_child([sys.executable, "-m", "bench.recipe_child", json.dumps(args)], "recipe", env)
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _run_child(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
+    """A timed child process's stdout; a BenchError with its last stderr line when it fails."""
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BenchError(f"the timed recipe process failed (exit {done.returncode}): {last}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+        raise BenchError(f"the timed {what} process failed (exit {done.returncode}): {last}")
+    return done.stdout
 
 
 def time_process(cfg: PerfConfig) -> dict[str, float]:
@@ -216,10 +221,7 @@ def time_process(cfg: PerfConfig) -> dict[str, float]:
         if cfg.data_dir:
             cmd += ["--data-dir", str(cfg.data_dir)]
         t0 = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise BenchError(f"the timed `bench run` process failed (exit {done.returncode}): {last}")
+        _run_child(cmd, "`bench run`")
         wall = time.perf_counter() - t0
         from bench.records import read_records
 

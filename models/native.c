@@ -307,10 +307,10 @@ void ln_bwd(const float* g, const float* x, const float* mean, const float* rstd
             float* dx, float* dgamma, float* dbeta, int64_t T, int64_t D) {
   memset(dgamma, 0, sizeof(float) * (size_t)D);
   memset(dbeta, 0, sizeof(float) * (size_t)D);
-  float* part = calloc((size_t)(2 * D), sizeof(float));
+  float* part = malloc(sizeof(float) * (size_t)D); /* this block's sum of g * xhat */
   for (int64_t t0 = 0; t0 < T; t0 += LN_ROWS) {
     const int64_t t1 = t0 + LN_ROWS < T ? t0 + LN_ROWS : T;
-    memset(part, 0, sizeof(float) * (size_t)(2 * D));
+    memset(part, 0, sizeof(float) * (size_t)D);
     for (int64_t t = t0; t < t1; t++) {
       const float *gr = g + t * D, *xr = x + t * D;
       const vf m = splat(mean[t]), r = splat(rstd[t]);
@@ -319,7 +319,6 @@ void ln_bwd(const float* g, const float* x, const float* mean, const float* rstd
         const vf xh = (load(xr + j) - m) * r, gj = load(gr + j), dxh = gj * load(gamma + j);
         sa += dxh, sb += dxh * xh;
         store(part + j, load(part + j) + gj * xh);
-        store(part + D + j, load(part + D + j) + gj);
       }
       const vf a = splat(hsum(sa) / (float)D), b = splat(hsum(sb) / (float)D);
       for (int64_t j = 0; j < D; j += W) {
@@ -327,10 +326,8 @@ void ln_bwd(const float* g, const float* x, const float* mean, const float* rstd
         store(dx + t * D + j, r * (load(gr + j) * load(gamma + j) - a - xh * b));
       }
     }
-    for (int64_t j = 0; j < D; j += W) {
-      store(dgamma + j, load(dgamma + j) + load(part + j));
-      store(dbeta + j, load(dbeta + j) + load(part + D + j));
-    }
+    for (int64_t j = 0; j < D; j += W) store(dgamma + j, load(dgamma + j) + load(part + j));
+    add_col_sums(g, t0, t1, D, dbeta); /* this block's rows of g, still in cache */
   }
   free(part);
 }

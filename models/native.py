@@ -167,8 +167,8 @@ def layer_norm(x: Tensor, ln: torch.nn.LayerNorm) -> Tensor:
     """ln(x); where the native kernels run, with autograd, and the width is a multiple of 16, its backward
     is `ln_bwd` (the same dx; the weight and bias gradients summed in blocks of rows, so a one-thread
     pass sums them as accurately as a multi-threaded one)."""
-    if torch.is_grad_enabled() and x.shape[-1] % 16 == 0 and ln.weight is not None and ln.bias is not None and (
-            usable(x)):
+    affine = ln.weight is not None and ln.bias is not None
+    if affine and torch.is_grad_enabled() and x.shape[-1] % 16 == 0 and usable(x):
         return _LayerNorm.apply(x, ln.weight, ln.bias, ln.eps)  # type: ignore[no-any-return]
     return ln(x)  # type: ignore[no-any-return]
 
