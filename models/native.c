@@ -18,16 +18,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* GCC/Clang vector extensions: 16 floats, one AVX-512 register (two or four narrower ones elsewhere) */
+/* GCC/Clang vector extensions, one register wide: 16 floats with AVX-512, else 8 (AVX2). A 16-float
+   type on AVX2 is two registers that GCC keeps in memory when they are arrays (the GEMM's register
+   tiles), every FMA a load and a store: the kernels ran slower than torch's there. A GEMM tile has
+   TILE_ACC accumulators, 24 of the 32 AVX-512 registers or 8 of the 16 AVX2 ones (each element of a
+   product is summed over k in the same order whatever the tile's shape) */
+#ifdef __AVX512F__
 #define W 16
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
+#define TILE_ACC 24
+#else
+#define W 8
+#define TILE_ACC 8
+#endif
+typedef float vf __attribute__((vector_size(4 * W)));
+typedef int32_t vi __attribute__((vector_size(4 * W)));
 #define PADW(n) (((n) + 4 * W - 1) / (4 * W) * (4 * W)) /* rows padded to 4 registers */
 
 static inline vf load(const float* p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void store(float* p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf splat(float x) { return (vf){0} + x; }
+#if W == 16
 static const vi lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+#else
+static const vi lane = {0, 1, 2, 3, 4, 5, 6, 7};
+#endif
 
 /* out[d*Lp + j] = m[j*ms + d] for j < n, d < dh (rows of one head's keys or values, transposed) */
 static void transpose_rows(const float* m, int64_t ms, int64_t n, int64_t dh, int64_t Lp, float* out) {
@@ -112,7 +126,7 @@ static inline __attribute__((always_inline)) void mm_tile(const float* A, int64_
    rows left in tiles of 16, 8, 4, 2, 1 (each call has constant sizes, so the compiler unrolls it) */
 #define MM_COLUMN_BLOCK(cols)                                                                      \
   do {                                                                                             \
-    const int full = 24 / (cols);                                                                  \
+    const int full = TILE_ACC / (cols);                                                                \
     int64_t r = 0;                                                                                 \
     for (; r + full <= M; r += full) mm_tile(A + r * sr, sr, sk, Bj, ldb, Cj + r * ldc, ldc, K, add, full, cols); \
     for (int part = 16; part >= 1; part /= 2)                                                      \
@@ -140,17 +154,14 @@ static void mm(const float* A, int64_t sr, int64_t sk, int64_t M, int64_t K, con
   }
 }
 
-/* horizontal sum and maximum of a vector, as a tree of halves (a short dependency chain) */
-typedef float vf8 __attribute__((vector_size(32)));
-typedef float vf4 __attribute__((vector_size(16)));
+/* horizontal sum and maximum of a vector, as a tree of halves (a short dependency chain); with W = 16
+   the sum is (lo + hi) of 8, then of 4, then (s[0] + s[2]) + (s[1] + s[3]) */
 static inline float hsum(vf v) {
-  vf8 lo, hi;
-  memcpy(&lo, &v, sizeof lo), memcpy(&hi, (const char*)&v + sizeof lo, sizeof hi);
-  const vf8 s8 = lo + hi;
-  vf4 a, b;
-  memcpy(&a, &s8, sizeof a), memcpy(&b, (const char*)&s8 + sizeof a, sizeof b);
-  const vf4 s4 = a + b;
-  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+  float m[W];
+  memcpy(m, &v, sizeof m);
+  for (int w = W / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) m[l] = m[l] + m[l + w];
+  return m[0];
 }
 static inline float fmaxf2(float a, float b) { return a > b ? a : b; }
 static inline float hmax(vf v) {
@@ -249,10 +260,10 @@ void attn_bwd(const float* qkv, const uint8_t* bits, int64_t nbytes, const float
 }
 
 /* dropout factors of elements e .. e+W-1 as a vector (2 where kept, else 0), e a multiple of W:
-   their bits are the two bytes from e >> 3 */
+   their bits are the W / 8 bytes from e >> 3 */
 static inline vf keep_vec(const uint8_t* bits, int64_t e) {
-  uint16_t w;
-  memcpy(&w, bits + (e >> 3), 2);
+  uint32_t w = 0;
+  memcpy(&w, bits + (e >> 3), W / 8);
   const vi b = (((vi){0} + (int32_t)w) >> lane) & 1;
   return __builtin_convertvector(b, vf) * 2.0f;
 }
