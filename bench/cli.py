@@ -98,7 +98,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-PLUGINS = {"run": "bench.runner", "report": "bench.report", "gate": "bench.gate", "perf": "bench.perf"}
+PLUGINS = {"run": "bench.runner", "report": "bench.report", "gate": "bench.gate", "perf": "bench.perf",
+           "cost": "bench.cost"}
 
 
 def _load_plugins(command: str | None = None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +56,30 @@ def _mismatches(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[
     return out
 
 
+def _read_state(path: Path) -> Any:
+    """torch.load with the safe (weights-only) unpickler; every way it can fail is one line."""
+    if not path.is_file():
+        raise BenchError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found:  # a pickled Python object: loading it could run code
+            raise BenchError(f"{path}: refused by the safe loader: it holds the Python object {found.group(1)}, "
+                             "not only tensors; this tool never unpickles code from a checkpoint") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
+        why = detail.group(1).strip() if detail else str(e).strip().splitlines()[0]
+        raise BenchError(f"{path}: not a torch checkpoint ({why[:160]})") from None
+    except Exception as e:  # not a torch file: the legacy reader raises KeyError, EOFError, RuntimeError, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise BenchError(f"{path}: not a torch checkpoint ({type(e).__name__}{': ' + first[:160] if first else ''})") \
+            from None
+
+
 def load_checkpoint(name: str, path: Path, item_size: int) -> RecModel:
     """An authors'-format state dict -> model; layers and k are inferred from the tensors."""
     check_model(name)
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except (OSError, RuntimeError) as e:  # a missing file or not a torch file
-        raise BenchError(f"{path}: cannot load checkpoint ({str(e).splitlines()[0]})") from None
+    state = _read_state(path)
     if not isinstance(state, dict) or "item_embeddings.weight" not in state:
         raise BenchError(f"{path}: not a state dict of this encoder (no item_embeddings.weight)")
     overrides: dict[str, Any] = {"layers": infer_layers(state)}

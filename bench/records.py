@@ -15,6 +15,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from datetime import UTC, datetime
@@ -166,15 +167,19 @@ def record_files(paths: list[Path]) -> list[Path]:
 def read_records(paths: list[Path]) -> list[dict[str, Any]]:
     """Every record of the given files/directories; each gets `_dir` (where its sidecar lives).
 
-    A last line without a newline (a writer killed mid-write) is skipped; any other bad line is
-    an error naming file:line.
+    A last line without a newline (a writer killed mid-write) is skipped with a warning naming
+    file:line on stderr; any other bad line is an error naming file:line.
     """
     out: list[dict[str, Any]] = []
     for f in record_files(paths):
         text = f.read_text()
         lines = text.split("\n")
         for no, line in enumerate(lines, 1):
-            if not line.strip() or (no == len(lines) and not text.endswith("\n")):
+            if not line.strip():
+                continue
+            if no == len(lines) and not text.endswith("\n"):
+                print(f"warning: {f}:{no}: skipped a torn last line (its writer was stopped mid-write; the next "
+                      "record written there cuts it off)", file=sys.stderr)
                 continue
             try:
                 rec = json.loads(line)

@@ -10,14 +10,19 @@ This module imports no torch: the parent only schedules and records.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import itertools
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +31,8 @@ from typing import Any
 from bench.cli import register
 from bench.config import build_config, from_namespace, opt, require_device
 from bench.errors import BenchError
-from bench.records import append_record, new_id, provenance, read_records
+from bench.lifeline import PARENT_ENV
+from bench.records import append_record, new_id, now, provenance, read_records
 
 WORKER = [sys.executable, "-m", "bench.worker"]
 # glibc returns big freed buffers to the OS by default, so every activation of every step is
@@ -157,14 +163,69 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def _worker_env() -> dict[str, str]:
-    return {**WORKER_ENV, **os.environ, "PYTHONUNBUFFERED": "1"}
+    # the worker dies with this process (bench/worker.py, PR_SET_PDEATHSIG): no orphan trains on
+    return {**WORKER_ENV, **os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
+
+
+class _Workers:
+    """The sweep's live worker processes, so that a signal to the sweep can stop them all."""
+
+    def __init__(self) -> None:
+        self.procs: set[subprocess.Popen[str]] = set()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()  # set once the sweep is interrupted: exits are not failures
+
+    def start(self, args: list[str], **kw: Any) -> subprocess.Popen[str]:
+        with self.lock:
+            if self.stopping.is_set():
+                raise SweepInterrupted(signal.SIGTERM)
+            # a new session: Ctrl-C in a terminal goes to the sweep alone, which stops its workers in order
+            proc = subprocess.Popen(args, text=True, env=_worker_env(), start_new_session=True, **kw)
+            self.procs.add(proc)
+            return proc
+
+    def forget(self, proc: subprocess.Popen[str]) -> None:
+        with self.lock:
+            self.procs.discard(proc)
+
+    def stop_all(self, grace: float = 3.0) -> None:
+        """SIGTERM every worker (its state is saved after each epoch), SIGKILL what outlives the grace."""
+        with self.lock:
+            self.stopping.set()
+            procs = list(self.procs)
+        for proc in procs:
+            _signal(proc, signal.SIGTERM)
+        deadline = time.time() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                _signal(proc, signal.SIGKILL)
+                proc.wait()
+
+
+def _signal(proc: subprocess.Popen[str], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)  # the worker's whole group: its own children go too
+
+
+WORKERS = _Workers()
+
+
+class SweepInterrupted(BaseException):
+    """SIGTERM or SIGHUP to the sweep (SIGINT raises KeyboardInterrupt): finished runs are kept,
+    running ones stay resumable. A BaseException, as KeyboardInterrupt, so no handler swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def start_standby() -> subprocess.Popen[str]:
     """A worker process that imports torch while the parent validates the sweep, then waits on
     stdin for its job (`execute_run(..., standby=)`); closing its stdin ends it without a trace."""
-    return subprocess.Popen([*WORKER, "--standby"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=_worker_env())
+    return WORKERS.start([*WORKER, "--standby"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
 
 
 def release(standby: list[subprocess.Popen[str]]) -> None:
@@ -177,6 +238,7 @@ def release(standby: list[subprocess.Popen[str]]) -> None:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        WORKERS.forget(proc)
 
 
 def _launch(args: list[str], log: Path, err: Any, standby: subprocess.Popen[str] | None) -> subprocess.Popen[str]:
@@ -187,8 +249,7 @@ def _launch(args: list[str], log: Path, err: Any, standby: subprocess.Popen[str]
             return standby
         except OSError:  # it died meanwhile: start a fresh worker instead
             standby.kill()
-    return subprocess.Popen([*WORKER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                            text=True, env=_worker_env())
+    return WORKERS.start([*WORKER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
 
 
 def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0, on_line: Any = None,
@@ -211,12 +272,15 @@ def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0, on_line: A
             if on_line is not None:
                 on_line(line)
         rc = proc.wait()
+        WORKERS.forget(proc)
         if timer:
             timer.cancel()
     done = [r for r in read_records([out_dir]) if r.get("attempt") == attempt] if (out_dir / "records.jsonl").exists() \
         else []
     if done:
         return done[-1]
+    if WORKERS.stopping.is_set():  # stopped by the sweep's interruption: resumable, not failed
+        raise SweepInterrupted(signal.SIGTERM)
     tail = _tail(log)
     last = next((ln.strip() for ln in reversed(tail.splitlines()) if ln.strip()), "")
     reason = f"timeout after {timeout:.0f} s" if timer and rc in (-9, 137) and time.time() - t0 >= timeout \
@@ -272,8 +336,17 @@ def _run_local(runs: list[dict[str, Any]], cfg: RunConfig,
         sweep.write(_summary_line(rec))
         return rec
 
-    with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-        records = list(pool.map(one, runs))
+    pool = ThreadPoolExecutor(max_workers=cfg.jobs)
+    try:
+        futures = [pool.submit(one, spec) for spec in runs]
+        records = [f.result() for f in futures]
+    except BaseException:
+        # workers first: the pool's threads wait on their output, so shutting the pool down first would hang
+        WORKERS.stop_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        sweep.close()
+        raise
+    pool.shutdown()
     sweep.close()
     return records
 
@@ -314,25 +387,73 @@ def cmd_run(ns: argparse.Namespace) -> int:
     cfg = from_namespace(RunConfig, ns)
     _check_options(cfg)
     runs = expand(cfg)
-    done = finished(cfg.out)
-    todo = [r for r in runs if (r["config_hash"], r["seed"]) not in done]
-    # validating imports torch (the model registry); the first workers import it meanwhile
-    standby = [start_standby() for _ in range(min(cfg.jobs, len(todo)))] if cfg.executor == "local" else []
-    try:
-        _validate(cfg, runs)
-        if len(todo) < len(runs):
-            print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished in {cfg.out}; skipping them",
-                  file=sys.stderr)
+    with interruptible():
+        # validating imports torch (the model registry); the first workers import it meanwhile
+        standby = [start_standby() for _ in range(min(cfg.jobs, len(runs)))] if cfg.executor == "local" else []
         try:
-            cfg.out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BenchError(f"--out {cfg.out}: cannot create the folder ({e.strerror})") from None
-        records = _run_ray(todo, cfg) if cfg.executor == "ray" else _run_local(todo, cfg, standby)
-    finally:
-        release(standby)
+            _validate(cfg, runs)
+            with sweep_lock(cfg.out):
+                records = run_sweep(cfg, runs, standby)
+        except (KeyboardInterrupt, SweepInterrupted) as e:
+            WORKERS.stop_all()
+            signum = e.signum if isinstance(e, SweepInterrupted) else signal.SIGINT
+            print(f"interrupted ({signal.Signals(signum).name}): finished runs are kept in {cfg.out}; the same "
+                  "command resumes the others", file=sys.stderr)
+            return 128 + signum
+        finally:
+            release(standby)
     failed = [r for r in records if r.get("status") != "ok"]
     print(f"{len(records) - len(failed)} runs finished, {len(failed)} failed; records in {cfg.out / 'records.jsonl'}")
     return 1 if failed else 0
+
+
+def run_sweep(cfg: RunConfig, runs: list[dict[str, Any]],
+              standby: list[subprocess.Popen[str]] | None = None) -> list[dict[str, Any]]:
+    """Runs what is not finished yet in cfg.out (the caller holds its `sweep_lock`)."""
+    done = finished(cfg.out)
+    todo = [r for r in runs if (r["config_hash"], r["seed"]) not in done]
+    if len(todo) < len(runs):
+        print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished in {cfg.out}; skipping them",
+              file=sys.stderr)
+    if cfg.executor == "ray":
+        return _run_ray(todo, cfg)
+    return _run_local(todo, cfg, standby if standby is not None else [])
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise SweepInterrupted in the main thread, as SIGINT raises KeyboardInterrupt."""
+    def handler(signum: int, frame: Any) -> None:
+        raise SweepInterrupted(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+@contextlib.contextmanager
+def sweep_lock(out: Path) -> Iterator[None]:
+    """One sweep per records folder. An flock on `<out>/.lock`: the kernel drops it when its holder
+    dies, however it dies, so a stale lock is taken over by the next sweep without a word."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise BenchError(f"--out {out}: cannot create the folder or its lock ({e.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            raise BenchError(f"--out {out} is in use by another sweep ({holder}); wait for it or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {now()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:

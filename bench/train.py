@@ -28,6 +28,7 @@ from bench.config import require_device
 from bench.data import SeqData, load_dataset
 from bench.diagnostics import cluster_diagnostics
 from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
+from bench.memory import MB, MemorySampler
 from bench.modelio import build_model
 from bench.optim import Adam
 from bench.protocol import PHASES, SEEN_RULES
@@ -80,6 +81,9 @@ class PhaseClock:
         self.device = device
         self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.gpu: dict[str, dict[str, int]] = {}
+        counters = (lambda: (torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device))) \
+            if device.type == "cuda" else None
+        self.mem = MemorySampler(gpu=counters)
 
     def run(self, phase: str, fn: Callable[..., Any], *args: Any) -> Any:
         cuda = self.device.type == "cuda"
@@ -87,7 +91,9 @@ class PhaseClock:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         t0 = time.perf_counter()
+        self.mem.phase = phase
         out = fn(*args)
+        self.mem.phase = "other"
         if cuda:
             torch.cuda.synchronize(self.device)
             now = {"allocated": torch.cuda.max_memory_allocated(self.device),
@@ -165,21 +171,27 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
     tc = spec.train
     opt = make_optimizer(model, tc)
     prog, best_state, clock_totals = Progress(), copy.deepcopy(model.state_dict()), None
+    memory_so_far = None
     if state_path is not None and state_path.exists():
         saved = torch.load(state_path, weights_only=False, map_location=device)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         prog, best_state, clock_totals = saved["progress"], saved["best_state"], saved["clock"]
+        memory_so_far = saved.get("memory")  # absent in the states of older code
         _keep_threads(saved.get("threads"), prog.epoch)
     clock = PhaseClock(device)
     if clock_totals:
         clock.seconds, clock.gpu = clock_totals
+    if memory_so_far is not None:
+        clock.mem.phases, clock.mem.timeline = memory_so_far
+    clock.mem.start()
     setup_s = time.perf_counter() - t_start
     while prog.epoch < tc.epochs and prog.stop_reason == "max_epochs":
         best_state = _one_epoch(spec, model, opt, data, prog, clock, best_state, device)
         if state_path is not None:
             _save_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "progress": prog,
                                      "best_state": best_state, "clock": (clock.seconds, clock.gpu),
+                                     "memory": (clock.mem.phases, clock.mem.timeline),
                                      "threads": torch.get_num_threads()})
         if on_epoch is not None:
             on_epoch(prog, tc.epochs)
@@ -202,6 +214,7 @@ def _one_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, prog: P
     """Epoch start hook, batches, steps, validation, early stopping; returns the best weights."""
     epoch, tc = prog.epoch, spec.train
     before = dict(clock.seconds)
+    clock.mem.epoch = epoch
     rng, model.generator = epoch_generators(spec.seed, epoch, device)
     clock.run("clustering", model.epoch_start, epoch, lambda: mean_pooled_train_outputs(model, data, device),
               spec.seed)
@@ -221,6 +234,20 @@ def _one_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, prog: P
             prog.stop_reason = "early_stopping"
     prog.epoch = epoch + 1
     return best_state
+
+
+def memory_summary(mem: MemorySampler) -> dict[str, Any]:
+    """The sampler's per-phase averages and peaks and its epoch timeline; on CUDA also the average
+    allocator counters per phase in bytes, shaped as `gpu_peak_by_phase` (the paper's memory claim is
+    an average over training)."""
+    mem.stop()
+    out = mem.summary()
+    gpu_avg = {p: {"allocated": round(m["avg_gpu_allocated_mb"] * MB), "reserved": round(m["avg_gpu_reserved_mb"] * MB)}
+               for p, m in out["by_phase"].items() if "avg_gpu_allocated_mb" in m}
+    train = [m for p, m in out["by_phase"].items() if p in PHASES]
+    n = sum(m["samples"] for m in train)
+    rss_avg = sum(m["avg_rss_mb"] * m["samples"] for m in train) / n if n else None
+    return {"sampled": out, "rss_avg_mb": rss_avg, **({"gpu_avg_by_phase": gpu_avg} if gpu_avg else {})}
 
 
 def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str, Any], prog: Progress,
@@ -244,8 +271,7 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
             "phase_total_s": dict(clock.seconds), "epoch_mean_s": train_s / epochs,
             "train_sequences_per_s": data.n_users * epochs / max(clock.seconds["train"], 1e-9),
         },
-        "memory": {"peak_rss_mb": peak_rss_mb(),
-                   "gpu_peak_by_phase": clock.gpu},
+        "memory": {"peak_rss_mb": peak_rss_mb(), "gpu_peak_by_phase": clock.gpu, **memory_summary(clock.mem)},
         "diagnostics": diag,
         "train_config": asdict(spec.train),
     }

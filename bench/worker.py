@@ -6,9 +6,15 @@ record (ok, or failed with the reason for the failures it can name), and exits n
 
 from __future__ import annotations
 
+import sys
+
+from bench.lifeline import die_with_parent
+
+if __name__ == "__main__":  # before torch is imported: that takes seconds, the parent may die meanwhile
+    die_with_parent()
+
 import json
 import os
-import sys
 import traceback
 from pathlib import Path
 from typing import Any

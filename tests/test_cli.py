@@ -98,3 +98,28 @@ def test_an_output_path_that_is_a_file_is_a_one_line_error_and_the_file_survives
     res = bench(*command, "--out", str(target))
     assert res.returncode == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
     assert target.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("text", "not a torch checkpoint (Unsupported operand"),
+        ("zip", "not a torch checkpoint (RuntimeError: PytorchStreamReader failed"),
+        ("pickle", "refused by the safe loader: it holds the Python object argparse.Namespace, not only tensors"),
+        ("missing", "no such checkpoint file"),
+    ],
+)
+def test_a_checkpoint_that_is_no_torch_file_or_unsafe_is_one_line_exit_2(content: str, message: str,
+                                                                         tmp_path: Path) -> None:
+    import torch
+
+    ck = tmp_path / "ck.pt"
+    if content == "text":
+        ck.write_text("not a checkpoint\n")
+    elif content == "zip":
+        ck.write_bytes(b"PK\x03\x04" + bytes(64))
+    elif content == "pickle":  # a pickled object whose loading would run code the safe loader refuses
+        torch.save({"item_embeddings.weight": torch.zeros(2, 2), "x": argparse.Namespace(a=1)}, ck)
+    res = bench("eval", "--model", "sasrec", "--dataset", "synthetic:users=50,items=20", "--checkpoint", str(ck))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert message in res.stderr and "Traceback" not in res.stderr
