@@ -146,6 +146,11 @@ def concat_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.repeat(starts, lengths) + np.arange(lengths.sum()) - offsets
 
 
+def train_counts(data: SeqData) -> np.ndarray:
+    """Interaction counts of every item over the training part (all but each user's last two items)."""
+    return np.bincount(data.flat[concat_ranges(data.starts, data.ends - 2)], minlength=data.item_size)
+
+
 def windows(flat: np.ndarray, start: np.ndarray, end: np.ndarray, length: int = MAX_LEN) -> np.ndarray:
     """Left-padded windows: row u holds the last `length` items of flat[start[u]:end[u]]."""
     idx = end[:, None] - length + np.arange(length)[None]  # (U, L)

@@ -1,7 +1,8 @@
 """Most-popular ranking: every user gets the items ordered by training-interaction count.
 
 Not trainable and not in the registry; it is the floor a sequential model must clear. It plugs
-into the same evaluator: user representation 1, item "embedding" = its count.
+into the same evaluator: user representation 1, item "embedding" = its count. The counts come
+from the caller (`bench.data.train_counts`): models never import the harness.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor, nn
-
-from bench.data import concat_ranges
 
 
 class Popularity(nn.Module):
@@ -24,7 +23,3 @@ class Popularity(nn.Module):
     def item_weights(self) -> Tensor:
         return self.counts  # type: ignore[return-value]
 
-
-def train_counts(flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, item_size: int) -> np.ndarray:
-    """Interaction counts over the training part (all but each user's last two items)."""
-    return np.bincount(flat[concat_ranges(starts, ends - 2)], minlength=item_size)

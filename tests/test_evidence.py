@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from bench.data import load_dataset
+from bench.data import load_dataset, train_counts
 from bench.evaluate import evaluate
 from bench.presets import preset
 from bench.train import RunSpec, TrainConfig, train_run
-from models.popularity import Popularity, train_counts
+from models.popularity import Popularity
 
 DATA = "synthetic:users=1000,items=100,intents=4"
 
@@ -17,7 +17,7 @@ DATA = "synthetic:users=1000,items=100,intents=4"
 @pytest.fixture(scope="module")
 def popularity_ndcg10() -> float:
     d = load_dataset(DATA)
-    return evaluate(Popularity(train_counts(d.flat, d.starts, d.ends, d.item_size)), d).metrics["NDCG@10"]
+    return evaluate(Popularity(train_counts(d)), d).metrics["NDCG@10"]
 
 
 @pytest.mark.parametrize("model", ["sasrec", "cl4srec", "iclrec", "elcrec"])

@@ -1,0 +1,41 @@
+"""The walls of the architecture, checked rather than kept by discipline: models never import the
+harness, and the results code (records, statistics, reports, gates) runs without torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# everything that reads records and judges them: a reader of results must not need torch installed
+RESULTS = ("bench.records", "bench.frame", "bench.stats", "bench.claims", "bench.gate", "bench.report",
+           "bench.render", "bench.plots", "bench.memory", "bench.cost")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "models").glob("*.py")), ids=lambda p: p.name)
+def test_models_never_import_the_harness(path: Path) -> None:
+    bad = sorted(m for m in imported_modules(path) if m == "bench" or m.startswith("bench."))
+    assert not bad, f"{path.name} imports {', '.join(bad)}: models must not depend on bench"
+
+
+@pytest.mark.parametrize("module", RESULTS)
+def test_results_code_imports_no_torch(module: str) -> None:
+    code = f"import sys, {module}; bad = [m for m in ('torch', 'models') if m in sys.modules]; " \
+           "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert res.returncode == 0, f"importing {module} loads {res.stdout.strip() or res.stderr}"
