@@ -3,8 +3,7 @@
 Every ATen op that a step dispatches (forward, backward, optimiser) is timed where it runs, inside
 the real step, through a `TorchDispatchMode`: ops reach it after composite ops were decomposed, so
 the timed calls do not nest and their sum is the time spent in kernels. torch.profiler (with input
-shapes recorded) gave ELCRec's GELU backward 27-36 ms per step here, where this timer gave 15-21 ms
-in the same runs, close to the kernel timed alone: the profiler's overhead lands in large kernels.
+shapes recorded) charges its own overhead to large kernels, which this timer does not (docs/perf.md).
 On CUDA each op is followed by a synchronisation, so an op's time is its kernel's, launch included.
 """
 

@@ -35,14 +35,13 @@ from bench.lifeline import PARENT_ENV
 from bench.records import append_record, new_id, now, provenance, read_records
 
 WORKER = [sys.executable, "-m", "bench.worker"]
-# glibc returns big freed buffers to the OS by default, so every activation of every step is
-# page-faulted in afresh; keeping them in the heap makes a CPU training step ~20% faster. One arena:
-# the training pass's worker threads (models/kernels.py, row_blocks) would each get their own, whose
-# freed buffers the others never reuse (+220 MB peak RSS in a one-epoch ELCRec Beauty run).
-# OpenMP (libgomp, torch's CPU threads): after each parallel region an idle thread spins for
-# GOMP_SPINCOUNT pause loops (default 300,000: milliseconds here) before it sleeps; at the start of a
-# row-block pass the main thread's idle thread then takes a core from the two block workers. 10,000
-# cut an ELCRec Beauty training step from 146 to 134 ms on the 2-core AMD EPYC here.
+# glibc returns big freed buffers to the OS by default, so every activation of every step would be
+# page-faulted in afresh; they stay in the heap instead. One arena: the training pass's worker
+# threads (models/kernels.py, row_blocks) would each get their own, whose freed buffers the others
+# never reuse. OpenMP (libgomp, torch's CPU threads): after each parallel region an idle thread spins
+# for GOMP_SPINCOUNT pause loops (default 300,000) before it sleeps, and at the start of a row-block
+# pass the main thread's idle thread would take a core from the block workers. Measurements of both:
+# docs/perf.md.
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 36),
               "MALLOC_TOP_PAD_": str(1 << 30), "MALLOC_ARENA_MAX": "1", "GOMP_SPINCOUNT": "10000"}
 TRAIN_KEYS = ("lr", "beta1", "beta2", "weight_decay", "batch_size", "epochs", "patience", "seen_items")

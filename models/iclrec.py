@@ -55,7 +55,7 @@ def nearest(x: Tensor, c: Tensor) -> Tensor:
 
     argmin_j ||x - c_j||^2 = argmax_j (2 x.c_j - ||c_j||^2): ||x||^2 is the same for every j, so it
     is left out, and the rest is one GEMM with the bias added inside it (oneDNN on CPU); `max` over
-    the last dimension is faster than `argmin` here. Equal to `sq_dist(x, c).argmin(-1)` except
+    the last dimension is faster than `argmin` on CPU. Equal to `sq_dist(x, c).argmin(-1)` except
     where two centres are within float32 rounding of each other.
     """
     with torch.no_grad():

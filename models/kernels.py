@@ -37,7 +37,7 @@ def dropout_scale(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
     """Inverted-dropout factors shaped like x (0 or 1/(1-p)), drawn from `gen`, never the global RNG."""
     if p == 0.5:
         # one random bit per element is an exact Bernoulli(0.5) draw: 64 bits per random int64,
-        # expanded through a byte -> 8 scale factors table (~10x cheaper than F.dropout here)
+        # expanded through a byte -> 8 scale factors table (far cheaper than F.dropout's float draws)
         words = random_bits(x.numel(), gen, x.device)
         scale = F.embedding(words.view(torch.uint8).int(), _bit_table(x.device, x.dtype))  # (n/8, 8)
         return scale.view(-1)[: x.numel()].view(x.shape)
@@ -130,10 +130,10 @@ ROW_BLOCK_MIN_TOKENS = 48_000
 def _weight_grad(g: Tensor, x: Tensor) -> Tensor:
     """g.T @ x for g (T, out), x (T, in) with T in the tens of thousands -> (out, in).
 
-    MKL splits such a long reduction poorly across threads (1.5x on 2 cores). So the T rows are cut
-    into ROW_BLOCKS blocks, whose products run as one batched GEMM (a block per thread) and are
-    summed: ~25% faster here. The product is taken in the orientation MKL runs fastest (the smaller of
-    in/out as the output's rows). Same value up to float32 summation order."""
+    MKL splits such a long reduction poorly across threads. So the T rows are cut into ROW_BLOCKS
+    blocks, whose products run as one batched GEMM (a block per thread) and are summed. The product
+    is taken in the orientation MKL runs fastest (the smaller of in/out as the output's rows). Same
+    value up to float32 summation order."""
     t, n_out, n_in = g.shape[0], g.shape[1], x.shape[1]
     if t % ROW_BLOCKS:
         return g.T @ x if n_out <= n_in else (x.T @ g).T
@@ -147,12 +147,12 @@ class _Linear(torch.autograd.Function):
     """x @ w.T + b for the encoder's tall, skinny (tokens x 64..256) shapes on CPU.
 
     Forward runs oneDNN's linear, which adds the bias inside the GEMM (MKL's addmm first writes the
-    broadcast bias into the whole output, a pass over up to 64 MB here); so does the input gradient
+    broadcast bias into the whole output, one more pass over it); so does the input gradient
     (g @ w as a linear with the transposed weight). The weight gradient is one batched GEMM over
     blocks of rows (`_weight_grad`), and the bias gradient a matrix-vector product, which reads the
     gradient faster than a sum reduction; where the native kernels run (one torch thread), both come
-    from one pass of `native.linear_wgrad` instead (~2x faster than MKL on the AMD CPU here, where MKL
-    takes its AVX2 path). Same values as F.linear up to float32 summation order.
+    from one pass of `native.linear_wgrad` instead (blocked sums; where MKL takes its AVX2 path on an
+    AVX-512 CPU, also faster: docs/perf.md). Same values as F.linear up to float32 summation order.
     """
 
     @staticmethod
@@ -164,12 +164,12 @@ class _Linear(torch.autograd.Function):
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         x, w = ctx.saved_tensors
         g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])  # (T, out), (T, in)
-        # oneDNN again for g @ w: MKL is ~1.5x slower for the widening (T, 64) x (64, 256)
+        # oneDNN again for g @ w: MKL is slower for the widening (T, 64) x (64, 256)
         gx = _dnn_linear(g, w.t().contiguous(), None) if ctx.needs_input_grad[0] else None
         gw: Tensor | None = None
         gb: Tensor | None = None
         if ctx.needs_input_grad[1] and native.usable(g2) and native.wgrad_fits(w.shape[0], w.shape[1]):
-            gw, gb = native.linear_wgrad(g2, x2, ctx.needs_input_grad[2])  # ~2x the BLAS's speed here
+            gw, gb = native.linear_wgrad(g2, x2, ctx.needs_input_grad[2])  # one pass, blocked sums
             return gx, gw, gb
         if ctx.needs_input_grad[1]:
             gw = _weight_grad(g2, x2)
@@ -208,14 +208,14 @@ def linear_add(x: Tensor, w: Tensor, b: Tensor, res: Tensor) -> Tensor:
 def _flush_subnormal(grad: Tensor) -> Tensor:
     """Zeroes gradient entries below 1e-30. With flattened 3200-dim views the logits are in the
     thousands, so the softmax gradient is full of float32 subnormals, which make every following
-    arithmetic kernel and GEMM ~100x slower on x86 CPUs. They are far below float32 resolution of
+    arithmetic kernel and GEMM many times slower on x86 CPUs. They are far below float32 resolution of
     any sum they enter (GPUs flush them in the same way), so the gradient does not change measurably."""
     return grad.masked_fill(grad.abs() < 1e-30, 0.0)
 
 
 def _matmul_t(a: Tensor, b: Tensor) -> Tensor:
-    """a @ b.T; on CPU through oneDNN (a linear with b as its weight): (512, 512) x (512, 3200) in
-    4.2 ms against MKL's 7.8 ms on the AMD CPU here, where MKL takes its AVX2 path."""
+    """a @ b.T; on CPU through oneDNN (a linear with b as its weight), faster than MKL for the
+    InfoNCE Gram's (512, 512) x (512, 3200) where MKL takes its AVX2 path (docs/perf.md)."""
     return _dnn_linear(a, b.contiguous(), None) if _onednn(a) else a @ b.T
 
 
@@ -224,8 +224,8 @@ class _Gram(torch.autograd.Function):
     two (2B, 2B) x (2B, F) products. The incoming gradient is flushed of subnormals first.
 
     The backward's product runs oneDNN (`_matmul_t`); the forward stays on the BLAS: oneDNN's
-    3200-long dot products were 4x less accurate here (9e-7 against 2e-7 relative to float64), which
-    took the loss fixture's worst ELCRec gradient from 1.5e-6 to 8.9e-6 of its 1e-5 limit."""
+    3200-long dot products are less accurate, enough to take the loss fixture's worst ELCRec
+    gradient close to its 1e-5 limit (docs/perf.md)."""
 
     @staticmethod
     def forward(ctx: Any, z: Tensor) -> Tensor:
@@ -307,7 +307,7 @@ def row_blocks(fn: Any, x: Tensor, gen: torch.Generator | None, params: Sequence
     (`params`: what fn differentiates to; their gradients are summed over the blocks in a fixed order).
 
     With two torch threads or more the blocks run side by side, in worker threads that share the torch
-    threads out: the ops whose own threading scales poorly here (LayerNorm's backward, the embedding
+    threads out: the ops whose own threading scales poorly (LayerNorm's backward, the embedding
     gradient, the GEMMs' row split) then keep both cores busy. With one thread they run one after the
     other; a block's ops then run on one thread, as with two threads, so the result is the same. Each
     block's dropout draws from its own generator, seeded from `gen`, so a seed fixes every mask whatever

@@ -9,7 +9,7 @@ The kernels are single-threaded: they run where torch runs one thread, as in eac
 large training pass (`models.kernels.row_blocks`, one block per core; ctypes releases the GIL, so the
 blocks run side by side) or in a one-thread run. With more torch threads a pass takes the torch path:
 calling native code from extra threads while torch's OpenMP workers spin-wait for their next region
-was slower here (SASRec on Beauty, 256-row passes, 2 threads).
+was slower (docs/perf.md).
 """
 
 from __future__ import annotations
