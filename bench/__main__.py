@@ -1,4 +1,5 @@
-from bench.cli import exit_now, main
+from bench.cli import main
+from bench.lifeline import exit_now
 
 if __name__ == "__main__":
     exit_now(main())

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from bench.cli import register
 from bench.config import from_namespace, opt, require_device
 from bench.errors import BenchError
 from bench.lifeline import PARENT_ENV
@@ -170,5 +169,3 @@ def _print_summary(summary: dict[str, Any], cfg: CostConfig) -> None:
               f"{r['rounds']} rounds)")
     print(f"records in {cfg.out / 'records.jsonl'}")
 
-
-register("cost", "paired per-epoch cost of models trained in alternation (ABAB...), with a CI", CostConfig, cmd_cost)

@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.cli import register
 from bench.config import from_namespace, opt
 from bench.errors import BenchError
 from bench.frame import epoch_times, load_frame, per_user_matrix
@@ -171,6 +170,3 @@ def cmd_gate(ns: argparse.Namespace) -> int:
     print({0: "gate: pass", 1: "gate: regression", 3: "gate: inconclusive"}[code])
     return code
 
-
-register("gate", "compare current records with a baseline; exit 1 on a significant regression", GateConfig,
-         cmd_gate)

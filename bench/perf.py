@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.cli import register
 from bench.config import from_namespace, opt, require_device
 from bench.errors import BenchError
 from bench.records import cpu_model
@@ -389,5 +388,3 @@ def cmd_perf(ns: argparse.Namespace) -> int:
         write_atomic(cfg.out, json.dumps(results, indent=2).encode())
     return 0
 
-
-register("perf", "speed benchmarks of paper-settings training (epoch, clustering, whole run)", PerfConfig, cmd_perf)

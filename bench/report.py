@@ -22,7 +22,6 @@ import pandas as pd
 
 from bench import stats
 from bench.claims import Verdict, judge, load_claims
-from bench.cli import register
 from bench.config import from_namespace, opt
 from bench.errors import BenchError
 from bench.frame import COST_COLUMNS, best_valid, load_frame, per_user_matrix, time_to_target
@@ -303,5 +302,3 @@ def to_json(report: Report) -> str:
     return json.dumps({"summary": summary_rows(report), "claims": verdict_dicts(report), "failed": report.failed,
                        "notes": report.notes}, indent=2, default=float)
 
-
-register("report", "tables, significance tests, claim verdicts and plots from records", ReportConfig, cmd_report)

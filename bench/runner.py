@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.cli import register
 from bench.config import build_config, from_namespace, opt, require_device
 from bench.errors import BenchError
 from bench.lifeline import PARENT_ENV
@@ -483,5 +482,3 @@ def _check_options(cfg: RunConfig) -> None:
     if cfg.out.exists() and not cfg.out.is_dir():
         raise BenchError(f"--out {cfg.out} is a file; records go into a folder")
 
-
-register("run", "train models x datasets x seeds under the authors' protocol", RunConfig, cmd_run)

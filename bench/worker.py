@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.lifeline import die_with_parent
+from bench.lifeline import die_with_parent, exit_now
 
 if __name__ == "__main__":  # before torch is imported: that takes seconds, the parent may die meanwhile
     die_with_parent()
@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from bench.cli import exit_now
 from bench.errors import BenchError
 from bench.evaluate import device_info
 from bench.records import append_record, provenance

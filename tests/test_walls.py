@@ -39,3 +39,19 @@ def test_results_code_imports_no_torch(module: str) -> None:
            "print(','.join(bad)); sys.exit(1 if bad else 0)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert res.returncode == 0, f"importing {module} loads {res.stdout.strip() or res.stderr}"
+
+
+def _bench_imports() -> dict[str, set[str]]:
+    """bench module -> the bench modules it imports (function-level imports included)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((REPO / "bench").rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        graph[name] = {m for m in imported_modules(path) if m.startswith("bench.") or m == "bench"}
+    return graph
+
+
+def test_no_bench_module_imports_the_cli() -> None:
+    """The CLI is a dispatch table over the domain; the domain never depends on it."""
+    users = sorted(m for m, deps in _bench_imports().items() if "bench.cli" in deps and m != "bench.__main__")
+    assert not users, f"{', '.join(users)} import bench.cli"
