@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -58,9 +59,27 @@ def _scatter(runs: pd.DataFrame, ax: plt.Axes, dataset: str) -> None:
     ax.set(xlabel="seconds per epoch", ylabel="test NDCG@10", title=f"{dataset}: quality vs cost")
 
 
+def _timeline(rec: dict[str, Any]) -> dict[str, Any] | None:
+    return ((rec.get("memory") or {}).get("sampled") or {}).get("timeline")
+
+
+def _memory(runs: pd.DataFrame, ax: plt.Axes, dataset: str) -> None:
+    """Resident memory (and GPU memory where sampled) over one epoch of each model's first run with a
+    timeline: the paper's memory claim is an average over training, which a peak cannot show."""
+    for model, g in runs.groupby("model"):
+        tl = next((t for t in map(_timeline, g.sort_values("seed")["record"]) if t), None)
+        if tl is None:
+            continue
+        line = ax.plot(tl["t"], tl["rss_mb"], label=f"{model} RSS (epoch {tl['epoch']})")[0]
+        gpu = [np.nan if v is None else v for v in tl.get("gpu_allocated_mb") or []]
+        if gpu and not np.all(np.isnan(gpu)):
+            ax.plot(tl["t"], gpu, ls="--", color=line.get_color(), label=f"{model} GPU allocated")
+    ax.set(xlabel="seconds into the epoch", ylabel="MB", title=f"{dataset.split(':')[0]}: memory over one epoch")
+
+
 # caption, drawing function, file name prefix, figure width (inches)
 _RUN_PLOTS = (("validation curves", _curves, "curves", 6.0), ("time per epoch by phase", _phases, "phases", 6.0),
-              ("quality vs cost", _scatter, "scatter", 5.0))
+              ("quality vs cost", _scatter, "scatter", 5.0), ("memory over one epoch", _memory, "memory", 6.0))
 
 
 def _claim_diffs(sec: Section, out: Path) -> dict[str, str]:
@@ -89,6 +108,8 @@ def make_plots(report: Report, out: Path) -> dict[str, dict[str, str]]:
         made: dict[str, str] = {}
         runs = _trained(sec)
         for caption, draw, prefix, width in _RUN_PLOTS if not runs.empty else ():
+            if draw is _memory and not any(map(_timeline, runs["record"])):
+                continue  # records of older code carry no memory timeline
             fig, ax = plt.subplots(figsize=(width, 3.6))
             draw(runs, ax, sec.dataset)
             ax.legend()

@@ -3,11 +3,15 @@ timeline of one epoch."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from bench.memory import MemorySampler
+from bench.records import read_records
 
 
 def test_a_phase_that_holds_more_memory_shows_it_in_its_average_and_peak() -> None:
@@ -38,3 +42,17 @@ def test_gpu_counters_are_sampled_when_given() -> None:
     mem.stop()
     train = mem.summary()["by_phase"]["train"]
     assert train["avg_gpu_allocated_mb"] == 3 and train["peak_gpu_reserved_mb"] == 5
+
+
+def test_a_run_records_its_memory_by_phase_and_the_report_plots_its_timeline(tmp_path: Path) -> None:
+    out, rep = tmp_path / "runs", tmp_path / "report"
+    for args in (["run", "--profile", "smoke", "--models", "sasrec", "--epochs", "2", "--out", str(out)],
+                 ["report", str(out), "--out", str(rep)]):
+        res = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+    (rec,) = read_records([out])
+    mem = rec["memory"]
+    assert mem["sampled"]["by_phase"]["train"]["samples"] >= 1 and mem["sampled"]["timeline"]["epoch"] == 1
+    assert 0 < mem["rss_avg_mb"] <= mem["peak_rss_mb"] * 1.01  # VmHWM and the samples: the same process
+    plot = next(rep.glob("memory-*.png"))
+    assert plot.stat().st_size > 1000 and plot.name in (rep / "report.md").read_text()
