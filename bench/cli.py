@@ -1,4 +1,4 @@
-"""`python -m bench run|eval|report|gate|list|perf`."""
+"""`python -m bench run|reproduce|eval|report|gate|list|perf|fetch`."""
 
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-PLUGINS = {"run": "bench.runner", "report": "bench.report", "gate": "bench.gate", "perf": "bench.perf"}
+PLUGINS = {"run": "bench.runner", "report": "bench.report", "gate": "bench.gate", "perf": "bench.perf",
+           "reproduce": "bench.reproduce", "fetch": "bench.fetch"}
 
 
 def _load_plugins(command: str | None = None) -> None:
