@@ -79,6 +79,8 @@ class RunConfig:
     timeout: float = opt(0.0, help="seconds before a run is killed and recorded as failed (0: none)")
     data_dir: Path | None = opt(None, help="folder with the dataset files")
     out: Path = opt(Path("runs/latest"), help="records folder (records.jsonl, per_user/, state/, logs/)")
+    allow_code_change: bool = opt(False, help="resume runs whose state was saved by other code (the record "
+                                  "says so); without it such a resume is refused")
 
 
 def _parse_value(text: str) -> Any:
@@ -124,7 +126,7 @@ def dataset_list(items: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def config_hash(spec: dict[str, Any]) -> str:
-    body = {k: v for k, v in spec.items() if k not in ("seed", "data_dir", "threads")}
+    body = {k: v for k, v in spec.items() if k not in ("seed", "data_dir", "threads", "allow_code_change")}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -144,6 +146,8 @@ def expand(cfg: RunConfig) -> list[dict[str, Any]]:
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
         spec = {"model": model, "dataset": dataset, "seed": seed, "hp": hp, "train": train, "device": cfg.device,
                 "data_dir": str(cfg.data_dir) if cfg.data_dir else None, "threads": threads}
+        if cfg.allow_code_change:  # only then: specs and records stay as they were otherwise
+            spec["allow_code_change"] = True
         spec["config_hash"] = config_hash(spec)
         runs.append(spec)
     return runs
@@ -320,6 +324,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     standby = [start_standby() for _ in range(min(cfg.jobs, len(todo)))] if cfg.executor == "local" else []
     try:
         _validate(cfg, runs)
+        check_resumes(todo, cfg.out, cfg.allow_code_change)
         if len(todo) < len(runs):
             print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished in {cfg.out}; skipping them",
                   file=sys.stderr)
@@ -333,6 +338,20 @@ def cmd_run(ns: argparse.Namespace) -> int:
     failed = [r for r in records if r.get("status") != "ok"]
     print(f"{len(records) - len(failed)} runs finished, {len(failed)} failed; records in {cfg.out / 'records.jsonl'}")
     return 1 if failed else 0
+
+
+def state_file(out: Path, spec: dict[str, Any]) -> Path:
+    """Where the worker keeps a run's resume state (bench.worker)."""
+    return out / "state" / f"{spec['config_hash']}-s{spec['seed']}.pt"
+
+
+def check_resumes(todo: list[dict[str, Any]], out: Path, allow: bool) -> None:
+    """Refuses the sweep, before anything runs, if a run would resume a state saved by other code
+    (the worker checks again as it starts: the code may change in between)."""
+    from bench.codeversion import resume_check
+
+    for spec in todo:
+        resume_check(state_file(out, spec), allow)
 
 
 def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:
