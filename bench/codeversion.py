@@ -119,6 +119,8 @@ def code_warnings(records: list[dict[str, Any]]) -> list[str]:
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         groups[_key(((rec.get("provenance") or {}).get("git")) or {})].append(rec)
+    for rs in groups.values():
+        rs.sort(key=lambda r: (str(r.get("model")), r.get("seed") or 0))
     out = []
     if len(groups) > 1:
         parts = [f"{describe((rs[0].get('provenance') or {}).get('git'))}: {', '.join(map(_label, rs))}"
