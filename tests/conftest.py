@@ -23,9 +23,14 @@ def candidates(kind: str) -> list[Path]:
     return [*(r / kind for r in [*roots, REPO.parent / "shared"]), default_cache(kind)]
 
 
-def locate(kind: str) -> Path:
-    """The first folder holding every file of `kind`; else skips, naming the command that fetches them."""
-    files = [a.file for a in artifacts(kind)]
+#: what most tests need (and what scripts/gpu.sh carries to a GPU machine): the Beauty files
+BEAUTY = {"datasets": ("Beauty.txt",), "checkpoints": ("ELCRec-Beauty-1.pt", "ICLRec-Beauty-1.pt")}
+
+
+def locate(kind: str, files: tuple[str, ...] | None = None) -> Path:
+    """The first folder holding `files` (default: every file of `kind`); else skips, naming the
+    command that fetches them."""
+    files = files or tuple(a.file for a in artifacts(kind))
     for folder in candidates(kind):
         if all((folder / f).is_file() for f in files):
             return folder
@@ -35,12 +40,14 @@ def locate(kind: str) -> Path:
 
 @pytest.fixture
 def shared_data() -> Path:
-    return locate("datasets")
+    """A folder with Beauty.txt (tests of other datasets call `locate` with their file)."""
+    return locate("datasets", BEAUTY["datasets"])
 
 
 @pytest.fixture
 def checkpoints() -> Path:
-    return locate("checkpoints")
+    """A folder with the two Beauty checkpoints (the loss fixture's)."""
+    return locate("checkpoints", BEAUTY["checkpoints"])
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from bench.evaluate import evaluate
 from bench.metrics import per_user_metrics
 from bench.modelio import build_model, load_checkpoint
 from bench.synthetic import synthetic_from_spec
+from tests.conftest import locate
 
 
 def brute_force_ranks(model, data: SeqData, rule: str) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -58,12 +59,13 @@ def expected_table() -> dict[str, dict[str, float]]:
 
 
 @pytest.mark.parametrize("ck", ["ELCRec Beauty", "ICLRec Beauty", "ELCRec Toys", "ICLRec Toys"])
-def test_authors_checkpoints_reproduce_expected_metrics(ck: str, checkpoints: Path, shared_data: Path) -> None:
+def test_authors_checkpoints_reproduce_expected_metrics(ck: str) -> None:
     model_name, ds = ck.split()
     files = {"Beauty": ("beauty", "Beauty"), "Toys": ("toys", "Toys_and_Games")}
     dataset, stem = files[ds]
-    data = load_dataset(dataset, shared_data)
-    model = load_checkpoint(model_name.lower(), checkpoints / f"{model_name}-{stem}-1.pt", data.item_size)
+    checkpoint = f"{model_name}-{stem}-1.pt"
+    data = load_dataset(dataset, locate("datasets", (f"{stem}.txt",)))
+    model = load_checkpoint(model_name.lower(), locate("checkpoints", (checkpoint,)) / checkpoint, data.item_size)
     res = evaluate(model, data, "test", "zero")
     expected = expected_table()[ck]
     assert len(expected) >= 4

@@ -71,8 +71,8 @@ def test_file_urls_work_too(tmp_path: Path) -> None:
     assert F.fetch_one(art, tmp_path / "cache").startswith("downloaded from file://")
 
 
-def test_cli_copies_the_real_checkpoints_from_a_folder(checkpoints: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_copies_the_real_checkpoints_from_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoints = conftest.locate("checkpoints")  # all four
     # `--from` a folder laid out like ../shared (<kind>/<file>), into a fresh cache
     assert main(["fetch", "--what", "checkpoints", "--from", str(checkpoints.parent), "--cache",
                  str(tmp_path / "c")]) == 0
@@ -101,7 +101,8 @@ def test_cli_rejects_unknown_names_and_missing_folders(tmp_path: Path, capsys: p
     assert "not a folder" in capsys.readouterr().err
 
 
-def test_manifests_agree_with_the_shared_files(checkpoints: Path, shared_data: Path) -> None:
+def test_manifests_agree_with_the_shared_files() -> None:
+    checkpoints, shared_data = conftest.locate("checkpoints"), conftest.locate("datasets")
     for art in F.artifacts("checkpoints"):
         assert F.sha256_file(checkpoints / art.file) == art.sha256, art.file
     for art in F.artifacts("datasets"):
