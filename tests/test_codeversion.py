@@ -35,8 +35,8 @@ def test_the_source_hash_follows_the_sources_only(tmp_path: Path) -> None:
 
 
 def test_records_carry_the_source_hash() -> None:
-    git = provenance()["git"]
-    assert git["source_sha256"] == C.source_sha256() and "commit" in git and "dirty" in git
+    git = provenance()["git"]  # the process's code version, fixed at its first use (a run's start)
+    assert git == C.code_version() and len(git["source_sha256"]) == 64 and "commit" in git and "dirty" in git
 
 
 def test_same_code_compares_sources_and_else_clean_commits() -> None:
