@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
              "bench.perf:cmd_perf"),
     "cost": ("paired per-epoch cost of models trained in alternation (ABAB...), with a CI", "bench.cost:CostConfig",
              "bench.cost:cmd_cost"),
+    "reproduce": ("run (or resume) every run of an experiment file, then write its report",
+                  "bench.reproduce:ReproduceConfig", "bench.reproduce:cmd_reproduce"),
+    "fetch": ("download (or copy with --from) the authors' datasets and checkpoints, sha256-checked",
+              "bench.fetch:FetchConfig", "bench.fetch:cmd_fetch"),
 }
 
 

@@ -14,10 +14,11 @@ T = TypeVar("T")
 
 
 def opt(default: Any = dataclasses.MISSING, help: str = "", choices: tuple[str, ...] | None = None,
-        many: bool = False, positional: bool = False) -> Any:
+        many: bool = False, positional: bool = False, flag: str | None = None) -> Any:
     """A config field: its help text, allowed values, whether the flag repeats (`many`) or is a
-    positional argument (one or more values)."""
-    meta = {"help": help, "choices": choices, "many": many, "positional": positional}
+    positional argument (one or more values), and its flag where `--field-name` cannot be it
+    (`--from`: a Python keyword)."""
+    meta = {"help": help, "choices": choices, "many": many, "positional": positional, "flag": flag}
     return field(default=default, metadata=meta)
 
 
@@ -73,8 +74,8 @@ def _csv(kind: type) -> typing.Callable[[str], tuple[Any, ...]]:
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
         hint, meta = hints[f.name], f.metadata
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"help": meta.get("help", "").replace("%", "%%"), "dest": f.name}  # argparse formats help
         if f.default is dataclasses.MISSING:
             kw["required"] = True

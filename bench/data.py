@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import tomllib
 import urllib.request
@@ -55,28 +56,51 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _download(entry: DatasetEntry, dest: Path) -> None:
+def install_verified(source: str | Path, sha256: str, dest: Path) -> None:
+    """Copies a URL (http, https, file) or a local file to `dest` atomically: into a temporary file
+    beside it, renamed only after its sha256 matched, so `dest` is whole and right or untouched.
+    Raises OSError (URLError included) naming the mismatch."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if isinstance(source, Path):
+                with open(source, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            else:
+                with urllib.request.urlopen(source, timeout=30) as resp:
+                    shutil.copyfileobj(resp, out, 1 << 20)
+        digest = sha256_file(Path(tmp))
+        if digest != sha256:
+            raise OSError(f"sha256 mismatch: expected {sha256}, got {digest}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def download(urls: tuple[str, ...], sha256: str, dest: Path) -> str:
+    """The first of `urls` whose content has the sha256, installed at `dest`; returns that URL.
+    Raises OSError listing every URL's failure."""
     errors = []
-    for url in entry.urls:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{entry.file}.")
+    for url in urls:
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
-                out.write(resp.read())
-            digest = sha256_file(Path(tmp))
-            if digest != entry.sha256:
-                raise OSError(f"sha256 mismatch: expected {entry.sha256}, got {digest}")
-            os.replace(tmp, dest)
-            return
+            install_verified(url, sha256, dest)
+            return url
         except OSError as e:  # URLError is an OSError
             errors.append(f"{url}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    raise BenchError(
-        f"cannot download {entry.file} ({'; '.join(errors)}); offline? point at a local copy with "
-        f"--data-dir DIR or {ENV_DATA_DIR}=DIR (a folder holding {entry.file})"
-    )
+    raise OSError("; ".join(errors) or "no URL known")
+
+
+def _download(entry: DatasetEntry, dest: Path) -> None:
+    try:
+        download(entry.urls, entry.sha256, dest)
+    except OSError as e:
+        raise BenchError(
+            f"cannot download {entry.file} ({e}); offline? point at a local copy with "
+            f"--data-dir DIR or {ENV_DATA_DIR}=DIR (a folder holding {entry.file}), or run "
+            f"`python -m bench fetch --what datasets --from DIR`"
+        ) from None
 
 
 def _entry(name: str) -> DatasetEntry:

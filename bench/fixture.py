@@ -13,6 +13,7 @@ from torch import Tensor
 from bench.modelio import build_model, load_checkpoint
 from models.protocol import Batch
 
+COMMITTED_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 #: fixture key -> our loss-term key, per model
 TERMS = {
     "elcrec": {"rec_loss": "rec", "instance_cl_loss_shift": "instance_cl", "intent_cl_loss": "intent_cl",
@@ -27,14 +28,21 @@ def load_batch(fixtures: Path, device: str = "cpu") -> Batch:
     return Batch(b["input_ids"], b["target_pos"], b["target_neg"], b["view_1"], b["view_2"])
 
 
-def fixture_errors(model_name: str, shared: Path, losses: Callable[[Any, Batch], dict[str, Tensor]] | None = None,
-                   device: str = "cpu") -> dict[str, float]:
+def fixture_errors(model_name: str, shared: Path | None = None,
+                   losses: Callable[[Any, Batch], dict[str, Tensor]] | None = None, device: str = "cpu",
+                   fixtures: Path | None = None, checkpoints: Path | None = None) -> dict[str, float]:
     """Relative error of every loss term and listed gradient norm on the Beauty fixture batch.
 
     `losses(model, batch)` computes the terms (default: the model's own `losses`); `bench.recipe`
     passes its plain re-statement of the authors' computation through the same check. `device`
-    runs the check where training runs (CUDA has its own kernels for every op)."""
-    fixtures, checkpoints = shared / "reference" / "fixtures", shared / "checkpoints"
+    runs the check where training runs (CUDA has its own kernels for every op). The files are taken
+    from `shared`'s layout (reference/fixtures, checkpoints) unless `fixtures` or `checkpoints` name
+    their folders; the fixture defaults to the copy committed under tests/fixtures."""
+    fixtures = fixtures or (shared / "reference" / "fixtures" if shared else COMMITTED_FIXTURES)
+    if checkpoints is None:
+        if shared is None:
+            raise ValueError("fixture_errors needs `shared` or `checkpoints`")
+        checkpoints = shared / "checkpoints"
     expected = json.loads((fixtures / "loss_expected.json").read_text())[model_name]
     stem = "ELCRec" if model_name == "elcrec" else "ICLRec"
     model = load_checkpoint(model_name, checkpoints / f"{stem}-Beauty-1.pt", 12103)

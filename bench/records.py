@@ -87,6 +87,8 @@ def cpu_model() -> str:
 
 
 def provenance() -> dict[str, Any]:
+    from bench.codeversion import code_version
+
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),
@@ -95,7 +97,7 @@ def provenance() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "libraries": library_versions(),
-        "git": git_state(),
+        "git": code_version(),  # commit, dirty flag and the source files' sha256
     }
 
 

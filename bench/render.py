@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from bench.codeversion import code_warnings
 from bench.metrics import METRIC_NAMES
 from bench.report import (
     COST_HEADERS,
@@ -48,6 +49,8 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
                                              disable_numparse=True),
               "", "*Costs compare only on one machine and thread count; CPU metrics repeat exactly only at the "
               "same commit and thread count.*", ""]
+    warnings = code_warnings(list(sec.ok.record))  # runs of one comparison from different code
+    lines += [f"> **Warning:** {w}." for w in warnings] + ([""] if warnings else [])
     if sec.comparisons:
         lines += ["### Paired comparisons with the best model", "", tabulate(
             [[c.model, c.best, c.metric, pct(c.rel), f"[{pct(c.low)}, {pct(c.high)}]", fmt_p(c.p_t),

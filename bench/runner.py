@@ -83,6 +83,8 @@ class RunConfig:
     timeout: float = opt(0.0, help="seconds before a run is killed and recorded as failed (0: none)")
     data_dir: Path | None = opt(None, help="folder with the dataset files")
     out: Path = opt(Path("runs/latest"), help="records folder (records.jsonl, per_user/, state/, logs/)")
+    allow_code_change: bool = opt(False, help="resume runs whose state was saved by other code (the record "
+                                  "says so); without it such a resume is refused")
 
 
 def _parse_value(text: str) -> Any:
@@ -128,7 +130,7 @@ def dataset_list(items: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def config_hash(spec: dict[str, Any]) -> str:
-    body = {k: v for k, v in spec.items() if k not in ("seed", "data_dir", "threads")}
+    body = {k: v for k, v in spec.items() if k not in ("seed", "data_dir", "threads", "allow_code_change")}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -148,6 +150,8 @@ def expand(cfg: RunConfig) -> list[dict[str, Any]]:
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
         spec = {"model": model, "dataset": dataset, "seed": seed, "hp": hp, "train": train, "device": cfg.device,
                 "data_dir": str(cfg.data_dir) if cfg.data_dir else None, "threads": threads}
+        if cfg.allow_code_change:  # only then: specs and records stay as they were otherwise
+            spec["allow_code_change"] = True
         spec["config_hash"] = config_hash(spec)
         runs.append(spec)
     return runs
@@ -410,6 +414,7 @@ def run_sweep(cfg: RunConfig, runs: list[dict[str, Any]],
     """Runs what is not finished yet in cfg.out (the caller holds its `sweep_lock`)."""
     done = finished(cfg.out)
     todo = [r for r in runs if (r["config_hash"], r["seed"]) not in done]
+    check_resumes(todo, cfg.out, cfg.allow_code_change)
     if len(todo) < len(runs):
         print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished in {cfg.out}; skipping them",
               file=sys.stderr)
@@ -452,6 +457,20 @@ def sweep_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def state_file(out: Path, spec: dict[str, Any]) -> Path:
+    """Where the worker keeps a run's resume state (bench.worker)."""
+    return out / "state" / f"{spec['config_hash']}-s{spec['seed']}.pt"
+
+
+def check_resumes(todo: list[dict[str, Any]], out: Path, allow: bool) -> None:
+    """Refuses the sweep, before anything runs, if a run would resume a state saved by other code
+    (the worker checks again as it starts: the code may change in between)."""
+    from bench.codeversion import resume_check
+
+    for spec in todo:
+        resume_check(state_file(out, spec), allow)
 
 
 def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:

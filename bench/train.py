@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from bench.batches import EpochBatches, epoch_batches
+from bench.codeversion import code_version, write_sidecar
 from bench.config import require_device
 from bench.data import SeqData, load_dataset
 from bench.diagnostics import cluster_diagnostics
@@ -192,7 +193,9 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
             _save_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "progress": prog,
                                      "best_state": best_state, "clock": (clock.seconds, clock.gpu),
                                      "memory": (clock.mem.phases, clock.mem.timeline),
-                                     "threads": torch.get_num_threads()})
+                                     "threads": torch.get_num_threads(), "code": code_version()})
+            write_sidecar(state_path, {"epoch": prog.epoch, "epochs": tc.epochs, "best_epoch": prog.best_epoch,
+                                       "best_valid_ndcg20": prog.best_score, "stop_reason": prog.stop_reason})
         if on_epoch is not None:
             on_epoch(prog, tc.epochs)
     return _finish(spec, model, data, best_state, prog, clock, setup_s, device)

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from bench.codeversion import code_version, resume_check, sidecar_path
 from bench.errors import BenchError
 from bench.evaluate import device_info
 from bench.records import append_record, provenance
@@ -63,6 +64,8 @@ def main(argv: list[str]) -> int:
         print(f"EPOCH {p.epoch} {max(p.best_score, 0.0):.6f}", flush=True)
 
     try:
+        code_version()  # now, as the process starts: the code this run runs
+        base.update(resume_check(state, bool(spec_d.get("allow_code_change"))))
         result = train_run(spec, state, on_epoch)
     except (RunFailure, BenchError, MemoryError, torch.OutOfMemoryError) as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0]
@@ -74,6 +77,7 @@ def main(argv: list[str]) -> int:
     append_record(out, {**base, "status": "ok", **result, "device": device_info(spec.device),
                         "provenance": provenance()}, per_user)
     state.unlink(missing_ok=True)  # the record is written: the resume state is no longer needed
+    sidecar_path(state).unlink(missing_ok=True)
     return 0
 
 

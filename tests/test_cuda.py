@@ -23,8 +23,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 
 @pytest.mark.parametrize("model", ["elcrec", "iclrec"])
-def test_the_authors_loss_fixture_holds_on_the_gpu(model: str, fixtures_dir: Path) -> None:
-    errors = fixture_errors(model, fixtures_dir.parent.parent, device="cuda")
+def test_the_authors_loss_fixture_holds_on_the_gpu(model: str, fixtures_dir: Path, checkpoints: Path) -> None:
+    errors = fixture_errors(model, device="cuda", fixtures=fixtures_dir, checkpoints=checkpoints)
     assert max(errors.values()) <= 1e-5, errors
 
 

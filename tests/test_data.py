@@ -9,6 +9,7 @@ import pytest
 from bench import data as D
 from bench.errors import BenchError
 from bench.synthetic import synthetic_from_spec
+from tests.conftest import locate
 
 
 def write(tmp: Path, text: str, name: str = "Tiny.txt") -> Path:
@@ -115,8 +116,8 @@ def test_unknown_dataset_lists_known_names() -> None:
 
 
 @pytest.mark.parametrize("name", ["beauty", "sports", "toys", "yelp"])
-def test_released_files_match_manifest(shared_data: Path, name: str) -> None:
-    d = D.load_dataset(name, shared_data)  # verifies sha256 and statistics
+def test_released_files_match_manifest(name: str) -> None:
+    d = D.load_dataset(name, locate("datasets", (D.manifest()[name].file,)))  # verifies sha256 and statistics
     assert d.n_users == D.manifest()[name].users and d.item_size == D.manifest()[name].items + 2
 
 

@@ -17,7 +17,7 @@ REL = 1e-5
 
 @pytest.mark.parametrize("model", ["elcrec", "iclrec"])
 def test_losses_and_gradients_match_the_authors_fixture(model: str, fixtures_dir: Path, checkpoints: Path) -> None:
-    errors = fixture_errors(model, fixtures_dir.parent.parent)
+    errors = fixture_errors(model, fixtures=fixtures_dir, checkpoints=checkpoints)
     assert len(errors) >= 8
     bad = {k: v for k, v in errors.items() if v > REL}
     assert not bad, f"relative errors above {REL}: {bad}"

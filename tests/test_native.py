@@ -108,12 +108,13 @@ def test_the_native_weight_gradient_is_the_linear_layers_gradient(tokens: int, n
 @needs_native
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("model", ["elcrec", "iclrec"])
-def test_at_one_thread_the_native_kernels_pass_the_authors_fixture(model: str, fixtures_dir: Path) -> None:
+def test_at_one_thread_the_native_kernels_pass_the_authors_fixture(model: str, fixtures_dir: Path,
+                                                                   checkpoints: Path) -> None:
     """Every loss term and gradient within 1e-5 of the authors'. The torch path at one thread does not:
     its LayerNorm backward sums ELCRec's embedding LayerNorm weight gradient over 64,000 largely
     cancelling rows in one pass (1.3e-4 off); `ln_bwd` sums blocks of rows (1.0e-6)."""
     assert native.usable(torch.zeros(1))  # the fixture's passes take the native kernels here
-    errors = fixture_errors(model, fixtures_dir.parent.parent)
+    errors = fixture_errors(model, fixtures=fixtures_dir, checkpoints=checkpoints)
     assert max(errors.values()) <= 1e-5, {k: f"{v:.2e}" for k, v in errors.items() if v > 1e-5}
 
 

@@ -50,7 +50,7 @@ def test_the_plain_recipe_computes_the_same_loss_terms_and_gradients(overrides: 
 
 
 def test_the_plain_recipe_matches_the_authors_fixture(fixtures_dir: Path, checkpoints: Path) -> None:
-    errors = fixture_errors("elcrec", fixtures_dir.parent.parent, losses=elcrec_losses)
+    errors = fixture_errors("elcrec", losses=elcrec_losses, fixtures=fixtures_dir, checkpoints=checkpoints)
     assert max(errors.values()) <= 1e-5, errors
 
 

@@ -1,0 +1,139 @@
+"""Which code a run ran with, and refusing to mix code versions silently. No torch here.
+
+A run of the paper profile takes hours, and the code changes under it. The code version is the git
+commit, the dirty flag and a sha256 over the source files of `bench/` and `models/` (on a dirty tree
+the commit alone says nothing). Every state file (`<out>/state/<hash>-s<seed>.pt`) gets a small JSON
+sidecar (`.json`) with the code version and the progress, written after the state, so that a
+resume can be checked, and a dry run can show the progress, without torch. A resume under other
+code is refused unless `--allow-code-change` was given (then the record says so), and the report
+warns when the runs of one comparison come from different code versions.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_DIRS = ("bench", "models")
+SOURCE_SUFFIXES = (".py", ".c", ".h")  # what runs; claim files and docs do not change a run
+
+
+def source_sha256(root: Path = REPO_ROOT) -> str:
+    """sha256 over (relative path, content) of every source file of bench/ and models/, sorted."""
+    h = hashlib.sha256()
+    files = sorted(p for d in SOURCE_DIRS for p in (root / d).rglob("*")
+                   if p.suffix in SOURCE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts)
+    for path in files:
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+@functools.cache
+def code_version() -> dict[str, Any]:
+    """This process's code: computed once, at the first call (a worker calls it as it starts), so
+    that an edit during a long run is not taken for the code that runs."""
+    from bench.records import git_state
+
+    return {**git_state(), "source_sha256": source_sha256()}
+
+
+def describe(v: dict[str, Any] | None) -> str:
+    """`abc1234+dirty (sources 1a2b3c4d5e6f)`; "unknown" for a state or record without one."""
+    if not v:
+        return "unknown"
+    commit = str(v.get("commit") or "no git")[:7] + ("+dirty" if v.get("dirty") else "")
+    src = v.get("source_sha256")
+    return f"{commit} (sources {src[:12]})" if src else commit
+
+
+def same_code(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Equal source hashes, or (for records without one) the same clean commit."""
+    if not a or not b:
+        return False
+    if a.get("source_sha256") and b.get("source_sha256"):
+        return bool(a["source_sha256"] == b["source_sha256"])
+    return bool(a.get("commit")) and a.get("commit") == b.get("commit") and not a.get("dirty") and not b.get("dirty")
+
+
+# ---------------------------------------------------------------- state sidecars
+
+
+def sidecar_path(state: Path) -> Path:
+    return state.with_suffix(".json")
+
+
+def write_sidecar(state: Path, progress: dict[str, Any]) -> None:
+    """Next to a state just saved: its progress and this process's code version (atomic)."""
+    from bench.records import now, write_atomic
+
+    body = {**progress, "code": code_version(), "saved": now()}
+    write_atomic(sidecar_path(state), (json.dumps(body, sort_keys=True) + "\n").encode())
+
+
+def read_sidecar(state: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(sidecar_path(state).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def resume_check(state: Path, allow: bool) -> dict[str, Any]:
+    """Before resuming `state`: {} when there is nothing to resume or the code is the same; with
+    `allow`, {"code_change": {...}} for the record; otherwise a one-line BenchError naming both
+    versions."""
+    if not state.exists():
+        return {}
+    saved = (read_sidecar(state) or {}).get("code")
+    now_v = code_version()
+    if same_code(saved, now_v):
+        return {}
+    if allow:
+        return {"code_change": {"state_code": saved, "code": now_v, "allowed": True}}
+    why = "was saved before code versions were recorded" if not saved else f"was saved by code {describe(saved)}"
+    raise BenchError(f"refusing to resume {state.name}: it {why}, this is {describe(now_v)}; rerun that code, "
+                     f"pass --allow-code-change to go on anyway (recorded), or delete the state to start over")
+
+
+# ---------------------------------------------------------------- report warnings
+
+
+def _key(v: dict[str, Any]) -> tuple[Any, ...]:
+    return ("src", v["source_sha256"]) if v.get("source_sha256") else ("git", v.get("commit"), v.get("dirty"))
+
+
+def _label(rec: dict[str, Any]) -> str:
+    return f"{rec.get('model')} s{rec.get('seed')}"
+
+
+def code_warnings(records: list[dict[str, Any]]) -> list[str]:
+    """Warnings for the runs of one comparison: several code versions, dirty trees whose code cannot
+    be compared, runs resumed under other code. Empty when every run ran the same code."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        groups[_key(((rec.get("provenance") or {}).get("git")) or {})].append(rec)
+    for rs in groups.values():
+        rs.sort(key=lambda r: (str(r.get("model")), r.get("seed") or 0))
+    out = []
+    if len(groups) > 1:
+        parts = [f"{describe((rs[0].get('provenance') or {}).get('git'))}: {', '.join(map(_label, rs))}"
+                 for rs in sorted(groups.values(), key=lambda rs: _label(rs[0]))]
+        out.append(f"these runs come from {len(groups)} code versions ({'; '.join(parts)}): differences may be "
+                   "the code's, not the models'")
+    unknown = [r for k, rs in groups.items() if k[0] == "git" and k[2] for r in rs]
+    if unknown and len(records) > 1:
+        out.append(f"{len(unknown)} run(s) ran from a dirty tree without a source hash "
+                   f"({', '.join(map(_label, unknown))}): whether their code was the same cannot be checked")
+    for rec in records:
+        change = rec.get("code_change")
+        if change:
+            out.append(f"{_label(rec)} was resumed under other code ({describe(change.get('state_code'))} -> "
+                       f"{describe(change.get('code'))}, --allow-code-change)")
+    return out

@@ -1,0 +1,183 @@
+"""Experiment files: a study as data (`experiments/*.toml`), and the state of each of its runs.
+
+An experiment names its profile, datasets, settings, claims file, records folder (`out`) and report
+folder, and one or more `[[runs]]` groups of (models, seeds). Each group is exactly one `bench run`
+command (a `RunConfig`), expanded by `bench.runner.expand`, so runs started by hand with the
+equivalent `bench run` count as done or partial here. A group marked `optional = true` is shown by
+`--dry-run` but only run with `--extended`. Relative paths are taken from the current directory,
+as `bench run --out` does. No torch here (`bench.runner` imports none).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.runner import PROFILES, RunConfig, expand, state_file
+
+# key -> (type check, what it must be)
+_STR = (lambda v: isinstance(v, str), "a string")
+_STRS = (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings")
+_INTS = (lambda v: isinstance(v, list) and bool(v) and all(type(x) is int for x in v), "a non-empty list of integers")
+_INT = (lambda v: type(v) is int, "an integer")
+_NUM = (lambda v: type(v) in (int, float), "a number")
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+_TABLES = (lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v),
+           "a non-empty array of tables ([[runs]])")
+TOP_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": _STR, "description": _STR, "profile": _STR, "datasets": _STRS, "claims": _STR, "out": _STR,
+    "report": _STR, "formats": _STRS, "epochs": _INT, "set": _STRS, "device": _STR, "jobs": _INT,
+    "threads": _INT, "timeout": _NUM, "data_dir": _STR, "runs": _TABLES,
+}
+GROUP_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": _STR, "models": _STRS, "seeds": _INTS, "optional": _BOOL, "set": _STRS,
+}
+REQUIRED_TOP = ("profile", "out", "report", "runs")
+REQUIRED_GROUP = ("models", "seeds")
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    optional: bool
+    cfg: RunConfig  # the equivalent `bench run` command
+
+
+@dataclass(frozen=True)
+class Experiment:
+    path: Path
+    name: str
+    groups: tuple[Group, ...]
+    claims: Path | None
+    report: Path
+    formats: tuple[str, ...]
+
+    @property
+    def out(self) -> Path:
+        return self.groups[0].cfg.out
+
+
+def _check_keys(table: dict[str, Any], allowed: dict[str, tuple[Callable[[Any], bool], str]],
+                required: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise BenchError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    missing = [k for k in required if k not in table]
+    if missing:
+        raise BenchError(f"{where}: missing key(s) {', '.join(missing)}")
+    for key, value in table.items():
+        ok, what = allowed[key]
+        if not ok(value):
+            raise BenchError(f"{where}: {key} must be {what}, got {value!r}")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise BenchError(f"{path}: no such experiment file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BenchError(f"{path}: not valid TOML ({e})") from None
+
+
+def _group(raw: dict[str, Any], i: int, top: dict[str, Any], path: Path) -> Group:
+    where = f"{path}: [[runs]] #{i + 1}"
+    _check_keys(raw, GROUP_KEYS, REQUIRED_GROUP, where)
+    cfg = RunConfig(models=tuple(raw["models"]), datasets=tuple(top.get("datasets", ())), seeds=tuple(raw["seeds"]),
+                    profile=top["profile"], epochs=top.get("epochs"), set=(*top.get("set", ()), *raw.get("set", ())),
+                    device=top.get("device", "cpu"), jobs=top.get("jobs", 1), threads=top.get("threads", 0),
+                    timeout=float(top.get("timeout", 0.0)),
+                    data_dir=Path(top["data_dir"]) if "data_dir" in top else None, out=Path(top["out"]))
+    return Group(raw.get("name", f"group {i + 1}"), raw.get("optional", False), cfg)
+
+
+def load_experiment(path: Path) -> Experiment:
+    """Parses and checks an experiment file: unknown or mistyped keys, an unknown profile, a missing
+    claims file are one-line BenchErrors. Models, datasets and settings are checked by `validate`."""
+    top = _read(path)
+    _check_keys(top, TOP_KEYS, REQUIRED_TOP, str(path))
+    if top["profile"] not in PROFILES:
+        raise BenchError(f"{path}: unknown profile {top['profile']!r}; known: {', '.join(PROFILES)}")
+    claims = Path(top["claims"]) if "claims" in top else None
+    if claims is not None and not claims.is_file():
+        raise BenchError(f"{path}: claims file {claims} does not exist")
+    groups = tuple(_group(raw, i, top, path) for i, raw in enumerate(top["runs"]))
+    formats = tuple(top.get("formats", ("md",)))
+    return Experiment(path, top.get("name", path.stem), groups, claims, Path(top["report"]), formats)
+
+
+def override(exp: Experiment, **changes: Any) -> Experiment:
+    """The experiment with command-line overrides (None: keep the file's) applied to every group."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return replace(exp, groups=tuple(replace(g, cfg=replace(g.cfg, **changes)) for g in exp.groups))
+
+
+def validate(exp: Experiment) -> list[tuple[Group, dict[str, Any]]]:
+    """Every run of every group as (group, RunSpec dict), checked as `bench run` checks them
+    (options, models, datasets, settings): the first problem is a one-line BenchError."""
+    from bench.runner import _check_options, _validate
+
+    runs = []
+    for g in exp.groups:
+        _check_options(g.cfg)
+        specs = expand(g.cfg)
+        try:
+            _validate(g.cfg, specs)
+        except BenchError as e:
+            raise BenchError(f"{exp.path}: {g.name}: {e}") from None
+        runs += [(g, s) for s in specs]
+    return runs
+
+
+def legacy_epoch(state: Path) -> int:
+    """Epochs done in a state saved before sidecars existed: needs torch (the state is a pickle)."""
+    import torch
+
+    return int(torch.load(state, map_location="cpu", weights_only=False)["progress"].epoch)
+
+
+def run_state(spec: dict[str, Any], out: Path, records: dict[tuple[str, int], dict[str, Any]]) -> tuple[str, str]:
+    """(kind, text): ("done", "done (best epoch 7 of 12, test NDCG@5 0.0351)"), ("partial", "partial
+    at epoch 3 of 300"), or ("todo", "to do"), with the last failure's reason where one is recorded.
+    Epochs count from 1 here (records keep the 0-based `best_epoch`)."""
+    from bench.codeversion import code_version, describe, read_sidecar, same_code
+
+    rec = records.get((spec["config_hash"], spec["seed"]))
+    if rec is not None and rec.get("status") == "ok":
+        return "done", (f"done (best epoch {rec['best_epoch'] + 1} of {rec['epochs_run']}, "
+                        f"test NDCG@5 {rec['metrics']['NDCG@5']:.4f})")
+    state = state_file(out, spec)
+    failed = f" (last attempt failed: {rec.get('reason')})" if rec is not None else ""
+    if not state.exists():
+        return "todo", "to do" + failed
+    side = read_sidecar(state)
+    try:
+        epoch = side["epoch"] if side else legacy_epoch(state)
+    except Exception as e:  # a torn or foreign state: the run will say more when it resumes
+        return "partial", f"partial (state unreadable: {type(e).__name__})"
+    text = f"partial at epoch {epoch} of {spec['train']['epochs']}"
+    code = (side or {}).get("code")
+    if not same_code(code, code_version()):
+        text += f", saved by code {describe(code)}: resuming needs --allow-code-change"
+    return "partial", text + failed
+
+
+def latest_records(out: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per (config hash, seed) the latest ok run record, else the latest failed one."""
+    from bench.records import RECORDS_FILE, read_records
+
+    if not (out / RECORDS_FILE).exists():
+        return {}
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    for rec in read_records([out / RECORDS_FILE]):  # the file, not the folder: no nested copies
+        if rec.get("kind") != "run":
+            continue
+        key = (rec["config_hash"], rec["seed"])
+        if rec.get("status") == "ok" or best.get(key, {}).get("status") != "ok":
+            best[key] = rec
+    return best

@@ -1,0 +1,136 @@
+"""`python -m bench reproduce EXPERIMENT.toml`: run (or resume) every run of a study, then report.
+
+Each `[[runs]]` group of the experiment is handed to `bench run` as the equivalent command (the
+same run specs and config hashes), so finished runs are skipped and killed ones resume. Optional
+groups run with `--extended` only. Then the records of the experiment's runs (with their per-user
+sidecars) are copied into `<report>/records/` and the report is written from that copy, so the
+report folder is self-contained. `--dry-run` lists each run with its state and runs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import from_namespace, opt
+from bench.errors import BenchError
+from bench.experiment import Experiment, Group, latest_records, load_experiment, override, run_state, validate
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    experiment: tuple[Path, ...] = opt(help="experiment file (TOML), e.g. experiments/elcrec-beauty.toml",
+                                       positional=True)
+    dry_run: bool = opt(False, help="list every run with its state (done, partial at epoch N, to do); run nothing")
+    extended: bool = opt(False, help="also run the groups marked optional")
+    out: Path | None = opt(None, help="records folder (default: the experiment's `out`)")
+    report: Path | None = opt(None, help="report folder (default: the experiment's `report`)")
+    data_dir: Path | None = opt(None, help="folder with the dataset files")
+    jobs: int | None = opt(None, help="runs in parallel (default: the experiment's, else 1)")
+    threads: int | None = opt(None, help="torch threads per run (default: the experiment's, else cores / jobs)")
+    device: str | None = opt(None, help="cpu or cuda (default: the experiment's, else cpu)", choices=("cpu", "cuda"))
+    allow_code_change: bool = opt(False, help="resume runs whose state was saved by other code (recorded)")
+
+
+def _experiment(cfg: ReproduceConfig) -> Experiment:
+    if len(cfg.experiment) != 1:
+        raise BenchError(f"one experiment file at a time, got {len(cfg.experiment)}")
+    exp = load_experiment(cfg.experiment[0])
+    exp = override(exp, out=cfg.out, data_dir=cfg.data_dir, jobs=cfg.jobs, threads=cfg.threads, device=cfg.device,
+                   allow_code_change=cfg.allow_code_change or None)
+    return dataclasses.replace(exp, report=cfg.report or exp.report)
+
+
+def dry_run(exp: Experiment, runs: list[tuple[Group, dict[str, Any]]]) -> None:
+    """One line per run (model, dataset, seed, config hash, state), then the totals."""
+    records = latest_records(exp.out)
+    kinds: Counter[str] = Counter()
+    required: Counter[str] = Counter()
+    print(f"{exp.name}: {len(runs)} runs, records in {exp.out}, report in {exp.report}")
+    for group, spec in runs:
+        kind, text = run_state(spec, exp.out, records)
+        kinds[kind] += 1
+        if not group.optional:
+            required[kind] += 1
+        tag = f"  [{group.name}, optional]" if group.optional else ""
+        print(f"  {spec['model']:8s} {spec['dataset'].split(':')[0]:10s} seed {spec['seed']:<3d} "
+              f"{spec['config_hash']}  {text}{tag}")
+    print(f"total: {_counts(kinds)}; required groups: {_counts(required)}")
+
+
+def _counts(c: Counter[str]) -> str:
+    return f"{sum(c.values())} runs, {c['done']} done, {c['partial']} partial, {c['todo']} to do"
+
+
+def copy_records(exp: Experiment, specs: list[dict[str, Any]], dest: Path) -> int:
+    """The experiment's records (the latest ok record of each run, else its latest failure) and
+    their per-user sidecars into `dest` (replaced); returns how many."""
+    from bench.records import RECORDS_FILE, write_atomic
+
+    latest = latest_records(exp.out)
+    chosen = [latest[k] for k in dict.fromkeys((s["config_hash"], s["seed"]) for s in specs) if k in latest]
+    if dest.exists():
+        shutil.rmtree(dest)
+    for rec in chosen:
+        if rec.get("per_user_file"):
+            target = dest / rec["per_user_file"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(rec["_dir"]) / rec["per_user_file"], target)
+    lines = "".join(json.dumps({k: v for k, v in r.items() if k != "_dir"}, sort_keys=True) + "\n" for r in chosen)
+    write_atomic(dest / RECORDS_FILE, lines.encode())
+    return len(chosen)
+
+
+def write_report(exp: Experiment, specs: list[dict[str, Any]]) -> list[Path]:
+    """Copies the records into `<report>/records/` and writes the report from that copy."""
+    from bench.render import write_outputs
+    from bench.report import ReportConfig, build_report
+
+    n = copy_records(exp, specs, exp.report / "records")
+    if n == 0:
+        print(f"no records of this experiment in {exp.out} yet: no report", file=sys.stderr)
+        return []
+    cfg = ReportConfig(records=(exp.report / "records",), out=exp.report, claims=exp.claims, format=exp.formats)
+    return write_outputs(build_report(cfg), cfg)
+
+
+def _run_groups(groups: list[Group]) -> int:
+    """Each group as the equivalent `bench run` (which skips finished runs and resumes killed ones)."""
+    from bench.runner import cmd_run
+
+    rc = 0
+    for g in groups:
+        print(f"== {g.name}: {','.join(g.cfg.models)} x seeds {','.join(map(str, g.cfg.seeds))}", file=sys.stderr)
+        rc = max(rc, cmd_run(argparse.Namespace(**{f.name: getattr(g.cfg, f.name)
+                                                   for f in dataclasses.fields(g.cfg)})))
+        if rc >= 128:  # interrupted by a signal: stop here, the same command resumes
+            break
+    return rc
+
+
+def cmd_reproduce(ns: argparse.Namespace) -> int:
+    from bench.runner import check_resumes
+
+    cfg = from_namespace(ReproduceConfig, ns)
+    exp = _experiment(cfg)
+    runs = validate(exp)
+    if cfg.dry_run:
+        dry_run(exp, runs)
+        return 0
+    chosen = [g for g in exp.groups if cfg.extended or not g.optional]
+    todo = [s for g, s in runs if g in chosen]
+    check_resumes(todo, exp.out, cfg.allow_code_change)  # before any group runs
+    rc = _run_groups(chosen)
+    if rc >= 128:
+        return rc
+    for path in write_report(exp, [s for _, s in runs]):
+        print(path)
+    return rc
+

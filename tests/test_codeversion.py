@@ -1,0 +1,84 @@
+"""Code versions: the source hash, comparisons, and the report's warning on mixed code. No torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench import codeversion as C
+from bench.records import provenance
+from bench.render import render_markdown
+from bench.report import ReportConfig, build_report
+from tests.fixture_records import write_fixture
+
+A = {"commit": "a" * 40, "dirty": False, "source_sha256": "1" * 64}
+B = {"commit": "b" * 40, "dirty": True, "source_sha256": "2" * 64}
+
+
+def rec(model: str, seed: int, git: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"model": model, "seed": seed, "provenance": {"git": git}, **extra}
+
+
+def test_the_source_hash_follows_the_sources_only(tmp_path: Path) -> None:
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "bench" / "a.py").write_text("x = 1\n")
+    (tmp_path / "models" / "k.c").write_text("int x;\n")
+    first = C.source_sha256(tmp_path)
+    (tmp_path / "bench" / "notes.toml").write_text("not code")
+    (tmp_path / "bench" / "__pycache__").mkdir()
+    (tmp_path / "bench" / "__pycache__" / "a.py").write_text("stale")
+    assert C.source_sha256(tmp_path) == first
+    (tmp_path / "models" / "k.c").write_text("int y;\n")
+    assert C.source_sha256(tmp_path) != first
+
+
+def test_records_carry_the_source_hash() -> None:
+    git = provenance()["git"]  # the process's code version, fixed at its first use (a run's start)
+    assert git == C.code_version() and len(git["source_sha256"]) == 64 and "commit" in git and "dirty" in git
+
+
+def test_same_code_compares_sources_and_else_clean_commits() -> None:
+    assert C.same_code(A, {**A, "commit": "c" * 40})  # a docs-only commit: the same code
+    assert not C.same_code(A, B) and not C.same_code(A, None)
+    legacy = {"commit": "a" * 40, "dirty": False}
+    assert C.same_code(legacy, dict(legacy)) and not C.same_code({**legacy, "dirty": True}, {**legacy, "dirty": True})
+    assert C.describe(B) == "bbbbbbb+dirty (sources 222222222222)" and C.describe(None) == "unknown"
+
+
+def test_code_warnings() -> None:
+    assert C.code_warnings([rec("elcrec", 1, A), rec("iclrec", 1, {**A, "commit": "c" * 40})]) == []
+    mixed = C.code_warnings([rec("elcrec", 1, A), rec("iclrec", 1, A), rec("iclrec", 2, B)])
+    assert mixed == ["these runs come from 2 code versions (aaaaaaa (sources 111111111111): elcrec s1, iclrec s1; "
+                     "bbbbbbb+dirty (sources 222222222222): iclrec s2): differences may be the code's, not the models'"]
+    dirty = {"commit": "a" * 40, "dirty": True}
+    assert "cannot be checked" in C.code_warnings([rec("elcrec", 1, dirty), rec("iclrec", 1, dirty)])[0]
+    resumed = rec("elcrec", 1, A, code_change={"state_code": B, "code": A, "allowed": True})
+    assert C.code_warnings([resumed]) == ["elcrec s1 was resumed under other code (bbbbbbb+dirty (sources "
+                                          "222222222222) -> aaaaaaa (sources 111111111111), --allow-code-change)"]
+
+
+def test_the_report_warns_when_a_comparison_mixes_code_versions(tmp_path: Path) -> None:
+    path = write_fixture(tmp_path) / "records.jsonl"
+    cfg = ReportConfig(records=(tmp_path,), plots=False)
+    assert "Warning" not in render_markdown(build_report(cfg))
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in lines:
+        if r.get("model") == "iclrec" and r.get("seed") == 2:
+            r["provenance"] = {**r["provenance"], "git": B}
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    md = render_markdown(build_report(cfg))
+    assert ("> **Warning:** these runs come from 2 code versions (0000000: elcrec s1, elcrec s2, elcrec s3, "
+            "iclrec s1, iclrec s3; ") in md
+    assert "bbbbbbb+dirty (sources 222222222222): iclrec s2)" in md
+
+
+def test_sidecars_round_trip_and_resume_checks(tmp_path: Path) -> None:
+    state = tmp_path / "abc-s1.pt"
+    assert C.resume_check(state, allow=False) == {}  # nothing to resume
+    state.write_bytes(b"state")
+    C.write_sidecar(state, {"epoch": 3})
+    side = C.read_sidecar(state)
+    assert side is not None and side["epoch"] == 3 and side["code"] == C.code_version()
+    assert C.resume_check(state, allow=False) == {}  # same code

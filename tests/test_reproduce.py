@@ -1,0 +1,159 @@
+"""`bench reproduce`: experiment files, dry-run states, a real tiny study end to end, resume refusal."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.experiment import load_experiment, validate
+from bench.records import read_records
+from bench.runner import RunConfig, expand, state_file
+
+REPO = Path(__file__).resolve().parent.parent
+CLAIMS = REPO / "bench" / "claims" / "elcrec.toml"
+DATA = "synthetic:users=200,items=60,intents=3"
+
+
+def experiment(tmp: Path, body: str = "", runs: str | None = None) -> Path:
+    """A tiny smoke study: sasrec seed 1 (required), sasrec seed 2 (optional)."""
+    if runs is None:
+        runs = ('[[runs]]\nmodels = ["sasrec"]\nseeds = [1]\n'
+                '[[runs]]\nname = "more"\noptional = true\nmodels = ["sasrec"]\nseeds = [2]\n')
+    path = tmp / "tiny.toml"
+    path.write_text(f'profile = "smoke"\ndatasets = ["{DATA}"]\nepochs = 2\nout = "{tmp / "runs"}"\n'
+                    f'report = "{tmp / "report"}"\nclaims = "{CLAIMS}"\nformats = ["md", "json"]\n{body}{runs}')
+    return path
+
+
+def dry(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> list[str]:
+    assert main(["reproduce", str(path), "--dry-run", *extra]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_the_shipped_experiment_has_the_hashes_of_the_equivalent_bench_run() -> None:
+    exp = load_experiment(REPO / "experiments" / "elcrec-beauty.toml")
+    main_group = exp.groups[0]
+    assert (main_group.cfg.models, main_group.cfg.seeds, main_group.optional) == (("elcrec", "iclrec", "sasrec"),
+                                                                                (1, 2, 3), False)
+    assert all(g.optional for g in exp.groups[1:]) and exp.claims == Path("bench/claims/elcrec.toml")
+    ours = {(s["model"], s["seed"]): s["config_hash"] for s in expand(main_group.cfg)}
+    # what `bench run --profile paper --datasets beauty --models elcrec,iclrec --seeds 1 --threads 1` ran
+    by_hand = expand(RunConfig(models=("elcrec", "iclrec"), datasets=("beauty",), seeds=(1,), profile="paper",
+                               threads=1, jobs=2, data_dir=Path("/elsewhere")))
+    assert all(ours[(s["model"], s["seed"])] == s["config_hash"] for s in by_hand)
+
+
+@pytest.mark.parametrize(("body", "runs", "message"), [
+    ("colour = 1\n", None, r"tiny.toml: unknown key\(s\) colour; allowed: name, "),
+    ("", '[[runs]]\nmodels = ["sasrec"]\nseeds = [1]\nwhen = "now"\n', r"\[\[runs\]\] #1: unknown key\(s\) when"),
+    ("", '[[runs]]\nmodels = ["gru4rec"]\nseeds = [1]\n', "unknown model 'gru4rec'"),
+    ("", '[[runs]]\nmodels = ["sasrec"]\nseeds = "1"\n', "seeds must be a non-empty list of integers"),
+    ("", '[[runs]]\nmodels = ["sasrec"]\n', r"missing key\(s\) seeds"),
+    ("", "", r"missing key\(s\) runs"),
+    ("jobs = 0\n", None, "--jobs must be at least 1"),
+])
+def test_bad_experiment_files_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str,
+                                                  runs: str | None, message: str) -> None:
+    path = experiment(tmp_path, body, runs)
+    assert main(["reproduce", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert re.search(message, err), err
+
+
+def test_bad_names_paths_and_syntax_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = {
+        "datasets": ('datasets = ["movielens"]', "unknown dataset 'movielens'"),
+        "claims": (f'claims = "{tmp_path / "none.toml"}"', "claims file"),
+        "profile": ('profile = "huge"', "unknown profile 'huge'"),
+        "toml": ("profile = ", "not valid TOML"),
+    }
+    for key, (line, message) in cases.items():
+        path = experiment(tmp_path)
+        text = path.read_text()
+        path.write_text("\n".join(line if ln.startswith(f"{key} =") or (key == "toml" and ln.startswith("profile"))
+                                  else ln for ln in text.splitlines()) + "\n")
+        assert main(["reproduce", str(path), "--dry-run"]) == 2, key
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, (key, err)
+    assert main(["reproduce", str(tmp_path / "absent.toml"), "--dry-run"]) == 2
+    assert "no such experiment file" in capsys.readouterr().err
+
+
+def _partial(path: Path, seed: int = 1) -> Path:
+    """A real resume state of the run `seed` after 1 of its 2 epochs, as a killed worker leaves it."""
+    from bench.train import train_run
+    from bench.worker import spec_from_dict
+
+    exp = load_experiment(path)
+    spec = next(s for _, s in validate(exp) if s["seed"] == seed)
+    state = state_file(exp.out, spec)
+    state.parent.mkdir(parents=True)
+    train_run(spec_from_dict({**spec, "train": {**spec["train"], "epochs": 1}}), state)
+    return state
+
+
+def test_dry_run_states_and_a_refused_then_allowed_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = experiment(tmp_path)
+    lines = dry(path, capsys)
+    assert lines[-1] == "total: 2 runs, 0 done, 0 partial, 2 to do; required groups: 1 runs, 0 done, 0 partial, 1 to do"
+    assert lines[1].split()[:4] == ["sasrec", "synthetic", "seed", "1"] and lines[1].endswith("to do")
+    assert lines[2].endswith("to do  [more, optional]")
+    state = _partial(path)
+    assert "partial at epoch 1 of 2" in dry(path, capsys)[1]
+    # the code changes under the run: simulate it by editing the version its sidecar recorded
+    side = json.loads(state.with_suffix(".json").read_text())
+    side["code"] = {"commit": "d" * 40, "dirty": True, "source_sha256": "e" * 64}
+    state.with_suffix(".json").write_text(json.dumps(side))
+    assert "saved by code ddddddd+dirty (sources eeeeeeeeeeee): resuming needs --allow-code-change" \
+        in dry(path, capsys)[1]
+    assert main(["reproduce", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing to resume ") and "ddddddd+dirty" in err and "--allow-code-change" in err
+    assert not (tmp_path / "runs" / "records.jsonl").exists()  # nothing ran
+    assert main(["reproduce", str(path), "--allow-code-change"]) == 0
+    rec = read_records([tmp_path / "runs"])[-1]
+    assert rec["status"] == "ok" and rec["resumed"] and rec["epochs_run"] == 2
+    assert rec["code_change"]["state_code"]["commit"] == "d" * 40 and rec["config"]["allow_code_change"]
+    assert not state.exists() and not state.with_suffix(".json").exists()
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "sasrec s1 was resumed under other code (ddddddd+dirty" in md
+
+
+def test_the_worker_refuses_a_resume_under_other_code_too(tmp_path: Path) -> None:
+    from bench.worker import main as worker_main
+
+    path = experiment(tmp_path)
+    state = _partial(path)
+    side = json.loads(state.with_suffix(".json").read_text())
+    state.with_suffix(".json").write_text(json.dumps({**side, "code": {**side["code"], "source_sha256": "f" * 64}}))
+    spec = next(s for _, s in validate(load_experiment(path)) if s["seed"] == 1)
+    assert worker_main([json.dumps(spec), str(tmp_path / "runs"), "attempt1"]) == 1
+    rec = read_records([tmp_path / "runs"])[-1]
+    assert rec["status"] == "failed" and rec["reason"].startswith("BenchError: refusing to resume")
+    assert state.exists()  # kept: the right code (or --allow-code-change) can still resume it
+
+
+def test_a_tiny_study_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = experiment(tmp_path)
+    assert main(["reproduce", str(path)]) == 0
+    out = capsys.readouterr().out
+    report = tmp_path / "report"
+    assert f"{report / 'report.md'}\n" in out and (report / "summary.json").exists()
+    lines = dry(path, capsys)
+    assert "done (best epoch" in lines[1] and "test NDCG@5 0." in lines[1]
+    assert lines[2].endswith("to do  [more, optional]")  # optional groups run with --extended only
+    copied = read_records([report / "records"])
+    assert [(r["model"], r["seed"], r["status"]) for r in copied] == [("sasrec", 1, "ok")]
+    assert (report / "records" / copied[0]["per_user_file"]).is_file()
+    # the report folder alone rebuilds the same summary
+    assert main(["report", str(report / "records"), "--out", str(tmp_path / "again"), "--format", "json",
+                 "--claims", str(CLAIMS)]) == 0
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert again["summary"] == json.loads((report / "summary.json").read_text())["summary"]
+    assert main(["reproduce", str(path), "--extended", "--report", str(tmp_path / "r2")]) == 0
+    assert dry(path, capsys)[-1].startswith("total: 2 runs, 2 done")
