@@ -1,4 +1,4 @@
-"""`python -m bench run|eval|report|gate|list|perf`."""
+"""`python -m bench run|eval|report|gate|list|perf|calibrate`."""
 
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-PLUGINS = {"run": "bench.runner", "report": "bench.report", "gate": "bench.gate", "perf": "bench.perf"}
+PLUGINS = {"run": "bench.runner", "report": "bench.report", "gate": "bench.gate", "perf": "bench.perf",
+           "calibrate": "bench.calibrate"}
 
 
 def _load_plugins(command: str | None = None) -> None:
