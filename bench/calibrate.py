@@ -242,8 +242,8 @@ def shape_from_records(path: Path) -> Shape:
     ok = df[(df.status == "ok") & df["record"].map(lambda r: bool(r.get("per_user_file")))]
     if ok.empty:
         raise BenchError(f"{path}: no finished records with per-user metrics")
-    dataset, protocol = ok.groupby(["dataset", "protocol"]).size().idxmax()  # type: ignore[misc]
-    part = ok[(ok.dataset == dataset) & (ok.protocol == protocol)]
+    key: tuple[str, str] = tuple(ok.groupby(["dataset", "protocol"]).size().idxmax())  # type: ignore[arg-type,assignment]
+    part = ok[(ok.dataset == key[0]) & (ok.protocol == key[1])]
     models = sorted(part.model.unique())
     hits = [per_user_matrix(part[part.model == m], "HR@5") for m in models]
     ndcg = [per_user_matrix(part[part.model == m], "NDCG@5") for m in models]
