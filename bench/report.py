@@ -299,7 +299,8 @@ def pct_plain(x: float) -> str:
 
 
 def verdict_rows(verdicts: list[Verdict]) -> list[list[str]]:
-    return [[v.claim.id, f"{v.claim.subject} vs {v.reference}", v.claim.metric, pct(v.claim.claimed),
+    return [[v.claim.id, f"{v.claim.subject} vs {v.reference}",
+             v.claim.metric + (" (lower)" if v.claim.direction == "lower" else ""), pct(v.claim.claimed),
              pct(v.estimate), f"[{pct(v.low)}, {pct(v.high)}]", fmt_p(v.p_value), pct_plain(v.detectable),
              "–" if v.seeds_needed is None else str(v.seeds_needed), v.n, v.verdict, v.reason]
             for v in verdicts]
@@ -310,6 +311,7 @@ VERDICT_HEADERS = ["claim", "comparison", "metric", "claimed", "measured", "95% 
 CHECK_TITLES = {"paper": "the paper's own numbers", "released-checkpoints": "the released checkpoints (a separate "
                 "check: the claimed sizes are what the authors' released seed-1 checkpoints score)"}
 VERDICT_LEGEND = (
+    "Claimed and measured sizes are in the claimed direction (\"(lower)\": lower is the claim). "
     "Verdicts (c = the claimed size, 95% CI of the effect in the claimed direction, seeds the unit): "
     "REPRODUCED = the CI excludes c/3 and holds c; SMALLER THAN CLAIMED = the CI excludes c; NOT REPRODUCED = "
     "the CI excludes c/3 and does not exclude zero, or lies below zero; INCONCLUSIVE = the CI holds c and reaches "
