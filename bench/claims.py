@@ -1,14 +1,27 @@
 """Declarative claims (TOML) and their verdicts, from records only. No torch.
 
-A claim: subject model, reference (a model, or "runner-up": the best other model on the claim's
-metric), dataset, metric, direction, claimed relative size, minimum seeds, source. The effect is
-measured in the claimed direction (positive = as claimed); its CI decides:
+A claim: subject model, reference model (as the paper names it, or "runner-up": the best other
+model in the records), dataset, metric, direction, claimed relative size, minimum seeds, and
+where the paper says it (table, cell, the paper's two numbers). `check` separates the paper's
+claims from other checks (e.g. the released checkpoints); `runnable = false` lists a claim this
+machine cannot judge (no data, no model), with the reason.
 
-- REPRODUCED: the CI excludes zero and its far end reaches the claimed size;
-- PARTIAL: the CI excludes zero but lies wholly short of the claimed size;
-- NOT REPRODUCED: the CI lies wholly short of the claimed size and includes zero, or the effect
-  is significant the other way;
-- INCONCLUSIVE: too few seeds, or the CI includes both zero and the claimed size.
+The effect e is measured in the claimed direction (positive = as claimed) with a 95% interval
+[lo, hi] whose unit is the seed (`stats.seed_ratio`; cost: the run, `stats.run_ratio`). With c
+the claimed size the verdicts are (docs/statistics.md has their calibration):
+
+- REPRODUCED: lo > c/3 and hi >= c: the effect is significantly larger than a third of the
+  claim (one-sided test at 2.5%) and the claimed size is inside the interval. A null effect is
+  called REPRODUCED at most 2.5% of the time, an effect of a third of the claim at most 2.5%.
+- SMALLER THAN CLAIMED: hi < c (and not NOT REPRODUCED): the claimed size is ruled out.
+- NOT REPRODUCED: hi < 0 (significantly the other way), or hi < c/3 with lo <= 0 (no effect
+  detected, and anything beyond a third of the claim ruled out). A true effect of the claimed
+  size is called SMALLER THAN CLAIMED or NOT REPRODUCED at most 2.5% of the time.
+- INCONCLUSIVE: the interval holds the claimed size and reaches down to c/3; or too few seeds
+  (fewer than `min_seeds` but more than one a side), or runs that are not the paper's protocol.
+- THESE SEEDS ONLY (...): one seed (run) on a side: the interval is over users (epochs) and says
+  nothing about another seed; the bracket holds what the same rule says of these seeds.
+The p-value reported is that of the verdict's own test, H0: e <= c/3.
 """
 
 from __future__ import annotations
@@ -26,7 +39,14 @@ from bench.errors import BenchError
 from bench.frame import best_valid, epoch_times, per_user_matrix, time_to_target
 
 COST_METRICS = ("epoch_time", "train_time", "time_to_target", "gpu_memory")
+CHECKS = ("paper", "released-checkpoints")
 DEFAULT_CLAIMS = Path(__file__).parent / "claims" / "elcrec.toml"
+REPRODUCED, SMALLER, NOT_REPRODUCED, INCONCLUSIVE = "REPRODUCED", "SMALLER THAN CLAIMED", "NOT REPRODUCED", \
+    "INCONCLUSIVE"
+NOT_RUNNABLE = "NOT RUNNABLE"
+# what a one-seed result is called, per verdict of the same rule: never a verdict on the models
+THESE_SEEDS = {REPRODUCED: "THESE SEEDS ONLY (as large as claimed)", SMALLER: "THESE SEEDS ONLY (smaller than claimed)",
+               NOT_REPRODUCED: "THESE SEEDS ONLY (no effect)", INCONCLUSIVE: "THESE SEEDS ONLY (inconclusive)"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,13 @@ class Claim:
     min_seeds: int = 3
     kind: str = "quality"
     protocol_epochs: int = 300  # a training run cut by a smaller epoch budget is not the paper's protocol
+    check: str = "paper"  # which check the claim belongs to: the paper's own numbers, or another source
+    table: str = ""  # where the paper says it, e.g. "Table 1"
+    cell: str = ""  # e.g. "Beauty, NDCG@5"
+    paper_subject: float = math.nan  # the paper's number for the subject ...
+    paper_reference: float = math.nan  # ... and for the reference
+    runnable: bool = True
+    not_runnable: str = ""  # why not, when runnable = false
 
 
 @dataclass
@@ -53,9 +80,13 @@ class Verdict:
     estimate: float = math.nan
     low: float = math.nan
     high: float = math.nan
-    p_value: float = math.nan
+    p_value: float = math.nan  # the verdict's own test: H0 effect <= claimed / 3
+    p_zero: float = math.nan  # two-sided, H0 no effect (as the paper's t-tests)
     test: str = ""
     n: str = ""
+    detectable: float = math.nan  # smallest effect detectable at alpha 0.05 with 80% power
+    seeds_needed: int | None = None  # seeds per model for 80% power of REPRODUCED at the claimed size
+    power_note: str = ""
     diffs: np.ndarray | None = field(default=None, repr=False)  # per-user differences, for plots
 
 
@@ -70,25 +101,59 @@ def load_claims(path: Path) -> list[Claim]:
             claim = Claim(**c)
         except TypeError as e:
             raise BenchError(f"{path}: claim {i}: {e}") from None
-        if claim.direction not in ("higher", "lower") or claim.kind not in ("quality", "cost"):
-            raise BenchError(f"{path}: claim {claim.id}: direction must be higher|lower, kind quality|cost")
-        if claim.kind == "cost" and claim.metric not in COST_METRICS:
-            raise BenchError(f"{path}: claim {claim.id}: cost metric must be one of {', '.join(COST_METRICS)}")
+        _validate(path, claim)
         claims.append(claim)
     return claims
 
 
+def _validate(path: Path, claim: Claim) -> None:
+    if claim.direction not in ("higher", "lower") or claim.kind not in ("quality", "cost"):
+        raise BenchError(f"{path}: claim {claim.id}: direction must be higher|lower, kind quality|cost")
+    if claim.kind == "cost" and claim.metric not in COST_METRICS:
+        raise BenchError(f"{path}: claim {claim.id}: cost metric must be one of {', '.join(COST_METRICS)}")
+    if claim.check not in CHECKS:
+        raise BenchError(f"{path}: claim {claim.id}: check must be one of {', '.join(CHECKS)}")
+    if not claim.runnable and not claim.not_runnable:
+        raise BenchError(f"{path}: claim {claim.id}: runnable = false needs a not_runnable reason")
+
+
 def decide(low: float, high: float, claimed: float) -> tuple[str, str]:
-    """Verdict and reason from the CI [low, high] of the effect in the claimed direction."""
+    """Verdict and reason from the 95% interval [low, high] of the effect in the claimed direction
+    (the rules and their error rates are in the module docstring)."""
+    third = claimed / 3
     if high < 0:
-        return "NOT REPRODUCED", "the effect is significant in the other direction"
-    if low > 0:
-        if high >= claimed:
-            return "REPRODUCED", "the CI excludes zero and reaches the claimed size"
-        return "PARTIAL", "the CI excludes zero but lies wholly short of the claimed size"
+        return NOT_REPRODUCED, "the effect is significant in the other direction"
+    if high < third and low <= 0:
+        return NOT_REPRODUCED, "no effect detected, and the CI rules out a third of the claimed size"
     if high < claimed:
-        return "NOT REPRODUCED", "the CI includes zero and lies wholly short of the claimed size"
-    return "INCONCLUSIVE", "the CI includes both zero and the claimed size"
+        return SMALLER, "the CI excludes the claimed size"
+    if low > third:
+        return REPRODUCED, "the CI holds the claimed size and excludes a third of it"
+    return INCONCLUSIVE, "the CI holds the claimed size and reaches down to a third of it"
+
+
+def _effect(est: stats.LogRatio, direction: str) -> tuple[float, float, float]:
+    """(estimate, low, high) of the relative effect in the claimed direction."""
+    lo, hi = est.interval()
+    if direction == "higher":
+        return est.ratio - 1, lo - 1, hi - 1
+    return 1 - est.ratio, 1 - hi, 1 - lo
+
+
+def _p_third(est: stats.LogRatio, claimed: float, direction: str) -> float:
+    """p-value of H0: effect <= claimed / 3, from the same t statistic as the interval."""
+    if direction == "higher":
+        return est.p_above(1 + claimed / 3)
+    return est.p_below(1 - claimed / 3)
+
+
+def quality_decision(s: np.ndarray, r: np.ndarray, claimed: float, direction: str = "higher"
+                     ) -> tuple[str, stats.LogRatio]:
+    """The verdict rule on (seeds, users) arrays, without the seed-count and protocol conditions:
+    what the report and the calibration both run."""
+    est = stats.seed_ratio(s, r)
+    _, lo, hi = _effect(est, direction)
+    return decide(lo, hi, claimed)[0], est
 
 
 def _reference(claim: Claim, ok: pd.DataFrame) -> str | None:
@@ -101,48 +166,74 @@ def _reference(claim: Claim, ok: pd.DataFrame) -> str | None:
     return str(others.idxmax() if claim.direction == "higher" or claim.kind == "cost" else others.idxmin())
 
 
-def judge(claim: Claim, ok: pd.DataFrame, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> Verdict:
-    """The verdict of one claim on the ok records of one dataset and protocol."""
+def judge(claim: Claim, ok: pd.DataFrame) -> Verdict:
+    """The verdict of one claim on the ok records of one dataset and protocol (95% intervals: the
+    verdict rules are calibrated at that level)."""
+    if not claim.runnable:
+        return Verdict(claim, claim.reference, NOT_RUNNABLE, claim.not_runnable)
     ref = _reference(claim, ok)
     subj = ok[ok.model == claim.subject]
     refs = ok[ok.model == ref] if ref else ok.iloc[:0]
     if subj.empty or refs.empty:
         missing = claim.subject if subj.empty else (ref or "a reference model")
-        return Verdict(claim, ref or "-", "INCONCLUSIVE", f"no records of {missing}")
+        return Verdict(claim, ref or "-", INCONCLUSIVE, f"no records of {missing}")
     if claim.kind == "quality":
-        return _judge_quality(claim, ref or "", subj, refs, n_boot, seed, alpha)
-    return _judge_cost(claim, ref or "", subj, refs, n_boot, seed, alpha)
+        return _judge_quality(claim, ref or "", subj, refs)
+    return _judge_cost(claim, ref or "", subj, refs)
 
 
-def _judge_quality(claim: Claim, ref: str, subj: pd.DataFrame, refs: pd.DataFrame, n_boot: int, seed: int,
-                   alpha: float) -> Verdict:
+def _log_margin(claim: Claim) -> float:
+    """The log-ratio distance between the claimed size and a third of it (what REPRODUCED must resolve)."""
+    c = claim.claimed
+    return math.log((1 + c) / (1 + c / 3)) if claim.direction == "higher" else math.log((1 - c / 3) / (1 - c))
+
+
+def _power_note(v: Verdict, est: stats.LogRatio, s: np.ndarray | None, r: np.ndarray | None) -> None:
+    """What the evidence can detect: the smallest effect at alpha 0.05 with 80% power, and (quality,
+    >= 2 seeds a side) how many seeds per model would make REPRODUCED likely at the claimed size."""
+    v.detectable = math.expm1(stats.detectable(est))
+    if s is None or r is None:
+        return
+    if est.scope != "seeds":
+        v.power_note = "seed spread unmeasured (one seed a side): run at least 2 seeds per model to size the need"
+        return
+    v.seeds_needed = stats.seeds_needed(s, r, _log_margin(v.claim))
+    have = min(len(s), len(r))
+    if v.seeds_needed is None:
+        v.power_note = "more seeds would not settle it: the per-user variance of this test set alone is too large"
+    elif v.seeds_needed > have:
+        v.power_note = (f"more seeds would settle it: about {v.seeds_needed} per model give 80% power at the "
+                        "claimed size")
+    else:
+        v.power_note = f"{have} seeds per model suffice for 80% power at the claimed size (about {v.seeds_needed})"
+
+
+def _judge_quality(claim: Claim, ref: str, subj: pd.DataFrame, refs: pd.DataFrame) -> Verdict:
     s, r = per_user_matrix(subj, claim.metric), per_user_matrix(refs, claim.metric)
-    sign = 1.0 if claim.direction == "higher" else -1.0
-    point, lo, hi = stats.hierarchical_bootstrap_ci(s, r, n_boot, seed, alpha)
-    est = sign * point
-    lo, hi = sorted((sign * lo, sign * hi))
-    n_seeds = min(len(s), len(r))
-    diffs = s.mean(0) - r.mean(0)
-    v = Verdict(claim, ref, "", "", est, lo, hi, n=f"{len(s)}+{len(r)} seeds x {s.shape[1]} users", diffs=diffs)
-    cut = _cut_short(claim, subj, refs)
-    if n_seeds == 1:
-        res = stats.paired_t(s[0], r[0])
-        v.p_value, v.test = res.p_value, "paired t-test over users (one seed)"
-        v.verdict, why = decide(lo, hi, claim.claimed)
-        v.reason = f"{why}; rests on one seed per model (per-user test)"
-        if cut:
-            v.verdict, v.reason = "INCONCLUSIVE", cut
-        return v
-    common = sorted(set(subj.seed) & set(refs.seed))
-    if len(common) >= 2:
-        means = [np.array([df[df.seed == x][claim.metric].mean() for x in common]) for df in (subj, refs)]
-        res = stats.paired_t(means[0], means[1])
-        v.p_value, v.test = res.p_value, f"paired t-test over {len(common)} seed means"
-    if n_seeds < claim.min_seeds or cut:
-        v.verdict, v.reason = "INCONCLUSIVE", cut or f"too few seeds ({n_seeds} < {claim.min_seeds})"
-        return v
-    v.verdict, v.reason = decide(lo, hi, claim.claimed)
+    est = stats.seed_ratio(s, r)
+    e, lo, hi = _effect(est, claim.direction)
+    v = Verdict(claim, ref, "", "", e, lo, hi, _p_third(est, claim.claimed, claim.direction), est.p_two_sided(),
+                n=f"{len(s)}+{len(r)} seeds x {s.shape[1]} users", diffs=s.mean(0) - r.mean(0))
+    v.test = (f"Welch t on seed means plus the shared per-user variance (df {est.df:.1f})" if est.scope == "seeds"
+              else "t over users, one seed a side: these seeds only")
+    _power_note(v, est, s, r)
+    _settle(v, claim, est.scope, min(len(s), len(r)), _cut_short(claim, subj, refs))
     return v
+
+
+def _settle(v: Verdict, claim: Claim, scope: str, n: int, cut: str) -> None:
+    """The verdict from the interval, then the conditions that overrule it."""
+    base, why = decide(v.low, v.high, claim.claimed)
+    if cut:
+        v.verdict, v.reason = INCONCLUSIVE, cut
+    elif scope != "seeds" or n < 2:
+        v.verdict, v.reason = THESE_SEEDS[base], f"{why}, for these seeds only (one seed or run a side)"
+    elif n < claim.min_seeds:
+        v.verdict, v.reason = INCONCLUSIVE, f"too few seeds ({n} < {claim.min_seeds}); {why}"
+    else:
+        v.verdict, v.reason = base, why
+    if v.verdict == INCONCLUSIVE and v.power_note and not cut:
+        v.reason += f"; {v.power_note}"
 
 
 def _cut_short(claim: Claim, *frames: pd.DataFrame) -> str:
@@ -156,6 +247,13 @@ def _cut_short(claim: Claim, *frames: pd.DataFrame) -> str:
     return ""
 
 
+def avg_gpu_mb(rec: dict) -> float:
+    """Average GPU memory of a run (MB): the largest phase of `memory.gpu_avg_by_phase` (written
+    by GPU runs; the paper's Table 2 reports average, not peak, memory); nan where absent."""
+    phases = ((rec.get("memory") or {}).get("gpu_avg_by_phase") or {}).values()
+    return max((p["reserved"] for p in phases), default=math.nan) / 2**20
+
+
 def _cost_groups(claim: Claim, rows: pd.DataFrame, target: float) -> list[np.ndarray]:
     groups = []
     for rec in rows["record"]:
@@ -166,30 +264,29 @@ def _cost_groups(claim: Claim, rows: pd.DataFrame, target: float) -> list[np.nda
         elif claim.metric == "time_to_target":
             g = np.array([time_to_target(rec, target)])
         else:
-            gpu = ((rec.get("memory") or {}).get("gpu_peak_by_phase") or {}).values()
-            g = np.array([max((p["reserved"] for p in gpu), default=np.nan) / 2**20])
+            g = np.array([avg_gpu_mb(rec)])
         if len(g) and np.all(np.isfinite(g)):
             groups.append(g)
     return groups
 
 
-def _judge_cost(claim: Claim, ref: str, subj: pd.DataFrame, refs: pd.DataFrame, n_boot: int, seed: int,
-                alpha: float) -> Verdict:
+def _judge_cost(claim: Claim, ref: str, subj: pd.DataFrame, refs: pd.DataFrame) -> Verdict:
     bests = [b for b in (best_valid(r) for r in refs["record"]) if not np.isnan(b)]
     target = float(np.mean(bests)) if bests else float("nan")
     s, r = _cost_groups(claim, subj, target), _cost_groups(claim, refs, target)
     if not bests:
-        return Verdict(claim, ref, "INCONCLUSIVE", "no training records (eval records carry no cost)")
+        return Verdict(claim, ref, INCONCLUSIVE, "no training records (eval records carry no cost)")
     if not s or not r:
-        why = {"gpu_memory": "no GPU measurements (CPU runs)", "time_to_target": "the subject never reached the "
-               f"reference's best validation NDCG@20 ({target:.4f})"}.get(claim.metric, "no cost measurements")
-        return Verdict(claim, ref, "INCONCLUSIVE", why)
-    point, lo, hi = stats.bootstrap_ratio_ci(s, r, n_boot, seed, alpha)
-    v = Verdict(claim, ref, "", "", -point, -hi, -lo, n=f"{len(s)}+{len(r)} runs, {sum(map(len, s + r))} values")
-    res = stats.mann_whitney(np.concatenate(s), np.concatenate(r))
-    v.p_value, v.test = res.p_value, res.name
-    if min(len(s), len(r)) < claim.min_seeds:
-        v.verdict, v.reason = "INCONCLUSIVE", f"too few runs ({min(len(s), len(r))} < {claim.min_seeds})"
-    else:
-        v.verdict, v.reason = decide(v.low, v.high, claim.claimed)
+        why = {"gpu_memory": "needs a GPU: no average GPU memory (memory.gpu_avg_by_phase) in the records",
+               "time_to_target": "the subject never reached the reference's best validation NDCG@20 "
+               f"({target:.4f})"}.get(claim.metric, "no cost measurements")
+        return Verdict(claim, ref, INCONCLUSIVE, why)
+    est = stats.run_ratio(s, r)
+    e, lo, hi = _effect(est, claim.direction)
+    v = Verdict(claim, ref, "", "", e, lo, hi, _p_third(est, claim.claimed, claim.direction), est.p_two_sided(),
+                n=f"{len(s)}+{len(r)} runs, {sum(map(len, s + r))} values")
+    v.test = ("Welch t on the logs of run means" if est.scope == "seeds"
+              else "Welch t on log values within one run a side: these runs only")
+    _power_note(v, est, None, None)
+    _settle(v, claim, est.scope, min(len(s), len(r)), "")
     return v

@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
                   "bench.reproduce:ReproduceConfig", "bench.reproduce:cmd_reproduce"),
     "fetch": ("download (or copy with --from) the authors' datasets and checkpoints, sha256-checked",
               "bench.fetch:FetchConfig", "bench.fetch:cmd_fetch"),
+    "calibrate": ("Monte Carlo coverage, type-I error and power of the report's and gate's statistics",
+                  "bench.calibrate:CalibrateConfig", "bench.calibrate:cmd_calibrate"),
 }
 
 

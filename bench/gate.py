@@ -1,12 +1,17 @@
 """`python -m bench gate`: fail CI on significant regressions, never on noise. No torch.
 
 For every (model, dataset) in the baseline:
-- quality fails only when a one-sided paired t-test over users (per-user metric averaged over
-  seeds) finds a drop significantly larger than `--max-quality-drop` (relative to the baseline);
-- cost fails only when a one-sided Mann-Whitney test finds the current epoch times significantly
-  above `--max-cost-ratio` x the baseline's.
-A drop or slowdown beyond the limit that is not significant is inconclusive. Different protocol
-fingerprints make quality inconclusive; a different machine is warned about.
+- quality fails only when a one-sided test on seed means (`stats.seed_ratio`: Welch's t over
+  seeds plus the per-user variance the seeds share) finds the current mean significantly below
+  (1 - `--max-quality-drop`) x the baseline's;
+- cost fails only when a one-sided Welch t on the logs of run-level mean epoch times finds the
+  current runs significantly slower than `--max-cost-ratio` x the baseline's (runs, not epochs,
+  are the unit: a machine's speed drifts between runs; interleave the runs of the two sides).
+Each side needs `--min-seeds` seeds (runs); with fewer nothing is tested and nothing fails: a
+drop or slowdown beyond the limit is then inconclusive. The p-values of all tested checks are
+Holm-corrected together, so the gate's overall false-failure rate is at most `--alpha`
+(docs/statistics.md has its calibration). Different protocol fingerprints make quality
+inconclusive; a different machine is warned about.
 Exit codes: 0 pass, 1 regression, 2 usage error, 3 inconclusive.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -39,7 +45,8 @@ class GateConfig:
     current: Path = opt(help="current records folder (or file)")
     max_quality_drop: float = opt(0.05, help="tolerated relative drop of the metric (0.05 = 5%)")
     max_cost_ratio: float = opt(1.5, help="tolerated ratio of current to baseline epoch time")
-    alpha: float = opt(0.05, help="significance level of both tests")
+    alpha: float = opt(0.05, help="overall false-failure rate (Holm over all tested checks)")
+    min_seeds: int = opt(3, help="seeds (runs) per side below which nothing is tested or fails")
     metric: str = opt("NDCG@10", help="quality metric (per-user arrays are compared)")
     update_baseline: bool = opt(False, help="replace the baseline by the current records, then exit 0")
 
@@ -48,43 +55,80 @@ class GateConfig:
 class Check:
     outcome: str
     sentence: str
+    p: float = math.nan  # raw p-value of a test still to be Holm-corrected; nan: settled already
+    over_limit: bool = False
+    fail: str = ""
+    ok: str = ""
 
 
-def _judged(head: str, p: float, alpha: float, over_limit: bool, fail: str, ok: str) -> Check:
-    """Regression only when significant; beyond the limit but not significant is inconclusive."""
-    if p < alpha:
-        return Check(FAIL, f"{head}; {fail} (p = {p:.2g}).")
-    return Check(INCONCLUSIVE if over_limit else PASS, f"{head}; {ok} (p = {p:.2g}).")
+def _judged(ch: Check, p_adj: float, alpha: float) -> Check:
+    """Regression only when significant after Holm; beyond the limit but not significant is inconclusive."""
+    ps = f"p = {ch.p:.2g}, Holm-adjusted {p_adj:.2g}"
+    if p_adj < alpha:
+        return Check(FAIL, f"{ch.sentence}; {ch.fail} ({ps}).")
+    return Check(INCONCLUSIVE if ch.over_limit else PASS, f"{ch.sentence}; {ch.ok} ({ps}).")
+
+
+def _untested(head: str, over_limit: bool, n: int, cfg: GateConfig) -> Check:
+    why = f"not tested: {n} seed(s) (run(s)) on a side, fewer than {cfg.min_seeds}"
+    return Check(INCONCLUSIVE if over_limit else PASS, f"{head}; {why}.")
+
+
+def quality_p(base: np.ndarray, cur: np.ndarray, max_drop: float) -> tuple[float, stats.LogRatio]:
+    """One-sided p of H0: mean(cur) >= (1 - max_drop) mean(base), on (seeds, users) arrays, seeds the unit."""
+    est = stats.seed_ratio(cur, base)
+    return est.p_below(1 - max_drop), est
+
+
+def cost_p(base: list[np.ndarray], cur: list[np.ndarray], max_ratio: float) -> tuple[float, stats.LogRatio]:
+    """One-sided p of H0: current runs are at most `max_ratio` x slower (Welch on log run means)."""
+    est = stats.run_ratio(cur, base)
+    return est.p_above(max_ratio), est
 
 
 def quality_check(name: str, base: pd.DataFrame, cur: pd.DataFrame, cfg: GateConfig) -> Check:
-    b = per_user_matrix(base, cfg.metric).mean(0)
-    c = per_user_matrix(cur, cfg.metric).mean(0)
-    if b.shape != c.shape:
-        return Check(INCONCLUSIVE, f"{name} {cfg.metric}: baseline has {len(b)} users, current {len(c)}: "
+    b, c = per_user_matrix(base, cfg.metric), per_user_matrix(cur, cfg.metric)
+    if b.shape[1] != c.shape[1]:
+        return Check(INCONCLUSIVE, f"{name} {cfg.metric}: baseline has {b.shape[1]} users, current {c.shape[1]}: "
                                    "not comparable.")
     mb, mc = float(b.mean()), float(c.mean())
     drop = (mb - mc) / mb if mb else 0.0
-    # H1: mean(b - c) > D * mean(b), i.e. the drop exceeds the tolerated one
-    p = stats.paired_t(b - c - cfg.max_quality_drop * mb, np.zeros_like(b), "greater").p_value
     head = (f"{name} {cfg.metric}: baseline {mb:.4f}, current {mc:.4f} (drop {100 * drop:.1f}%, "
-            f"limit {100 * cfg.max_quality_drop:.1f}%)")
-    return _judged(head, p, cfg.alpha, drop > cfg.max_quality_drop, "the drop is significantly beyond the limit",
-                   "no drop significantly beyond the limit")
+            f"limit {100 * cfg.max_quality_drop:.1f}%, {len(b)}+{len(c)} seeds)")
+    over = drop > cfg.max_quality_drop
+    if min(len(b), len(c)) < max(cfg.min_seeds, 2):
+        return _untested(head, over, min(len(b), len(c)), cfg)
+    p, _ = quality_p(b, c, cfg.max_quality_drop)
+    return Check(PASS, head, p, over, "the drop is significantly beyond the limit (seed means)",
+                 "no drop significantly beyond the limit (seed means)")
 
 
 def cost_check(name: str, base: pd.DataFrame, cur: pd.DataFrame, cfg: GateConfig) -> Check:
-    x = np.concatenate([epoch_times(r) for r in base["record"]] or [np.zeros(0)])
-    y = np.concatenate([epoch_times(r) for r in cur["record"]] or [np.zeros(0)])
-    if len(x) == 0 or len(y) == 0:
+    x = [t for t in (epoch_times(r) for r in base["record"]) if len(t)]
+    y = [t for t in (epoch_times(r) for r in cur["record"]) if len(t)]
+    if not x or not y:
         return Check(PASS, f"{name} cost: no epoch times (eval records): nothing to compare.")
-    ratio = float(np.median(y) / np.median(x))
-    p = stats.mann_whitney(y, cfg.max_cost_ratio * x, "greater").p_value
-    head = (f"{name} epoch time: baseline median {np.median(x):.2f} s, current {np.median(y):.2f} s "
-            f"(ratio {ratio:.2f}, limit {cfg.max_cost_ratio:.2f})")
-    test = "by a Mann-Whitney test"
-    return _judged(head, p, cfg.alpha, ratio > cfg.max_cost_ratio, f"significantly slower than the limit {test}",
-                   f"not significantly slower than the limit {test}")
+    mx, my = float(np.mean([t.mean() for t in x])), float(np.mean([t.mean() for t in y]))
+    ratio = my / mx
+    head = (f"{name} epoch time: baseline {mx:.2f} s, current {my:.2f} s per epoch (mean of run means; ratio "
+            f"{ratio:.2f}, limit {cfg.max_cost_ratio:.2f}, {len(x)}+{len(y)} runs)")
+    over = ratio > cfg.max_cost_ratio
+    if min(len(x), len(y)) < max(cfg.min_seeds, 2):
+        return _untested(head, over, min(len(x), len(y)), cfg)
+    p, _ = cost_p(x, y, cfg.max_cost_ratio)
+    test = "by Welch's t on log run means"
+    return Check(PASS, head, p, over, f"significantly slower than the limit {test}",
+                 f"not significantly slower than the limit {test}")
+
+
+def settle(checks: list[Check], alpha: float) -> list[Check]:
+    """Holm over the tested checks: the chance that any of them fails falsely is at most alpha."""
+    tested = [i for i, ch in enumerate(checks) if not math.isnan(ch.p)]
+    adjusted = stats.holm([checks[i].p for i in tested]) if tested else []
+    out = list(checks)
+    for i, p in zip(tested, adjusted, strict=True):
+        out[i] = _judged(checks[i], p, alpha)
+    return out
 
 
 def _values(df: pd.DataFrame, column: str) -> set[Any]:
@@ -126,7 +170,7 @@ def run_checks(cfg: GateConfig) -> tuple[list[Check], list[str]]:
         else:
             checks.append(quality_check(name, b, c, cfg))
         checks.append(cost_check(name, b, c, cfg))
-    return checks, warnings
+    return settle(checks, cfg.alpha), warnings
 
 
 def update_baseline(cfg: GateConfig) -> None:
@@ -165,6 +209,8 @@ def cmd_gate(ns: argparse.Namespace) -> int:
         print(f"warning: {w}")
     for ch in checks:
         print(f"[{ch.outcome}] {ch.sentence}")
+    n_tested = sum("Holm-adjusted" in ch.sentence for ch in checks)
+    print(f"{n_tested} check(s) tested, Holm-corrected: overall false-failure rate <= {cfg.alpha}")
     outcomes = {ch.outcome for ch in checks}
     code = 1 if FAIL in outcomes else 3 if INCONCLUSIVE in outcomes else 0
     print({0: "gate: pass", 1: "gate: regression", 3: "gate: inconclusive"}[code])

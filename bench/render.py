@@ -8,12 +8,16 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from bench.claims import Verdict
 from bench.codeversion import code_warnings
 from bench.metrics import METRIC_NAMES
 from bench.report import (
+    CHECK_TITLES,
     COST_HEADERS,
     PROVENANCE_HEADERS,
+    SPREAD_HEADERS,
     VERDICT_HEADERS,
+    VERDICT_LEGEND,
     Report,
     ReportConfig,
     Section,
@@ -24,6 +28,7 @@ from bench.report import (
     provenance_table,
     quality_table,
     significance_caption,
+    spread_table,
     summary_rows,
     to_json,
     verdict_rows,
@@ -45,6 +50,11 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
                  f"({sec.target[1]:.4f})." if sec.target else ""
         lines += ["### Cost", "", tabulate(cost_table(sec), COST_HEADERS, tablefmt="github", disable_numparse=True),
                   "", f"*Means over seeds.{target}*", ""]
+    lines += ["### Seed spread", "", tabulate(spread_table(sec), SPREAD_HEADERS, tablefmt="github",
+                                              disable_numparse=True),
+              "", "*Seed-to-seed spread of each model's true mean (relative sd of the seed means less what their "
+              "per-user noise alone gives), measured from its runs; – with one seed. The calibration "
+              "(docs/statistics.md) uses it.*", ""]
     lines += ["### Provenance", "", tabulate(provenance_table(sec), PROVENANCE_HEADERS, tablefmt="github",
                                              disable_numparse=True),
               "", "*Costs compare only on one machine and thread count; CPU metrics repeat exactly only at the "
@@ -57,14 +67,49 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
               fmt_p(c.p_wilcoxon), fmt(c.dz, 3), "/".join(map(str, c.wtl))] for c in sec.comparisons],
             ["model", "best", "metric", "Δ rel", "95% CI", "p (t)", "p (Wilcoxon)", "d_z", "win/tie/loss"],
             tablefmt="github", disable_numparse=True),
-            "", "*Δ rel = mean(model) / mean(best) − 1; CI by hierarchical bootstrap (seeds, then users); "
-            "tests over users on seed-averaged per-user metrics, two-sided, uncorrected.*", ""]
+            "", f"*Δ rel = mean(model) / mean(best) − 1; 95% CI and p (two-sided, uncorrected) from Welch's t on "
+            f"seed means plus the per-user variance the seeds share; {_scope_note(sec)} Wilcoxon, d_z and "
+            "win/tie/loss over users on seed-averaged per-user metrics (descriptive).*", ""]
     if sec.verdicts:
-        lines += ["### Claims", "", tabulate(verdict_rows(sec.verdicts), VERDICT_HEADERS, tablefmt="github",
-                                             disable_numparse=True), ""]
-        lines += [f"- `{v.claim.id}` ({v.claim.source}): {v.test or 'no test'}." for v in sec.verdicts] + [""]
+        lines += _md_claims(sec)
     lines += [f"![{name}]({path})" for name, path in plots.items()] + ([""] if plots else [])
     return lines
+
+
+def _scope_note(sec: Section) -> str:
+    if any(c.scope != "seeds" for c in sec.comparisons):
+        return "with one seed a side the interval is over users and holds for these seeds only."
+    return "seeds are the unit (calibration: docs/statistics.md)."
+
+
+def _md_claims(sec: Section) -> list[str]:
+    lines = ["### Claims", "", f"*{VERDICT_LEGEND}*", ""]
+    for check, title in CHECK_TITLES.items():
+        vs = [v for v in sec.verdicts if v.claim.check == check]
+        if not vs:
+            continue
+        lines += [f"#### Check: {title}", "", tabulate(verdict_rows(vs), VERDICT_HEADERS, tablefmt="github",
+                                                      disable_numparse=True), ""]
+        lines += [f"- `{v.claim.id}` ({_where(v)}): {v.test or 'no test'}"
+                  f"{'; ' + v.power_note if v.power_note else ''}." for v in vs] + [""]
+    return lines
+
+
+def _where(v: Verdict) -> str:
+    c = v.claim
+    nums = f"{c.paper_subject:g} vs {c.paper_reference:g}" if c.paper_subject == c.paper_subject else ""
+    return "; ".join(x for x in (c.source, f"{c.table}, {c.cell}" if c.table else "", nums) if x)
+
+
+def _md_unjudged(report: Report) -> list[str]:
+    if not report.unjudged:
+        return []
+    lines = ["## Claims not judged here", "", "*Listed, not dropped: claims on data or models this machine or these "
+             "records do not have.*", ""]
+    lines += [f"- `{v.claim.id}` ({CHECK_TITLES[v.claim.check].split(' (')[0]}; {_where(v)}; {v.claim.subject} vs "
+              f"{v.claim.reference}, {v.claim.metric}, claimed {pct(v.claim.claimed)}): {v.verdict}: {v.reason}."
+              for v in report.unjudged]
+    return [*lines, ""]
 
 
 def render_markdown(report: Report, plots: dict[str, dict[str, str]] | None = None) -> str:
@@ -74,6 +119,7 @@ def render_markdown(report: Report, plots: dict[str, dict[str, str]] | None = No
     lines += [f"> {n}" for n in report.notes] + ([""] if report.notes else [])
     for sec in report.sections:
         lines += _md_section(sec, report.alpha, (plots or {}).get(f"{sec.dataset}/{sec.protocol.get('hash')}", {}))
+    lines += _md_unjudged(report)
     lines += ["## Failed runs", ""]
     if report.failed:
         lines += [f"- {f['model']} / {f['dataset']} / seed {f['seed']}: {f['reason']}" for f in report.failed]
@@ -91,7 +137,8 @@ def tex_escape(text: str) -> str:
     """Escapes every LaTeX special character; ±, †, α and minus signs become math."""
     out = _TEX_RE.sub(lambda m: _TEX_ESCAPES[m.group()], str(text))
     out = out.replace("<", r"$<$").replace(">", r"$>$")
-    return out.replace("±", r"$\pm$").replace("†", r"$^\dagger$").replace("α", r"$\alpha$").replace("−", "-")
+    return out.replace("±", r"$\pm$").replace("†", r"$^\dagger$").replace("α", r"$\alpha$").replace("−", "-")\
+        .replace("≤", r"$\le$").replace("⅓", "1/3")
 
 
 def _tex_table(headers: list[str], rows: list[list[str]], caption: str, label: str) -> list[str]:
@@ -112,11 +159,12 @@ def render_latex(report: Report) -> str:
               f"{significance_caption(sec, report.alpha)}."
         lines += _tex_table(QUALITY_HEADERS, rows, cap, f"tab:{_label(sec.dataset)}-{i}")
         if sec.verdicts:
-            keep = [0, 1, 2, 3, 4, 5, 6, 8]  # the sample sizes and reasons are in the markdown
+            keep = [0, 1, 2, 3, 4, 5, 6, 10]  # the sample sizes, power and reasons are in the markdown
             vrows = [[tex_escape(row[j]) for j in keep] for row in verdict_rows(sec.verdicts)]
             label = f"tab:{_label(sec.dataset)}-claims-{i}"
             lines += _tex_table([VERDICT_HEADERS[j] for j in keep], vrows,
-                                f"Claims on {sec.dataset} (95% bootstrap CIs).", label)
+                                f"Claims on {sec.dataset} (95% CIs, seeds the unit; p tests effect ≤ a third of "
+                                "the claim; see docs/statistics.md).", label)
     return "\n".join(lines)
 
 

@@ -1,10 +1,12 @@
-"""`python -m bench report RECORDS...`: tables, significance, claim verdicts, plots. No torch.
+"""`python -m bench report RECORDS...`: tables, significance, claim verdicts and plots. No torch.
 
 The reporter reads records only. Per dataset and protocol fingerprint it builds a table of models
 x metrics (mean +- std over seeds), marks the best and the runner-up, marks models significantly
-worse than the best (paired t-test over users on seed-averaged per-user metrics, Holm-corrected
-over the table), adds cost columns, paired comparisons with bootstrap CIs, failed runs, and the
-verdicts of a claims file. Records of different fingerprints are never compared.
+worse than the best (two-sided tests of every pair of models on seed means, `stats.seed_ratio`,
+Holm-corrected over the table; none below `--min-seeds` seeds a model), shows each model's
+measured seed-to-seed spread, adds cost columns, paired comparisons with intervals whose unit is
+the seed, failed runs, and the verdicts of a claims file (what they mean: `bench.claims`; their
+calibration: docs/statistics.md). Records of different fingerprints are never compared.
 """
 
 from __future__ import annotations
@@ -39,9 +41,8 @@ class ReportConfig:
     claims: Path | None = opt(None, help="claims file (TOML); e.g. bench/claims/elcrec.toml")
     reference: str | None = opt(None, help="model whose best validation NDCG@20 is the time-to-target target "
                                 "(default: the weakest model, so that every model can reach it)")
-    alpha: float = opt(0.05, help="significance level")
-    n_boot: int = opt(2000, help="bootstrap replicates")
-    seed: int = opt(0, help="seed of the bootstrap")
+    alpha: float = opt(0.05, help="significance level of the daggers (family-wise, Holm)")
+    min_seeds: int = opt(3, help="seeds a model needs before a dagger marks it")
     plots: bool = opt(True, help="write PNG plots next to the markdown")
 
 
@@ -53,6 +54,7 @@ class ModelRow:
     std: dict[str, float]
     cost: dict[str, float]
     worse: dict[str, bool] = field(default_factory=dict)  # significantly worse than the best
+    spread: dict[str, float] = field(default_factory=dict)  # measured seed-to-seed spread (relative sd)
 
 
 @dataclass
@@ -63,7 +65,8 @@ class Comparison:
     rel: float
     low: float
     high: float
-    p_t: float
+    p_t: float  # two-sided, on seed means (one seed a side: over users, these seeds only)
+    scope: str
     p_wilcoxon: float
     dz: float
     wtl: tuple[int, int, int]
@@ -88,6 +91,7 @@ class Report:
     notes: list[str]
     alpha: float
     claims_file: str | None
+    unjudged: list[Verdict] = field(default_factory=list)  # claims not runnable here, or without records
 
 
 def _seed_mean_per_user(rows: pd.DataFrame, metric: str) -> np.ndarray:
@@ -106,19 +110,29 @@ def _model_rows(ok: pd.DataFrame, target: tuple[str, float] | None) -> list[Mode
     return out
 
 
-def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float) -> int:
-    """Marks models significantly worse than the best per metric (Holm over the table)."""
+def pairwise_p(mats: dict[Any, np.ndarray]) -> dict[tuple[Any, Any], float]:
+    """Two-sided p-values of every pair of models' (seeds, users) arrays, seeds the unit."""
+    keys = list(mats)
+    return {(a, b): stats.seed_ratio(mats[a], mats[b]).p_two_sided()
+            for i, a in enumerate(keys) for b in keys[i + 1:]}
+
+
+def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float, min_seeds: int) -> int:
+    """Marks models significantly worse than the best per metric: every pair tested two-sided (the
+    best is chosen after looking, so only a family over all pairs stays honest), Holm over the
+    table; no test at all when a model has fewer than `min_seeds` seeds."""
+    if min(r.n for r in rows) < max(min_seeds, 2):
+        return 0
     tests = []
     for metric in METRIC_NAMES:
-        best = max(rows, key=lambda r: r.mean[metric])
-        b = _seed_mean_per_user(ok[ok.model == best.model], metric)
-        for r in rows:
-            if r is not best:
-                p = stats.paired_t(b, _seed_mean_per_user(ok[ok.model == r.model], metric), "greater").p_value
-                tests.append((r, metric, p))
-    adjusted = stats.holm([t[2] for t in tests]) if tests else []
-    for (r, metric, _), p in zip(tests, adjusted, strict=True):
-        r.worse[metric] = bool(p < alpha)
+        mats = {r.model: per_user_matrix(ok[ok.model == r.model], metric) for r in rows}
+        tests += [(metric, a, b, p) for (a, b), p in pairwise_p(mats).items()]
+    adjusted = stats.holm([t[3] for t in tests]) if tests else []
+    by_name = {r.model: r for r in rows}
+    for (metric, a, b, _), p in zip(tests, adjusted, strict=True):
+        best = max(rows, key=lambda r: r.mean[metric]).model
+        if p < alpha and best in (a, b):
+            by_name[b if best == a else a].worse[metric] = True
     return len(tests)
 
 
@@ -131,11 +145,21 @@ def _comparisons(ok: pd.DataFrame, rows: list[ModelRow], cfg: ReportConfig) -> l
             if r.model == best:
                 continue
             m_all = per_user_matrix(ok[ok.model == r.model], metric)
-            rel, lo, hi = stats.hierarchical_bootstrap_ci(m_all, b_all, cfg.n_boot, cfg.seed, cfg.alpha)
+            est = stats.seed_ratio(m_all, b_all)
+            lo, hi = est.interval(cfg.alpha)
             m, b = m_all.mean(0), b_all.mean(0)
-            out.append(Comparison(r.model, best, metric, rel, lo, hi, stats.paired_t(m, b).p_value,
+            out.append(Comparison(r.model, best, metric, est.ratio - 1, lo - 1, hi - 1, est.p_two_sided(), est.scope,
                                   stats.wilcoxon(m, b).p_value, stats.cohens_dz(m, b), stats.win_tie_loss(m, b)))
     return out
+
+
+def _spread(ok: pd.DataFrame, rows: list[ModelRow]) -> None:
+    """Each model's seed-to-seed spread of its true mean, measured from its runs (headline metrics)."""
+    from bench.calibrate import seed_spread
+
+    for r in rows:
+        for metric in HEADLINE:
+            r.spread[metric] = seed_spread(per_user_matrix(ok[ok.model == r.model], metric))
 
 
 def _target(ok: pd.DataFrame, reference: str | None) -> tuple[str, float] | None:
@@ -164,15 +188,19 @@ def build_report(cfg: ReportConfig) -> Report:
         for h in hashes:
             part = by_ds[by_ds.protocol == h]
             sections.append(_section(str(dataset), part, claims, cfg))
-    return Report(sections, failed, notes, cfg.alpha, str(cfg.claims) if cfg.claims else None)
+    judged = {v.claim.id for sec in sections for v in sec.verdicts}
+    unjudged = [judge(c, ok) if not c.runnable else Verdict(c, c.reference, "NOT RUN", f"no records of {c.dataset}")
+                for c in claims if c.id not in judged]
+    return Report(sections, failed, notes, cfg.alpha, str(cfg.claims) if cfg.claims else None, unjudged)
 
 
 def _section(dataset: str, ok: pd.DataFrame, claims: list[Any], cfg: ReportConfig) -> Section:
     target = _target(ok, cfg.reference)
     rows = _model_rows(ok, target)
-    n_tests = _significance(ok, rows, cfg.alpha) if len(rows) > 1 else 0
+    n_tests = _significance(ok, rows, cfg.alpha, cfg.min_seeds) if len(rows) > 1 else 0
     comps = _comparisons(ok, rows, cfg) if len(rows) > 1 else []
-    verdicts = [judge(c, ok, cfg.n_boot, cfg.seed, cfg.alpha) for c in claims if c.dataset == dataset]
+    _spread(ok, rows)
+    verdicts = [judge(c, ok) for c in claims if c.dataset == dataset and c.runnable]
     proto = dict(ok.iloc[0]["record"]["protocol"])
     return Section(dataset, proto, rows, comps, verdicts, n_tests, target, ok)
 
@@ -249,18 +277,48 @@ PROVENANCE_HEADERS = ["model", "runs", "commit", "machine", "torch threads", "to
 
 
 def significance_caption(sec: Section, alpha: float) -> str:
+    if not sec.n_tests:
+        return ("mean ± std over seeds; best in bold, runner-up underlined; no † marks: fewer seeds per model than "
+                "the tests need (seeds are the unit of inference; docs/statistics.md)")
     return (f"mean ± std over seeds; best in bold, runner-up underlined; † = significantly worse than the best "
-            f"(one-sided paired t-test over users on seed-averaged per-user metrics, Holm-corrected over "
-            f"{sec.n_tests} comparisons, α = {alpha})")
+            f"(two-sided tests of every pair of models on seed means, Holm-corrected over {sec.n_tests} "
+            f"comparisons, α = {alpha}; calibration in docs/statistics.md)")
+
+
+def spread_table(sec: Section) -> list[list[str]]:
+    """Per model, the measured seed-to-seed spread of its true mean (relative sd) per headline metric."""
+    return [[r.model, str(r.n), *(pct_plain(r.spread.get(m, math.nan)) for m in HEADLINE)] for r in sec.rows]
+
+
+SPREAD_HEADERS = ["model", "seeds", *HEADLINE]
+
+
+def pct_plain(x: float) -> str:
+    return "–" if math.isnan(x) else f"{100 * x:.1f}%"
 
 
 def verdict_rows(verdicts: list[Verdict]) -> list[list[str]]:
-    return [[v.claim.id, f"{v.claim.subject} vs {v.reference}", v.claim.metric, pct(v.claim.claimed),
-             pct(v.estimate), f"[{pct(v.low)}, {pct(v.high)}]", fmt_p(v.p_value), v.n, v.verdict, v.reason]
+    return [[v.claim.id, f"{v.claim.subject} vs {v.reference}",
+             v.claim.metric + (" (lower)" if v.claim.direction == "lower" else ""), pct(v.claim.claimed),
+             pct(v.estimate), f"[{pct(v.low)}, {pct(v.high)}]", fmt_p(v.p_value), pct_plain(v.detectable),
+             "–" if v.seeds_needed is None else str(v.seeds_needed), v.n, v.verdict, v.reason]
             for v in verdicts]
 
 
-VERDICT_HEADERS = ["claim", "comparison", "metric", "claimed", "measured", "95% CI", "p", "n", "verdict", "reason"]
+VERDICT_HEADERS = ["claim", "comparison", "metric", "claimed", "measured", "95% CI", "p (≤ ⅓ claim)",
+                   "detectable", "seeds needed", "n", "verdict", "reason"]
+CHECK_TITLES = {"paper": "the paper's own numbers", "released-checkpoints": "the released checkpoints (a separate "
+                "check: the claimed sizes are what the authors' released seed-1 checkpoints score)"}
+VERDICT_LEGEND = (
+    "Claimed and measured sizes are in the claimed direction (\"(lower)\": lower is the claim). "
+    "Verdicts (c = the claimed size, 95% CI of the effect in the claimed direction, seeds the unit): "
+    "REPRODUCED = the CI excludes c/3 and holds c; SMALLER THAN CLAIMED = the CI excludes c; NOT REPRODUCED = "
+    "the CI excludes c/3 and does not exclude zero, or lies below zero; INCONCLUSIVE = the CI holds c and reaches "
+    "c/3, or too few seeds, or not the paper's protocol; THESE SEEDS ONLY (...) = one seed (run) a side, the "
+    "interval is over users and says nothing of other seeds. p tests H0: effect ≤ c/3 (the REPRODUCED test). "
+    "A null effect is called REPRODUCED at most 2.5% of the time, a third of the claim at most 2.5%; the "
+    "calibration tables are in docs/statistics.md. Detectable = the smallest effect a two-sided test at α 0.05 "
+    "finds with 80% power on this evidence; seeds needed = seeds per model for 80% power of REPRODUCED at c.")
 
 
 def summary_rows(report: Report) -> list[dict[str, Any]]:
@@ -272,14 +330,17 @@ def summary_rows(report: Report) -> list[dict[str, Any]]:
             row.update({f"{m} mean": r.mean[m] for m in METRIC_NAMES})
             row.update({f"{m} std": r.std[m] for m in METRIC_NAMES})
             row.update(r.cost)
+            row.update({f"{m} seed spread": r.spread.get(m, math.nan) for m in HEADLINE})
             out.append(row)
     return out
 
 
 def verdict_dicts(report: Report) -> list[dict[str, Any]]:
     return [{**asdict(v.claim), "reference_model": v.reference, "verdict": v.verdict, "reason": v.reason,
-             "estimate": v.estimate, "ci": [v.low, v.high], "p_value": v.p_value, "test": v.test, "n": v.n}
-            for s in report.sections for v in s.verdicts]
+             "estimate": v.estimate, "ci": [v.low, v.high], "p_value": v.p_value, "p_value_test": "H0: effect <= "
+             "claimed / 3", "p_zero": v.p_zero, "test": v.test, "n": v.n, "detectable": v.detectable,
+             "seeds_needed": v.seeds_needed, "power_note": v.power_note}
+            for v in [*(v for s in report.sections for v in s.verdicts), *report.unjudged]]
 
 
 def cmd_report(ns: argparse.Namespace) -> int:

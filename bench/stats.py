@@ -126,48 +126,131 @@ def holm(p_values: list[float]) -> list[float]:
     return out.tolist()
 
 
-def hierarchical_bootstrap_ci(subject: np.ndarray, reference: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                              alpha: float = 0.05) -> tuple[float, float, float]:
-    """CI of the relative improvement mean(subject) / mean(reference) - 1 of paired per-user data.
+@dataclass(frozen=True)
+class LogRatio:
+    """An estimate of log(mean(subject) / mean(reference)) with its standard error and (Welch-
+    Satterthwaite) degrees of freedom. `scope` says what it covers: "seeds" when both sides have
+    two or more seeds (runs), so the seed-to-seed spread is part of the error, or "these seeds"
+    (one seed on a side: the interval is over users, or epochs, and covers those runs only)."""
 
-    subject, reference: (S, U) per-seed, per-user metrics (S may differ between the two). Each
-    replicate resamples seeds (with replacement, per model), then users (with replacement, the
-    same users for both models, since users are paired). Returns (point, low, high), percentile.
+    log_ratio: float
+    se: float
+    df: float
+    scope: str
+    n_subject: int
+    n_reference: int
+
+    @property
+    def ratio(self) -> float:
+        return math.exp(self.log_ratio)
+
+    def interval(self, alpha: float = 0.05) -> tuple[float, float]:
+        """Two-sided 1 - alpha interval of the ratio (not minus one)."""
+        q = float(special.stdtrit(self.df, 1 - alpha / 2)) if self.se > 0 else 0.0
+        return math.exp(self.log_ratio - q * self.se), math.exp(self.log_ratio + q * self.se)
+
+    def p_above(self, ratio: float) -> float:
+        """One-sided p-value of H0: true ratio <= `ratio` (H1: above it)."""
+        if not self.se > 0:
+            return 0.0 if self.log_ratio > math.log(ratio) else 1.0
+        return float(special.stdtr(self.df, -(self.log_ratio - math.log(ratio)) / self.se))
+
+    def p_below(self, ratio: float) -> float:
+        """One-sided p-value of H0: true ratio >= `ratio` (H1: below it)."""
+        if not self.se > 0:
+            return 0.0 if self.log_ratio < math.log(ratio) else 1.0
+        return float(special.stdtr(self.df, (self.log_ratio - math.log(ratio)) / self.se))
+
+    def p_two_sided(self, ratio: float = 1.0) -> float:
+        return min(1.0, 2.0 * min(self.p_above(ratio), self.p_below(ratio)))
+
+
+def _welch_df(parts: list[tuple[float, float]]) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of variance estimates (value, df)."""
+    total = sum(v for v, _ in parts)
+    denom = sum(v * v / d for v, d in parts if d > 0 and math.isfinite(d))
+    return total * total / denom if denom > 0 else math.inf
+
+
+def seed_ratio(subject: np.ndarray, reference: np.ndarray) -> LogRatio:
+    """log(mean(subject) / mean(reference)) of (seeds, users) per-user metrics of two models on
+    the same users, seeds being the unit of inference.
+
+    With >= 2 seeds a side the variance is Welch's over seed means (each seed mean carries its own
+    per-user noise) plus the part of the per-user variance that every seed shares (a user hard for
+    one seed is hard for all, so resampling seeds alone would miss it): var(paired relative
+    per-user difference of seed-averaged values) / users, less its within-seed part, which the
+    seed means already hold. With one seed on a side only the per-user variance is estimable, and
+    the interval covers the effect of these seeds only.
     """
     s, r = np.atleast_2d(subject).astype(np.float64), np.atleast_2d(reference).astype(np.float64)
     if s.shape[1] != r.shape[1]:
         raise ValueError("subject and reference must have the same users")
-    point = s.mean() / r.mean() - 1.0
-    rng = np.random.default_rng(seed)
-    u = s.shape[1]
-    stats = []
-    for start in range(0, n_boot, 100):
-        k = min(100, n_boot - start)
-        s_mean = s[rng.integers(0, len(s), size=(k, len(s)))].mean(1)  # (k, U): seed-resampled means
-        r_mean = r[rng.integers(0, len(r), size=(k, len(r)))].mean(1)
-        users = rng.integers(0, u, size=(k, u))  # the same resampled users for both models
-        num = np.take_along_axis(s_mean, users, 1).mean(1)
-        den = np.take_along_axis(r_mean, users, 1).mean(1)
-        stats.append(num / np.where(den == 0, np.nan, den) - 1.0)
-    boot = np.concatenate(stats)
-    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return float(point), float(lo), float(hi)
+    (ns, u), nr = s.shape, len(r)
+    a, b = s.mean(), r.mean()
+    if not (a > 0 and b > 0):
+        return LogRatio(math.nan, math.nan, math.nan, "these seeds", ns, nr)
+    d = s.mean(0) / a - r.mean(0) / b  # delta method of the log ratio, per user
+    user = float(d.var(ddof=1)) / u
+    if min(ns, nr) < 2:
+        return LogRatio(math.log(a / b), math.sqrt(user), u - 1.0, "these seeds", ns, nr)
+    seed_s = float(s.mean(1).var(ddof=1)) / (ns * a * a)
+    seed_r = float(r.mean(1).var(ddof=1)) / (nr * b * b)
+    within = (float(s.var(0, ddof=1).mean()) / (a * a * ns) + float(r.var(0, ddof=1).mean()) / (b * b * nr)) / u
+    shared = max(user - within, 0.0)
+    df = _welch_df([(seed_s, ns - 1), (seed_r, nr - 1), (shared, u - 1)])
+    return LogRatio(math.log(a / b), math.sqrt(seed_s + seed_r + shared), df, "seeds", ns, nr)
 
 
-def bootstrap_ratio_ci(subject: list[np.ndarray], reference: list[np.ndarray], n_boot: int = 2000, seed: int = 0,
-                       alpha: float = 0.05) -> tuple[float, float, float]:
-    """CI of mean(subject) / mean(reference) - 1 for unpaired grouped data (e.g. epoch times of
-    runs): resample groups, then values within each group, independently per side."""
-    rng = np.random.default_rng(seed)
+def run_ratio(subject: list[np.ndarray], reference: list[np.ndarray]) -> LogRatio:
+    """Ratio of the geometric means of run-level mean values (e.g. mean epoch time per run),
+    Welch's t on the logs: runs are the unit, so a machine's speed drifting between runs is part
+    of the error. With one run on a side the interval is over that run's values (epochs), and
+    covers these runs only."""
+    sm = np.array([np.mean(g) for g in subject], dtype=np.float64)
+    rm = np.array([np.mean(g) for g in reference], dtype=np.float64)
+    if len(sm) < 2 or len(rm) < 2:
+        ls, lr = np.log(np.concatenate(subject)), np.log(np.concatenate(reference))
+        scope = "these seeds"
+    else:
+        ls, lr = np.log(sm), np.log(rm)
+        scope = "seeds"
+    if len(ls) < 2 or len(lr) < 2:
+        return LogRatio(float(ls.mean() - lr.mean()), math.nan, math.nan, scope, len(sm), len(rm))
+    vs, vr = float(ls.var(ddof=1)) / len(ls), float(lr.var(ddof=1)) / len(lr)
+    df = _welch_df([(vs, len(ls) - 1), (vr, len(lr) - 1)])
+    return LogRatio(float(ls.mean() - lr.mean()), math.sqrt(vs + vr), df, scope, len(sm), len(rm))
 
-    def one(groups: list[np.ndarray]) -> float:
-        picked = [groups[i] for i in rng.integers(0, len(groups), size=len(groups))]
-        return float(np.mean(np.concatenate([g[rng.integers(0, len(g), size=len(g))] for g in picked])))
 
-    point = float(np.mean(np.concatenate(subject)) / np.mean(np.concatenate(reference)) - 1.0)
-    boot = np.array([one(subject) / one(reference) - 1.0 for _ in range(n_boot)])
-    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return point, float(lo), float(hi)
+def detectable(est: LogRatio, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest log ratio a two-sided test at `alpha` detects with `power`, at this standard
+    error and degrees of freedom (nan when the error is unknown)."""
+    if not est.se > 0 or not math.isfinite(est.se):
+        return math.nan
+    df = est.df if math.isfinite(est.df) else 1e9
+    return float((special.stdtrit(df, 1 - alpha / 2) + special.stdtrit(df, power)) * est.se)
+
+
+def seeds_needed(subject: np.ndarray, reference: np.ndarray, margin: float, alpha: float = 0.05,
+                 power: float = 0.8, most: int = 200) -> int | None:
+    """Seeds per model at which a one-sided test at alpha / 2 detects a log ratio `margin` with
+    `power`, from the observed per-seed and shared per-user variances (>= 2 seeds a side needed);
+    None when even `most` seeds would not (the shared per-user part does not shrink with seeds)."""
+    s, r = np.atleast_2d(subject).astype(np.float64), np.atleast_2d(reference).astype(np.float64)
+    if min(len(s), len(r)) < 2:
+        return None
+    est = seed_ratio(s, r)
+    a, b, u = s.mean(), r.mean(), s.shape[1]
+    per_s, per_r = float(s.mean(1).var(ddof=1)) / (a * a), float(r.mean(1).var(ddof=1)) / (b * b)
+    shared = max(est.se**2 - per_s / len(s) - per_r / len(r), 0.0)  # what more seeds leave
+    if not math.isfinite(shared):
+        return None
+    for n in range(2, most + 1):
+        se = math.sqrt((per_s + per_r) / n + shared)
+        df = _welch_df([(per_s / n, n - 1), (per_r / n, n - 1), (shared, u - 1)])
+        if (special.stdtrit(df, 1 - alpha / 2) + special.stdtrit(df, power)) * se <= margin:
+            return n
+    return None
 
 
 def mann_whitney(x: np.ndarray, y: np.ndarray, alternative: str = "two-sided") -> TestResult:

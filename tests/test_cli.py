@@ -79,7 +79,8 @@ def test_every_subcommand_has_a_working_help() -> None:
 
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subs.choices) == {"run", "reproduce", "eval", "report", "gate", "list", "perf", "fetch", "cost"}
+    assert set(subs.choices) == {"run", "reproduce", "eval", "report", "gate", "list", "perf", "fetch", "cost",
+                                 "calibrate"}
     for name, sub in subs.choices.items():
         text = sub.format_help()  # a stray % in a help string raises here
         assert f"python -m bench {name}" in text

@@ -18,13 +18,19 @@ def gate(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def write(out: Path, ranks: np.ndarray, epoch_s: list[float], proto: dict | None = None, threads: int = 2,
-          kernels: str = "native") -> Path:
-    pu = per_user_metrics(ranks)
-    curve = [{"epoch": i, "valid_NDCG@20": 0.1, "seconds": {"train": s}, "elapsed": 0.0} for i, s in enumerate(epoch_s)]
-    append_record(out, {"kind": "run", "status": "ok", "model": "elcrec", "dataset": "toy", "seed": 1,
-                        "metrics": {k: float(v.mean()) for k, v in pu.items()}, "protocol": proto or PROTO,
-                        "curve": curve, "provenance": PROV,
-                        "device": {"type": "cpu", "name": "t", "torch_threads": threads, "kernels": kernels}}, pu)
+          kernels: str = "native", seeds: int = 3, spread: float = 0.02) -> Path:
+    """`seeds` runs of one model; each seed moves a few users' ranks and the machine's speed a little."""
+    for seed in range(1, seeds + 1):
+        rng = np.random.default_rng(seed)
+        r = np.maximum(1, ranks + (rng.random(len(ranks)) < 0.02) * rng.integers(-1, 2, len(ranks)))
+        pu = per_user_metrics(r)
+        speed = 1 + spread * (seed - 2)
+        curve = [{"epoch": i, "valid_NDCG@20": 0.1, "seconds": {"train": s * speed}, "elapsed": 0.0}
+                 for i, s in enumerate(epoch_s)]
+        append_record(out, {"kind": "run", "status": "ok", "model": "elcrec", "dataset": "toy", "seed": seed,
+                            "metrics": {k: float(v.mean()) for k, v in pu.items()}, "protocol": proto or PROTO,
+                            "curve": curve, "provenance": PROV,
+                            "device": {"type": "cpu", "name": "t", "torch_threads": threads, "kernels": kernels}}, pu)
     return out
 
 
@@ -61,6 +67,14 @@ def test_significant_quality_drop_is_a_regression(tmp_path: Path) -> None:
     res = gate("--baseline", str(write(tmp_path / "b", RANKS, TIMES)), "--current", str(write(tmp_path / "c", worse,
                                                                                                 TIMES)))
     assert res.returncode == 1 and "[REGRESSION] elcrec/toy NDCG@10" in res.stdout
+    assert "Holm-corrected: overall false-failure rate <= 0.05" in res.stdout
+
+
+def test_one_seed_a_side_never_fails_the_gate(tmp_path: Path) -> None:
+    res = gate("--baseline", str(write(tmp_path / "b", RANKS, TIMES, seeds=1)), "--current",
+               str(write(tmp_path / "c", RANKS * 3, [3 * t for t in TIMES], seeds=1)))
+    assert res.returncode == 3, res.stdout
+    assert "[inconclusive] elcrec/toy NDCG@10" in res.stdout and "not tested: 1 seed(s)" in res.stdout
 
 
 def test_small_drop_within_the_margin_passes(tmp_path: Path) -> None:
@@ -77,7 +91,7 @@ def test_cost_regression_needs_significance_and_margin(tmp_path: Path) -> None:
     assert slow.returncode == 1 and "[REGRESSION] elcrec/toy epoch time" in slow.stdout
     within = gate("--baseline", str(b), "--current", str(write(tmp_path / "d", RANKS, [1.3 * t for t in TIMES])))
     assert within.returncode == 0
-    noisy = gate("--baseline", str(b), "--current", str(write(tmp_path / "e", RANKS, [0.5, 3.0])))
+    noisy = gate("--baseline", str(b), "--current", str(write(tmp_path / "e", RANKS, [1.6] * 6, spread=0.6)))
     assert noisy.returncode == 3 and "[inconclusive] elcrec/toy epoch time" in noisy.stdout
 
 
@@ -90,7 +104,7 @@ def test_other_protocol_warns_and_is_inconclusive(tmp_path: Path) -> None:
 def test_update_baseline_is_explicit(tmp_path: Path) -> None:
     cur = write(tmp_path / "c", RANKS, TIMES)
     res = gate("--baseline", str(tmp_path / "base"), "--current", str(cur), "--update-baseline")
-    assert res.returncode == 0 and len(read_records([tmp_path / "base"])) == 1
+    assert res.returncode == 0 and len(read_records([tmp_path / "base"])) == 3
     assert gate("--baseline", str(tmp_path / "base"), "--current", str(cur)).returncode == 0
 
 
@@ -101,7 +115,7 @@ def test_missing_baseline_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_a_zero_learning_rate_model_fails_the_gate(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "bench", "run", "--models", "sasrec", "--profile", "smoke", "--datasets",
-           "synthetic:users=300,items=60,intents=3", "--epochs", "4"]
+           "synthetic:users=300,items=60,intents=3", "--epochs", "4", "--seeds", "1,2,3"]
     assert subprocess.run([*run, "--out", str(tmp_path / "base")], capture_output=True).returncode == 0
     assert subprocess.run([*run, "--set", "sasrec.lr=0", "--out", str(tmp_path / "cur")],
                           capture_output=True).returncode == 0

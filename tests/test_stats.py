@@ -95,33 +95,69 @@ def test_cohens_dz_and_win_tie_loss(pair: tuple[np.ndarray, np.ndarray]) -> None
     assert stats.win_tie_loss([1, 2, 3], [0, 2, 4]) == (1, 1, 1)
 
 
-def test_hierarchical_bootstrap_covers_the_truth_and_is_seeded() -> None:
+def test_seed_ratio_with_seeds_is_welch_on_seed_means_when_users_share_nothing() -> None:
+    # per-user values independent across seeds (no user effect): the shared per-user part is ~0 and
+    # the interval is Welch's t on seed means (delta method on the log ratio)
     rng = np.random.default_rng(3)
-    ref = rng.random((3, 2000))
-    sub = ref * 1.10 + 0.01 * rng.standard_normal((3, 2000))  # a 10% improvement
-    point, lo, hi = stats.hierarchical_bootstrap_ci(sub, ref, n_boot=400, seed=1)
-    assert lo < point < hi and lo < 0.10 < hi
-    assert stats.hierarchical_bootstrap_ci(sub, ref, n_boot=400, seed=1) == (point, lo, hi)
-    same = stats.hierarchical_bootstrap_ci(ref, ref, n_boot=400, seed=1)
-    assert same[1] <= 0.0 <= same[2]
+    sub, ref = 1.1 + rng.standard_normal((4, 5000)), 1.0 + rng.standard_normal((3, 5000))
+    est = stats.seed_ratio(sub, ref)
+    a, b = sub.mean(1), ref.mean(1)
+    se = np.sqrt(a.var(ddof=1) / 4 / a.mean() ** 2 + b.var(ddof=1) / 3 / b.mean() ** 2)
+    assert est.scope == "seeds" and est.log_ratio == pytest.approx(np.log(a.mean() / b.mean()))
+    assert est.se == pytest.approx(se, rel=0.2)
+    welch = ss.ttest_ind(np.log(a), np.log(b), equal_var=False)
+    assert est.df == pytest.approx(welch.df, rel=0.3)
 
 
-def test_bootstrap_matches_scipy_percentile_bootstrap_for_one_seed() -> None:
+def test_seed_ratio_adds_the_per_user_variance_the_seeds_share() -> None:
+    # a strong user effect shared by all seeds of both models: the seed means agree closely, but the
+    # user sample still moves the ratio; the interval must carry it
+    rng = np.random.default_rng(5)
+    user = rng.gamma(0.3, 1.0, size=3000)
+    gain = 1.2 + 0.6 * rng.standard_normal(3000)  # how much better the subject is differs per user
+    sub = user * gain + 0.01 * rng.standard_normal((3, 3000))
+    ref = user + 0.01 * rng.standard_normal((3, 3000))
+    est = stats.seed_ratio(sub, ref)
+    lo, hi = est.interval()
+    assert lo < 1.2 < hi
+    assert est.se > 5 * est.log_ratio * 0.01 / np.sqrt(3)  # far more than the seed noise alone
+    welch_only = np.sqrt(sub.mean(1).var(ddof=1) / 3 / sub.mean() ** 2 + ref.mean(1).var(ddof=1) / 3 / ref.mean() ** 2)
+    assert est.se >= welch_only
+
+
+def test_one_seed_a_side_is_an_interval_over_users_for_these_seeds_only() -> None:
     rng = np.random.default_rng(4)
     ref = rng.random(3000)
     sub = ref + 0.05 * rng.random(3000)
-    _, lo, hi = stats.hierarchical_bootstrap_ci(sub[None], ref[None], n_boot=3000, seed=0)
-    res = ss.bootstrap((sub, ref), lambda s, r, axis=-1: s.mean(axis) / r.mean(axis) - 1, paired=True,
-                       method="percentile", n_resamples=3000, random_state=0)
-    assert lo == pytest.approx(res.confidence_interval.low, abs=0.004)
-    assert hi == pytest.approx(res.confidence_interval.high, abs=0.004)
+    est = stats.seed_ratio(sub[None], ref[None])
+    assert est.scope == "these seeds" and est.df == 2999
+    d = sub / sub.mean() - ref / ref.mean()
+    assert est.se == pytest.approx(d.std(ddof=1) / np.sqrt(3000))
+    assert est.p_two_sided() == pytest.approx(2 * min(est.p_above(1.0), est.p_below(1.0)))
 
 
-def test_bootstrap_ratio_ci_for_unpaired_groups() -> None:
-    fast = [np.full(5, 7.5), np.full(5, 8.0)]
-    slow = [np.full(5, 10.0), np.full(5, 10.5)]
-    point, lo, hi = stats.bootstrap_ratio_ci(fast, slow, n_boot=300, seed=0)
-    assert point == pytest.approx(7.75 / 10.25 - 1) and lo < point < hi < 0
+def test_run_ratio_is_welch_on_log_run_means() -> None:
+    fast = [np.full(5, 7.5), np.full(5, 8.0), np.full(5, 7.8)]
+    slow = [np.full(5, 10.0), np.full(5, 10.5), np.full(5, 10.1)]
+    est = stats.run_ratio(fast, slow)
+    lf, ls = np.log([7.5, 8.0, 7.8]), np.log([10.0, 10.5, 10.1])
+    ref = ss.ttest_ind(lf, ls, equal_var=False)
+    assert est.log_ratio == pytest.approx(lf.mean() - ls.mean())
+    assert est.p_two_sided() == pytest.approx(ref.pvalue) and est.df == pytest.approx(ref.df)
+    lo, hi = est.interval()
+    assert lo < est.ratio < hi < 1
+
+
+def test_power_helpers() -> None:
+    rng = np.random.default_rng(6)
+    user = rng.gamma(0.5, 1.0, size=4000)
+    ref = user * (1 + 0.03 * rng.standard_normal((3, 1)))
+    sub = user * 1.05 * (1 + 0.03 * rng.standard_normal((3, 1)))
+    est = stats.seed_ratio(sub, ref)
+    assert stats.detectable(est) > 2 * est.se
+    need = stats.seeds_needed(sub, ref, np.log(1.089 / 1.0297))
+    assert need is not None and need >= 2
+    assert stats.seeds_needed(sub[:1], ref[:1], 0.05) is None
 
 
 def test_u_distribution_counts_all_arrangements() -> None:
