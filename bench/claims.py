@@ -30,6 +30,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -166,12 +167,17 @@ def _reference(claim: Claim, ok: pd.DataFrame) -> str | None:
     return str(others.idxmax() if claim.direction == "higher" or claim.kind == "cost" else others.idxmin())
 
 
-def judge(claim: Claim, ok: pd.DataFrame) -> Verdict:
+def judge(claim: Claim, ok: pd.DataFrame, costs: pd.DataFrame | None = None) -> Verdict:
     """The verdict of one claim on the ok records of one dataset and protocol (95% intervals: the
-    verdict rules are calibrated at that level)."""
+    verdict rules are calibrated at that level). `costs`: records of the paired cost benchmark
+    (`bench cost`), which judge a per-epoch cost claim where they hold both models."""
     if not claim.runnable:
         return Verdict(claim, claim.reference, NOT_RUNNABLE, claim.not_runnable)
     ref = _reference(claim, ok)
+    if claim.kind == "cost" and claim.metric == "epoch_time" and ref:
+        pair = paired_epochs(costs, claim.subject, ref)
+        if pair is not None:
+            return _judge_paired_cost(claim, ref, *pair)
     subj = ok[ok.model == claim.subject]
     refs = ok[ok.model == ref] if ref else ok.iloc[:0]
     if subj.empty or refs.empty:
@@ -180,6 +186,62 @@ def judge(claim: Claim, ok: pd.DataFrame) -> Verdict:
     if claim.kind == "quality":
         return _judge_quality(claim, ref or "", subj, refs)
     return _judge_cost(claim, ref or "", subj, refs)
+
+
+def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str
+                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+    """The per-round epoch seconds (warm-up rounds left out) of the latest `bench cost` pair that
+    timed both models, and that pair's subject record; None without one."""
+    if costs is None or costs.empty:
+        return None
+    recs = [r for r in costs["record"] if r.get("kind") == "cost"]
+    for pair in sorted({r["pair"] for r in recs}, key=lambda p: max(r["created"] for r in recs if r["pair"] == p),
+                       reverse=True):
+        by_model = {r["model"]: r for r in recs if r["pair"] == pair}
+        if subject in by_model and reference in by_model:
+            a, b = ({e["round"]: e["epoch_s"] for e in by_model[m]["epochs"] if not e["warmup"]}
+                    for m in (subject, reference))
+            rounds = sorted(set(a) & set(b))
+            return np.array([a[k] for k in rounds]), np.array([b[k] for k in rounds]), by_model[subject]
+    return None
+
+
+def _judge_paired_cost(claim: Claim, ref: str, s: np.ndarray, r: np.ndarray, rec: dict[str, Any]) -> Verdict:
+    est = stats.paired_ratio(s, r)
+    e, lo, hi = _effect(est, claim.direction)
+    loads = [e_["loadavg_before"][0] for e_ in rec["epochs"]]
+    v = Verdict(claim, ref, "", "", e, lo, hi, _p_third(est, claim.claimed, claim.direction), est.p_two_sided(),
+                n=f"{len(s)} paired rounds (bench cost, load average {min(loads):.2f}-{max(loads):.2f})")
+    v.test = "t over the paired rounds' log ratios of interleaved epochs (bench cost)"
+    _power_note(v, est, None, None)
+    _settle(v, claim, est.scope, len(s), "")  # rounds are the unit: min_seeds of them
+    return v
+
+
+def time_to_target_ratio(subj: pd.DataFrame, refs: pd.DataFrame, cost: stats.LogRatio | None
+                   ) -> tuple[stats.LogRatio | None, str]:
+    """Time for the subject to reach the reference's best validation NDCG@20, relative to the
+    reference's own time to it, per seed: (epochs the subject needs / epochs the reference needs)
+    x the paired per-epoch cost ratio, with the variances of both added. Returns (estimate or None,
+    a note: seeds used, seeds where the subject never got there)."""
+    s_runs = {int(rec["seed"]): rec for rec in subj["record"] if rec.get("curve")}
+    r_runs = {int(rec["seed"]): rec for rec in refs["record"] if rec.get("curve")}
+    logs, never = [], []
+    for seed in sorted(set(s_runs) & set(r_runs)):
+        target = best_valid(r_runs[seed])
+        reached = [c["epoch"] for c in s_runs[seed]["curve"] if c["valid_NDCG@20"] >= target]
+        if not reached:
+            never.append(seed)
+            continue
+        logs.append(math.log((reached[0] + 1) / (int(r_runs[seed]["best_epoch"]) + 1)))
+    note = f"{len(logs)} seed(s)" + (f"; never reached in seed(s) {', '.join(map(str, never))}" if never else "")
+    if not logs or cost is None:
+        return None, note + ("" if cost is not None else "; no paired per-epoch cost")
+    d = np.array(logs)
+    epochs = stats.LogRatio(float(d.mean()), float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.nan,
+                            len(d) - 1.0 if len(d) > 1 else math.nan, "seeds" if len(d) > 1 else "these seeds",
+                            len(d), len(d))
+    return stats.product_ratio(epochs, cost), note
 
 
 def _log_margin(claim: Claim) -> float:

@@ -4,9 +4,10 @@ Per-epoch times of long runs on a shared machine are no cost evidence: other wor
 and more within minutes. Here each model trains in its own process, kept alive between its epochs,
 and the epochs of the compared models alternate in one time window (A B, B A, A B, ...), so drift
 hits both alike; each round's ratio of adjacent epochs is one paired observation, and the CI of the
-per-epoch cost ratio is a t interval over the rounds' log ratios. The first `--warmup` rounds (ELCRec's
-epoch-0 initialisation, allocator warm-up) are recorded but not used. The load average is recorded
-beside every epoch. Each model gets a record of kind "cost" (append-only, with provenance) in `--out`.
+per-epoch cost ratio is a t interval over the rounds' log ratios (`stats.paired_ratio`). The first
+`--warmup` rounds (ELCRec's epoch-0 initialisation, allocator warm-up) are recorded but not used.
+The load average is recorded beside every epoch. Each model gets a record of kind "cost"
+(append-only, with provenance) in `--out`.
 
 This module imports no torch: the parent only schedules; `bench.cost_worker` trains.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
+from bench import stats
 from bench.config import from_namespace, opt, require_device
 from bench.errors import BenchError
 from bench.lifeline import PARENT_ENV
@@ -44,18 +44,6 @@ class CostConfig:
     device: str = opt("cpu", choices=("cpu", "cuda"), help="where the models train")
     data_dir: Path | None = opt(None, help="folder with the dataset file")
     out: Path = opt(Path("reports/cost/latest"), help="records folder (records.jsonl)")
-
-
-def paired_ratio_ci(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
-    """Geometric-mean ratio a/b of paired positive values and its t interval over the pairs' log
-    ratios: (ratio, low, high). Each pair is one round of adjacent epochs, so the machine's drift
-    between rounds cancels within a pair."""
-    d = np.log(np.asarray(a, dtype=np.float64)) - np.log(np.asarray(b, dtype=np.float64))
-    n = len(d)
-    if n < 2:
-        return float(np.exp(d.mean())) if n else math.nan, math.nan, math.nan
-    half = float(sps.t.ppf(1 - alpha / 2, n - 1)) * float(d.std(ddof=1)) / math.sqrt(n)
-    return float(np.exp(d.mean())), float(np.exp(d.mean() - half)), float(np.exp(d.mean() + half))
 
 
 class _Worker:
@@ -114,8 +102,9 @@ def summarise(epochs: dict[str, list[dict[str, Any]]], models: tuple[str, ...]) 
     out: dict[str, Any] = {"median_epoch_s": {m: float(np.median(v)) for m, v in used.items() if v}, "ratios": {}}
     subject = models[0]
     for ref in models[1:]:
-        ratio, lo, hi = paired_ratio_ci(np.array(used[subject]), np.array(used[ref]))
-        out["ratios"][ref] = {"ratio": ratio, "low": lo, "high": hi, "rounds": len(used[ref])}
+        est = stats.paired_ratio(np.array(used[subject]), np.array(used[ref]))
+        lo, hi = est.interval()
+        out["ratios"][ref] = {"ratio": est.ratio, "low": lo, "high": hi, "rounds": len(used[ref])}
     return out
 
 

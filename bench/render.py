@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
@@ -50,6 +51,7 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
                  f"({sec.target[1]:.4f})." if sec.target else ""
         lines += ["### Cost", "", tabulate(cost_table(sec), COST_HEADERS, tablefmt="github", disable_numparse=True),
                   "", f"*Means over seeds.{target}*", ""]
+    lines += _md_paired(sec)
     lines += ["### Seed spread", "", tabulate(spread_table(sec), SPREAD_HEADERS, tablefmt="github",
                                               disable_numparse=True),
               "", "*Seed-to-seed spread of each model's true mean (relative sd of the seed means less what their "
@@ -74,6 +76,29 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
         lines += _md_claims(sec)
     lines += [f"![{name}]({path})" for name, path in plots.items()] + ([""] if plots else [])
     return lines
+
+
+def _ratio_cells(est: Any) -> list[str]:
+    if est is None:
+        return ["–", "–"]
+    lo, hi = est.interval()
+    return [f"{est.ratio:.3f}", f"[{lo:.3f}, {hi:.3f}]" if lo == lo else "–"]
+
+
+def _md_paired(sec: Section) -> list[str]:
+    """The paired cost benchmark (`bench cost`): the evidence for per-epoch cost claims."""
+    if not sec.paired:
+        return []
+    rows = [[f"{p.subject} / {p.reference}", str(p.rounds), *_ratio_cells(p.per_epoch), *_ratio_cells(p.to_target),
+             p.to_target_note, f"{p.load[0]:.2f}-{p.load[1]:.2f}", p.machine] for p in sec.paired]
+    return ["### Paired cost benchmark", "", tabulate(
+        rows, ["pair", "rounds", "per-epoch cost ratio", "95% CI", "time-to-target ratio", "95% CI", "seeds",
+               "load average", "machine"], tablefmt="github", disable_numparse=True),
+        "", "*Epochs of the two models alternate in one time window (A B, B A, ...); the per-epoch ratio is the "
+        "geometric mean of the rounds' ratios with a t interval over rounds. Time to target: per seed, the "
+        "epochs the subject needs to reach the reference's best validation NDCG@20 over the epochs the reference "
+        "needs, times the per-epoch ratio; both variances added. On CPU the paper's GPU memory claim needs a "
+        "GPU; peak and average RSS are in the cost table.*", ""]
 
 
 def _scope_note(sec: Section) -> str:

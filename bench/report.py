@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.claims import Verdict, judge, load_claims
+from bench.claims import Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
 from bench.config import from_namespace, opt
 from bench.errors import BenchError
 from bench.frame import COST_COLUMNS, best_valid, load_frame, per_user_matrix, time_to_target
@@ -82,6 +82,7 @@ class Section:
     n_tests: int
     target: tuple[str, float] | None
     ok: pd.DataFrame = field(repr=False)
+    paired: list[Any] = field(default_factory=list)  # PairedCost of the paired cost benchmark
 
 
 @dataclass
@@ -179,6 +180,7 @@ def build_report(cfg: ReportConfig) -> Report:
     failed = [{"model": r.model, "dataset": r.dataset, "seed": r.seed, "reason": r.reason}
               for r in df[df.status != "ok"].itertuples()]
     ok = df[df.status == "ok"]
+    costs, ok = ok[ok.kind == "cost"], ok[ok.kind != "cost"]  # the paired cost benchmark's records
     sections, notes = [], []
     for dataset, by_ds in ok.groupby("dataset", sort=True):
         hashes = sorted(by_ds.protocol.unique())
@@ -187,22 +189,60 @@ def build_report(cfg: ReportConfig) -> Report:
                          "tables and never compared with each other.")
         for h in hashes:
             part = by_ds[by_ds.protocol == h]
-            sections.append(_section(str(dataset), part, claims, cfg))
+            sections.append(_section(str(dataset), part, claims, cfg, costs[costs.dataset == dataset]))
     judged = {v.claim.id for sec in sections for v in sec.verdicts}
     unjudged = [judge(c, ok) if not c.runnable else Verdict(c, c.reference, "NOT RUN", f"no records of {c.dataset}")
                 for c in claims if c.id not in judged]
     return Report(sections, failed, notes, cfg.alpha, str(cfg.claims) if cfg.claims else None, unjudged)
 
 
-def _section(dataset: str, ok: pd.DataFrame, claims: list[Any], cfg: ReportConfig) -> Section:
+def _section(dataset: str, ok: pd.DataFrame, claims: list[Any], cfg: ReportConfig,
+             costs: pd.DataFrame | None = None) -> Section:
     target = _target(ok, cfg.reference)
     rows = _model_rows(ok, target)
     n_tests = _significance(ok, rows, cfg.alpha, cfg.min_seeds) if len(rows) > 1 else 0
     comps = _comparisons(ok, rows, cfg) if len(rows) > 1 else []
     _spread(ok, rows)
-    verdicts = [judge(c, ok) for c in claims if c.dataset == dataset and c.runnable]
+    verdicts = [judge(c, ok, costs) for c in claims if c.dataset == dataset and c.runnable]
     proto = dict(ok.iloc[0]["record"]["protocol"])
-    return Section(dataset, proto, rows, comps, verdicts, n_tests, target, ok)
+    sec = Section(dataset, proto, rows, comps, verdicts, n_tests, target, ok)
+    sec.paired = _paired_costs(ok, costs)
+    return sec
+
+
+@dataclass
+class PairedCost:
+    """A pair of the paired cost benchmark: per-epoch cost ratio, and time to the reference's best
+    validation NDCG@20 relative to the reference's (from the training runs, per seed)."""
+
+    subject: str
+    reference: str
+    rounds: int
+    per_epoch: stats.LogRatio
+    to_target: stats.LogRatio | None
+    to_target_note: str
+    load: tuple[float, float]
+    machine: str
+
+
+def _paired_costs(ok: pd.DataFrame, costs: pd.DataFrame | None) -> list[PairedCost]:
+    out: list[PairedCost] = []
+    if costs is None or costs.empty:
+        return out
+    for rec in costs["record"]:
+        models = rec.get("models") or []
+        if rec["model"] != models[0]:
+            continue  # one entry per pair: its subject's record
+        for ref in models[1:]:
+            pair = paired_epochs(costs, rec["model"], ref)
+            if pair is None:
+                continue
+            est = stats.paired_ratio(pair[0], pair[1])
+            tt, note = time_to_target_ratio(ok[ok.model == rec["model"]], ok[ok.model == ref], est)
+            loads = [e["loadavg_before"][0] for e in rec["epochs"]]
+            out.append(PairedCost(rec["model"], ref, len(pair[0]), est, tt, note, (min(loads), max(loads)),
+                                  f"{rec['device'].get('name')}, {rec['device'].get('torch_threads')} threads"))
+    return out
 
 
 # ---------------------------------------------------------------- rendering

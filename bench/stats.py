@@ -222,6 +222,27 @@ def run_ratio(subject: list[np.ndarray], reference: list[np.ndarray]) -> LogRati
     return LogRatio(float(ls.mean() - lr.mean()), math.sqrt(vs + vr), df, scope, len(sm), len(rm))
 
 
+def paired_ratio(subject: np.ndarray, reference: np.ndarray) -> LogRatio:
+    """Geometric-mean ratio of paired positive values (the epochs of one round of an interleaved
+    benchmark, `bench cost`): a t interval over the pairs' log ratios, so that a machine's drift
+    between rounds, common to both sides of a pair, cancels. Pairs are the unit ("seeds" scope
+    with two or more)."""
+    d = np.log(np.asarray(subject, dtype=np.float64)) - np.log(np.asarray(reference, dtype=np.float64))
+    n = len(d)
+    if n < 2:
+        return LogRatio(float(d.mean()) if n else math.nan, math.nan, math.nan, "these seeds", n, n)
+    return LogRatio(float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n), n - 1.0, "seeds", n, n)
+
+
+def product_ratio(a: LogRatio, b: LogRatio) -> LogRatio:
+    """The ratio a x b of two independent estimates (e.g. epochs to a target times the cost per
+    epoch): log ratios add, variances add, Welch-Satterthwaite degrees of freedom."""
+    var_a, var_b = a.se**2, b.se**2
+    df = _welch_df([(var_a, a.df), (var_b, b.df)])
+    scope = "seeds" if a.scope == b.scope == "seeds" else "these seeds"
+    return LogRatio(a.log_ratio + b.log_ratio, math.sqrt(var_a + var_b), df, scope, a.n_subject, a.n_reference)
+
+
 def detectable(est: LogRatio, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest log ratio a two-sided test at `alpha` detects with `power`, at this standard
     error and degrees of freedom (nan when the error is unknown)."""

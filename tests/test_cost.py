@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from bench.cost import paired_ratio_ci
 from bench.records import read_records
+from bench.stats import paired_ratio
 
 TINY = "synthetic:users=200,items=60,intents=3,seed=2"
 
@@ -19,13 +19,15 @@ def test_the_ratio_ci_is_the_t_interval_of_the_log_ratios() -> None:
     rng = np.random.default_rng(0)
     b = rng.uniform(10, 12, size=7)
     a = b * 0.8 * rng.lognormal(0, 0.05, size=7)
-    ratio, lo, hi = paired_ratio_ci(a, b)
+    est = paired_ratio(a, b)
+    ratio, (lo, hi) = est.ratio, est.interval()
     ci = sps.ttest_1samp(np.log(a / b), 0.0).confidence_interval(0.95)
     assert np.isclose(ratio, np.exp(np.log(a / b).mean()))
     assert np.isclose(lo, np.exp(ci.low)) and np.isclose(hi, np.exp(ci.high)) and lo < 0.8 < hi
     # drift common to both sides of a pair cancels: a machine twice as slow in later rounds changes nothing
     drift = np.linspace(1, 2, 7)
-    assert np.allclose(paired_ratio_ci(a * drift, b * drift), (ratio, lo, hi))
+    drifted = paired_ratio(a * drift, b * drift)
+    assert np.allclose((drifted.ratio, *drifted.interval()), (ratio, lo, hi))
 
 
 def test_cost_alternates_epochs_and_writes_a_cost_record_per_model(tmp_path: Path) -> None:
@@ -54,3 +56,55 @@ def test_cost_refuses_a_single_model_with_one_line(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "bench", "cost", "--models", "elcrec", "--dataset", TINY,
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and res.stderr.count("\n") == 1
+
+
+def _run(model: str, seed: int, curve: list[float]) -> dict:
+    best = int(np.argmax(curve))
+    return {"kind": "run", "model": model, "seed": seed, "best_epoch": best,
+            "curve": [{"epoch": i, "valid_NDCG@20": v, "seconds": {"train": 1.0}} for i, v in enumerate(curve)]}
+
+
+def _cost(model: str, models: list[str], pair: str, created: str, secs: list[float]) -> dict:
+    return {"kind": "cost", "model": model, "models": models, "pair": pair, "created": created,
+            "epochs": [{"round": i, "epoch_s": s, "warmup": i == 0, "loadavg_before": [0.1, 0.1, 0.1]}
+                       for i, s in enumerate(secs)]}
+
+
+def test_time_to_target_is_the_epochs_ratio_per_seed_times_the_per_epoch_ratio() -> None:
+    import pandas as pd
+
+    from bench.claims import time_to_target_ratio
+
+    # the reference peaks at epoch 3 (4 epochs); the subject first reaches that value at epoch 7 (8
+    # epochs) in seed 1 and at epoch 3 in seed 2, and never in seed 3
+    ref = pd.DataFrame({"record": [_run("b", 1, [0.1, 0.2, 0.3, 0.4, 0.35]), _run("b", 2, [0.1, 0.2, 0.3, 0.4]),
+                                   _run("b", 3, [0.5])]})
+    subj = pd.DataFrame({"record": [_run("a", 1, [0.1] * 7 + [0.4]), _run("a", 2, [0.0, 0.1, 0.2, 0.41]),
+                                    _run("a", 3, [0.1])]})
+    cost = paired_ratio(np.array([8.0, 8.2, 7.9]), np.array([10.0, 10.1, 9.8]))
+    est, note = time_to_target_ratio(subj, ref, cost)
+    assert est is not None and "2 seed(s)" in note and "never reached in seed(s) 3" in note
+    epochs = np.log([8 / 4, 4 / 4])
+    assert np.isclose(est.log_ratio, epochs.mean() + cost.log_ratio)
+    assert np.isclose(est.se**2, epochs.var(ddof=1) / 2 + cost.se**2)
+
+
+def test_a_per_epoch_cost_claim_is_judged_on_the_latest_paired_rounds() -> None:
+    import pandas as pd
+
+    from bench.claims import Claim, judge
+
+    claim = Claim(id="c", subject="a", reference="b", dataset="d", metric="epoch_time", direction="lower",
+                  claimed=0.2, source="test", kind="cost", min_seeds=3)
+    ok = pd.DataFrame({"model": ["a", "b"], "NDCG@10": [0.1, 0.1],
+                       "record": [_run("a", 1, [0.1, 0.2]), _run("b", 1, [0.1, 0.2])]})
+    old = [_cost("a", ["a", "b"], "p1", "2026-01-01", [9, 10, 10, 10, 10]),
+           _cost("b", ["a", "b"], "p1", "2026-01-01", [9, 10, 10, 10, 10])]
+    new = [_cost("a", ["a", "b"], "p2", "2026-02-01", [9, 7.9, 8.1, 8.0, 8.0]),
+           _cost("b", ["a", "b"], "p2", "2026-02-01", [9, 10.0, 10.0, 10.1, 9.9])]
+    costs = pd.DataFrame({"record": old + new})
+    v = judge(claim, ok, costs)
+    assert "paired rounds" in v.test and v.n.startswith("4 paired rounds")
+    assert np.isclose(v.estimate, 0.2, atol=0.01)  # from p2 only; p1's ratio is 1
+    no_pairs = judge(claim, ok, None)
+    assert "paired" not in no_pairs.test
