@@ -162,11 +162,10 @@ def _quality_batch(world: World, rng: np.random.Generator, reps: int, seeds: int
 
 def dagger_any(mats: list[np.ndarray], min_seeds: int, alpha: float = 0.05) -> bool:
     """Whether the report's dagger procedure rejects any pair of these (seeds, users) arrays."""
-    from bench.report import pairwise_p
 
     if min(len(m) for m in mats) < min_seeds:
         return False
-    ps = list(pairwise_p(dict(enumerate(mats))).values())
+    ps = list(stats.pairwise_p(dict(enumerate(mats))).values())
     return bool(min(stats.holm(ps)) < alpha)
 
 
@@ -221,16 +220,6 @@ def calibrate(shape: Shape, taus: list[float], seeds: list[int], reps: int, seed
     return rows
 
 
-def seed_spread(m: np.ndarray) -> float:
-    """A model's seed-to-seed spread of its true mean (relative sd) from (seeds, users) values:
-    the variance of the seed means less what their per-user noise alone gives (nan with one seed)."""
-    if len(m) < 2 or not m.mean() > 0:
-        return math.nan
-    mean, u = float(m.mean()), m.shape[1]
-    excess = float(m.mean(1).var(ddof=1)) - float(m.var(0, ddof=1).mean()) / u
-    return math.sqrt(max(excess, 0.0)) / mean
-
-
 def shape_from_records(path: Path) -> Shape:
     """The evaluation's shape from records: users, HR@5, NDCG@5 / HR@5, the hit overlap of the
     first two models (their first seeds), and the mean measured seed spread of NDCG@5."""
@@ -249,7 +238,7 @@ def shape_from_records(path: Path) -> Shape:
     rate = float(np.mean([h.mean() for h in hits]))
     both = float((hits[0][0] * hits[-1][0]).mean()) if len(hits) > 1 else math.nan
     overlap = both / rate if len(hits) > 1 and rate > 0 else Shape.overlap
-    taus = [t for t in (seed_spread(n) for n in ndcg) if not math.isnan(t)]
+    taus = [t for t in (stats.seed_spread(n) for n in ndcg) if not math.isnan(t)]
     return Shape(users=hits[0].shape[1], hit_rate=rate, gain=float(np.mean([n.mean() for n in ndcg])) / rate,
                  overlap=max(overlap, rate * 1.01), measured_tau=float(np.mean(taus)) if taus else math.nan)
 

@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
             "bench.runner:cmd_run"),
     "eval": ("evaluate a checkpoint on a dataset's test split", "bench.config:EvalConfig", "bench.evaluate:cmd_eval"),
     "report": ("tables, significance tests, claim verdicts and plots from records", "bench.report:ReportConfig",
-               "bench.report:cmd_report"),
+               "bench.render:cmd_report"),
     "gate": ("compare current records with a baseline; exit 1 on a significant regression",
              "bench.gate:GateConfig", "bench.gate:cmd_gate"),
     "list": ("list models, datasets, presets and profiles", None, "bench.catalog:cmd_list"),

@@ -14,15 +14,27 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.fileio import now, write_atomic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("bench", "models")
 SOURCE_SUFFIXES = (".py", ".c", ".h")  # what runs; claim files and docs do not change a run
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        res = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return res.stdout.strip() if res.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    return {"commit": commit or None, "dirty": dirty}
 
 
 def source_sha256(root: Path = REPO_ROOT) -> str:
@@ -40,7 +52,6 @@ def source_sha256(root: Path = REPO_ROOT) -> str:
 def code_version() -> dict[str, Any]:
     """This process's code: computed once, at the first call (a worker calls it as it starts), so
     that an edit during a long run is not taken for the code that runs."""
-    from bench.records import git_state
 
     return {**git_state(), "source_sha256": source_sha256()}
 
@@ -72,7 +83,6 @@ def sidecar_path(state: Path) -> Path:
 
 def write_sidecar(state: Path, progress: dict[str, Any]) -> None:
     """Next to a state just saved: its progress and this process's code version (atomic)."""
-    from bench.records import now, write_atomic
 
     body = {**progress, "code": code_version(), "saved": now()}
     write_atomic(sidecar_path(state), (json.dumps(body, sort_keys=True) + "\n").encode())

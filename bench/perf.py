@@ -358,7 +358,8 @@ def _print_summary(results: dict[str, Any]) -> None:
 
 
 def cmd_perf(ns: argparse.Namespace) -> int:
-    from bench.records import provenance, write_atomic
+    from bench.fileio import write_atomic
+    from bench.records import provenance
     from bench.runner import WORKER_ENV
 
     if any(os.environ.get(k) != v for k, v in WORKER_ENV.items()):

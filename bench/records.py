@@ -14,18 +14,17 @@ import json
 import os
 import platform
 import socket
-import subprocess
 import sys
-import tempfile
 import uuid
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.codeversion import code_version
 from bench.errors import BenchError
+from bench.fileio import now, write_atomic
 
 SCHEMA_VERSION = 1
 RECORDS_FILE = "records.jsonl"
@@ -36,18 +35,10 @@ def new_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        res = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        return res.stdout.strip() if res.returncode == 0 else ""
 
-    commit = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
-    return {"commit": commit or None, "dirty": dirty}
+
 
 
 def library_versions() -> dict[str, str | None]:
@@ -87,7 +78,6 @@ def cpu_model() -> str:
 
 
 def provenance() -> dict[str, Any]:
-    from bench.codeversion import code_version
 
     return {
         "host": socket.gethostname(),
@@ -101,19 +91,7 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
 
 
 def save_per_user(out_dir: Path, rec_id: str, arrays: dict[str, np.ndarray]) -> str:

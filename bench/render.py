@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,13 @@ from tabulate import tabulate
 
 from bench.claims import Verdict
 from bench.codeversion import code_warnings
+from bench.config import from_namespace
+from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES
 from bench.report import (
     CHECK_TITLES,
     COST_HEADERS,
+    FORMATS,
     PROVENANCE_HEADERS,
     SPREAD_HEADERS,
     VERDICT_HEADERS,
@@ -22,6 +27,7 @@ from bench.report import (
     Report,
     ReportConfig,
     Section,
+    build_report,
     cost_table,
     fmt,
     fmt_p,
@@ -224,3 +230,17 @@ def write_outputs(report: Report, cfg: ReportConfig) -> list[Path]:
             path.write_text(to_json(report))
         written.append(path)
     return written
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    cfg = from_namespace(ReportConfig, ns)
+    bad = set(cfg.format) - set(FORMATS)
+    if bad:
+        raise BenchError(f"unknown format(s) {', '.join(sorted(bad))}; known: {', '.join(FORMATS)}")
+    report = build_report(cfg)
+    written = write_outputs(report, cfg)
+    for path in written:
+        print(path)
+    if report.failed:
+        print(f"{len(report.failed)} failed run(s) listed in the report", file=sys.stderr)
+    return 0

@@ -11,10 +11,8 @@ calibration: docs/statistics.md). Records of different fingerprints are never co
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import pandas as pd
 
 from bench import stats
 from bench.claims import Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
-from bench.config import from_namespace, opt
+from bench.config import opt
 from bench.errors import BenchError
 from bench.frame import COST_COLUMNS, best_valid, load_frame, per_user_matrix, time_to_target
 from bench.metrics import METRIC_NAMES
@@ -111,13 +109,6 @@ def _model_rows(ok: pd.DataFrame, target: tuple[str, float] | None) -> list[Mode
     return out
 
 
-def pairwise_p(mats: dict[Any, np.ndarray]) -> dict[tuple[Any, Any], float]:
-    """Two-sided p-values of every pair of models' (seeds, users) arrays, seeds the unit."""
-    keys = list(mats)
-    return {(a, b): stats.seed_ratio(mats[a], mats[b]).p_two_sided()
-            for i, a in enumerate(keys) for b in keys[i + 1:]}
-
-
 def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float, min_seeds: int) -> int:
     """Marks models significantly worse than the best per metric: every pair tested two-sided (the
     best is chosen after looking, so only a family over all pairs stays honest), Holm over the
@@ -127,7 +118,7 @@ def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float, min_seed
     tests = []
     for metric in METRIC_NAMES:
         mats = {r.model: per_user_matrix(ok[ok.model == r.model], metric) for r in rows}
-        tests += [(metric, a, b, p) for (a, b), p in pairwise_p(mats).items()]
+        tests += [(metric, a, b, p) for (a, b), p in stats.pairwise_p(mats).items()]
     adjusted = stats.holm([t[3] for t in tests]) if tests else []
     by_name = {r.model: r for r in rows}
     for (metric, a, b, _), p in zip(tests, adjusted, strict=True):
@@ -156,11 +147,10 @@ def _comparisons(ok: pd.DataFrame, rows: list[ModelRow], cfg: ReportConfig) -> l
 
 def _spread(ok: pd.DataFrame, rows: list[ModelRow]) -> None:
     """Each model's seed-to-seed spread of its true mean, measured from its runs (headline metrics)."""
-    from bench.calibrate import seed_spread
 
     for r in rows:
         for metric in HEADLINE:
-            r.spread[metric] = seed_spread(per_user_matrix(ok[ok.model == r.model], metric))
+            r.spread[metric] = stats.seed_spread(per_user_matrix(ok[ok.model == r.model], metric))
 
 
 def _target(ok: pd.DataFrame, reference: str | None) -> tuple[str, float] | None:
@@ -381,22 +371,6 @@ def verdict_dicts(report: Report) -> list[dict[str, Any]]:
              "claimed / 3", "p_zero": v.p_zero, "test": v.test, "n": v.n, "detectable": v.detectable,
              "seeds_needed": v.seeds_needed, "power_note": v.power_note}
             for v in [*(v for s in report.sections for v in s.verdicts), *report.unjudged]]
-
-
-def cmd_report(ns: argparse.Namespace) -> int:
-    from bench.render import write_outputs
-
-    cfg = from_namespace(ReportConfig, ns)
-    bad = set(cfg.format) - set(FORMATS)
-    if bad:
-        raise BenchError(f"unknown format(s) {', '.join(sorted(bad))}; known: {', '.join(FORMATS)}")
-    report = build_report(cfg)
-    written = write_outputs(report, cfg)
-    for path in written:
-        print(path)
-    if report.failed:
-        print(f"{len(report.failed)} failed run(s) listed in the report", file=sys.stderr)
-    return 0
 
 
 def to_json(report: Report) -> str:

@@ -72,7 +72,8 @@ def _counts(c: Counter[str]) -> str:
 def copy_records(exp: Experiment, specs: list[dict[str, Any]], dest: Path) -> int:
     """The experiment's records (the latest ok record of each run, else its latest failure) and
     their per-user sidecars into `dest` (replaced); returns how many."""
-    from bench.records import RECORDS_FILE, write_atomic
+    from bench.fileio import write_atomic
+    from bench.records import RECORDS_FILE
 
     latest = latest_records(exp.out)
     chosen = [latest[k] for k in dict.fromkeys((s["config_hash"], s["seed"]) for s in specs) if k in latest]

@@ -30,8 +30,9 @@ from typing import Any
 
 from bench.config import build_config, from_namespace, opt, require_device
 from bench.errors import BenchError
+from bench.fileio import now
 from bench.lifeline import PARENT_ENV
-from bench.records import append_record, new_id, now, provenance, read_records
+from bench.records import append_record, new_id, provenance, read_records
 
 WORKER = [sys.executable, "-m", "bench.worker"]
 # glibc returns big freed buffers to the OS by default, so every activation of every step would be

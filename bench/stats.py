@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -314,3 +315,20 @@ def _u_distribution(n1: int, n2: int) -> np.ndarray:
             size = max(len(with_x), len(without))
             table[i, j] = np.pad(with_x, (0, size - len(with_x))) + np.pad(without, (0, size - len(without)))
     return table[n1, n2]
+
+
+def seed_spread(m: np.ndarray) -> float:
+    """A model's seed-to-seed spread of its true mean (relative sd) from (seeds, users) values:
+    the variance of the seed means less what their per-user noise alone gives (nan with one seed)."""
+    if len(m) < 2 or not m.mean() > 0:
+        return math.nan
+    mean, u = float(m.mean()), m.shape[1]
+    excess = float(m.mean(1).var(ddof=1)) - float(m.var(0, ddof=1).mean()) / u
+    return math.sqrt(max(excess, 0.0)) / mean
+
+
+def pairwise_p(mats: dict[Any, np.ndarray]) -> dict[tuple[Any, Any], float]:
+    """Two-sided p-values of every pair of models' (seeds, users) arrays, seeds the unit."""
+    keys = list(mats)
+    return {(a, b): seed_ratio(mats[a], mats[b]).p_two_sided()
+            for i, a in enumerate(keys) for b in keys[i + 1:]}

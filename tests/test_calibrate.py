@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from bench.calibrate import PROCEDURES, Shape, World, calibrate, seed_spread
+from bench.calibrate import PROCEDURES, Shape, World, calibrate
+from bench.stats import seed_spread
 
 
 def test_the_simulated_evaluation_has_the_asked_shape() -> None:

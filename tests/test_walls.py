@@ -24,6 +24,7 @@ def imported_modules(path: Path) -> set[str]:
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from bench import stats`
     return names
 
 
@@ -55,3 +56,35 @@ def test_no_bench_module_imports_the_cli() -> None:
     """The CLI is a dispatch table over the domain; the domain never depends on it."""
     users = sorted(m for m, deps in _bench_imports().items() if "bench.cli" in deps and m != "bench.__main__")
     assert not users, f"{', '.join(users)} import bench.cli"
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle among the graph's modules, or None (depth-first search, three colours)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for d in sorted(graph.get(m, ())):
+            dep = d if d in graph else d.rsplit(".", 1)[0]  # "from bench.x import name" may name a module
+            if dep not in graph or dep == m:
+                continue
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep):], dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_bench_has_no_import_cycle() -> None:
+    """Function-level imports count: an import hidden in a function still ties two modules together."""
+    cycle = _cycle(_bench_imports())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
