@@ -21,7 +21,7 @@ from bench.config import EvalConfig, from_namespace
 from bench.data import SeqData, concat_ranges, windows
 from bench.metrics import per_user_metrics, summarise
 from bench.protocol import SEEN_RULES, Protocol
-from bench.records import cpu_model
+from bench.results.records import cpu_model
 from models import native
 from models.protocol import RecModel
 
@@ -122,7 +122,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 
     from bench.data import load_dataset, sha256_file
     from bench.modelio import check_model, load_checkpoint
-    from bench.records import append_record, peak_rss_mb, provenance
+    from bench.results.records import append_record, peak_rss_mb, provenance
 
     cfg = from_namespace(EvalConfig, ns)
     check_model(cfg.model)

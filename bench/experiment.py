@@ -145,7 +145,7 @@ def run_state(spec: dict[str, Any], out: Path, records: dict[tuple[str, int], di
     """(kind, text): ("done", "done (best epoch 7 of 12, test NDCG@5 0.0351)"), ("partial", "partial
     at epoch 3 of 300"), or ("todo", "to do"), with the last failure's reason where one is recorded.
     Epochs count from 1 here (records keep the 0-based `best_epoch`)."""
-    from bench.codeversion import code_version, describe, read_sidecar, same_code
+    from bench.results.codeversion import code_version, describe, read_sidecar, same_code
 
     rec = records.get((spec["config_hash"], spec["seed"]))
     if rec is not None and rec.get("status") == "ok":
@@ -169,7 +169,7 @@ def run_state(spec: dict[str, Any], out: Path, records: dict[tuple[str, int], di
 
 def latest_records(out: Path) -> dict[tuple[str, int], dict[str, Any]]:
     """Per (config hash, seed) the latest ok run record, else the latest failed one."""
-    from bench.records import RECORDS_FILE, read_records
+    from bench.results.records import RECORDS_FILE, read_records
 
     if not (out / RECORDS_FILE).exists():
         return {}

@@ -73,7 +73,7 @@ def copy_records(exp: Experiment, specs: list[dict[str, Any]], dest: Path) -> in
     """The experiment's records (the latest ok record of each run, else its latest failure) and
     their per-user sidecars into `dest` (replaced); returns how many."""
     from bench.fileio import write_atomic
-    from bench.records import RECORDS_FILE
+    from bench.results.records import RECORDS_FILE
 
     latest = latest_records(exp.out)
     chosen = [latest[k] for k in dict.fromkeys((s["config_hash"], s["seed"]) for s in specs) if k in latest]
@@ -91,8 +91,8 @@ def copy_records(exp: Experiment, specs: list[dict[str, Any]], dest: Path) -> in
 
 def write_report(exp: Experiment, specs: list[dict[str, Any]]) -> list[Path]:
     """Copies the records into `<report>/records/` and writes the report from that copy."""
-    from bench.render import write_outputs
-    from bench.report import ReportConfig, build_report
+    from bench.results.render import write_outputs
+    from bench.results.report import ReportConfig, build_report
 
     n = copy_records(exp, specs, exp.report / "records")
     if n == 0:

@@ -32,7 +32,7 @@ from bench.config import build_config, from_namespace, opt, require_device
 from bench.errors import BenchError
 from bench.fileio import now
 from bench.lifeline import PARENT_ENV
-from bench.records import append_record, new_id, provenance, read_records
+from bench.results.records import append_record, new_id, provenance, read_records
 
 WORKER = [sys.executable, "-m", "bench.worker"]
 # glibc returns big freed buffers to the OS by default, so every activation of every step would be
@@ -468,7 +468,7 @@ def state_file(out: Path, spec: dict[str, Any]) -> Path:
 def check_resumes(todo: list[dict[str, Any]], out: Path, allow: bool) -> None:
     """Refuses the sweep, before anything runs, if a run would resume a state saved by other code
     (the worker checks again as it starts: the code may change in between)."""
-    from bench.codeversion import resume_check
+    from bench.results.codeversion import resume_check
 
     for spec in todo:
         resume_check(state_file(out, spec), allow)

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from bench.batches import EpochBatches, epoch_batches
-from bench.codeversion import code_version, write_sidecar
 from bench.config import require_device
 from bench.data import SeqData, load_dataset
 from bench.diagnostics import cluster_diagnostics
@@ -33,7 +32,8 @@ from bench.memory import MB, MemorySampler
 from bench.modelio import build_model
 from bench.optim import Adam
 from bench.protocol import PHASES, SEEN_RULES
-from bench.records import peak_rss_mb
+from bench.results.codeversion import code_version, write_sidecar
+from bench.results.records import peak_rss_mb
 from models.protocol import Batch, RecModel
 
 

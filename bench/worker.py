@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from bench.codeversion import code_version, resume_check, sidecar_path
 from bench.errors import BenchError
 from bench.evaluate import device_info
-from bench.records import append_record, provenance
+from bench.results.codeversion import code_version, resume_check, sidecar_path
+from bench.results.records import append_record, provenance
 from bench.train import Progress, RunFailure, RunSpec, TrainConfig, train_run
 
 

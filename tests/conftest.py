@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fetch import artifacts, default_cache, fetch_command
+from bench.data.fetch import artifacts, default_cache, fetch_command
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"  # our own loss fixture (also in ../shared/reference/fixtures)

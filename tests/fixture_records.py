@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.metrics import per_user_metrics
-from bench.records import append_record
+from bench.results.records import append_record
 
 PROTO = {"hash": "feedc0ffee000001", "seen_items": "zero", "dataset_sha256": "ab" * 32,
          "split": "leave-one-out", "candidates": "all item ids", "ties": "pessimistic", "cutoffs": [5, 10, 20]}

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from bench.calibrate import PROCEDURES, Shape, World, calibrate
-from bench.stats import seed_spread
+from bench.results.calibrate import PROCEDURES, Shape, World, calibrate
+from bench.results.stats import seed_spread
 
 
 def test_the_simulated_evaluation_has_the_asked_shape() -> None:

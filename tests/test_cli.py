@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.records import read_records
+from bench.results.records import read_records
 
 
 def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

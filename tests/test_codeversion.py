@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import codeversion as C
-from bench.records import provenance
-from bench.render import render_markdown
-from bench.report import ReportConfig, build_report
+from bench.results.records import provenance
+from bench.results.render import render_markdown
+from bench.results.report import ReportConfig, build_report
 from tests.fixture_records import write_fixture
 
 A = {"commit": "a" * 40, "dirty": False, "source_sha256": "1" * 64}

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from bench.records import read_records
-from bench.stats import paired_ratio
+from bench.results.records import read_records
+from bench.results.stats import paired_ratio
 
 TINY = "synthetic:users=200,items=60,intents=3,seed=2"
 
@@ -73,7 +73,7 @@ def _cost(model: str, models: list[str], pair: str, created: str, secs: list[flo
 def test_time_to_target_is_the_epochs_ratio_per_seed_times_the_per_epoch_ratio() -> None:
     import pandas as pd
 
-    from bench.claims import time_to_target_ratio
+    from bench.results.claims import time_to_target_ratio
 
     # the reference peaks at epoch 3 (4 epochs); the subject first reaches that value at epoch 7 (8
     # epochs) in seed 1 and at epoch 3 in seed 2, and never in seed 3
@@ -92,7 +92,7 @@ def test_time_to_target_is_the_epochs_ratio_per_seed_times_the_per_epoch_ratio()
 def test_a_per_epoch_cost_claim_is_judged_on_the_latest_paired_rounds() -> None:
     import pandas as pd
 
-    from bench.claims import Claim, judge
+    from bench.results.claims import Claim, judge
 
     claim = Claim(id="c", subject="a", reference="b", dataset="d", metric="epoch_time", direction="lower",
                   claimed=0.2, source="test", kind="cost", min_seeds=3)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.fixture import fixture_errors
-from bench.records import read_records
+from bench.perf.fixture import fixture_errors
+from bench.results.records import read_records
 from models.kernels import dropout_scale
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

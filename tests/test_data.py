@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from bench import data as D
+from bench.data.synthetic import synthetic_from_spec
 from bench.errors import BenchError
-from bench.synthetic import synthetic_from_spec
 from tests.conftest import locate
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from bench.data import SeqData, load_dataset
+from bench.data.synthetic import synthetic_from_spec
 from bench.evaluate import evaluate
 from bench.metrics import per_user_metrics
 from bench.modelio import build_model, load_checkpoint
-from bench.synthetic import synthetic_from_spec
 from tests.conftest import locate
 
 

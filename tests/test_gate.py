@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.metrics import per_user_metrics
-from bench.records import append_record, read_records
+from bench.results.records import append_record, read_records
 
 PROTO = {"hash": "p1", "seen_items": "zero", "dataset_sha256": "x"}
 PROV = {"machine": "x86_64", "cpu_count": 2}

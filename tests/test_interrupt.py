@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.records import read_records
+from bench.results.records import read_records
 
 TINY = "synthetic:users=200,items=60,intents=3,seed=2"
 SWEEP = ["--profile", "smoke", "--datasets", TINY]

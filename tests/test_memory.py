@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.memory import MemorySampler
-from bench.records import read_records
+from bench.results.records import read_records
 
 
 def test_a_phase_that_holds_more_memory_shows_it_in_its_average_and_peak() -> None:

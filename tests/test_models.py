@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.fixture import fixture_errors, load_batch
 from bench.modelio import build_model, load_checkpoint
+from bench.perf.fixture import fixture_errors, load_batch
 from models import encoder, kernels
 from models.protocol import Batch
 

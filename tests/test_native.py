@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.fixture import fixture_errors
 from bench.modelio import build_model
+from bench.perf.fixture import fixture_errors
 from models import kernels, native
 from models.encoder import SeqEncoder
 

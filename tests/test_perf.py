@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.perf import verdicts
+from bench.perf.speed import verdicts
 
 
 def test_targets_are_judged_on_the_medians_that_were_measured() -> None:

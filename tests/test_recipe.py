@@ -1,4 +1,4 @@
-"""The perf baseline (`bench.recipe`) must compute ELCRec's objective, or its speed-up means nothing."""
+"""The perf baseline (`bench.perf.recipe`) must compute ELCRec's objective, or its speed-up means nothing."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import torch
 from bench import recipe
 from bench.data import SeqData
 from bench.evaluate import evaluate
-from bench.fixture import fixture_errors
 from bench.modelio import build_model
-from bench.recipe import elcrec_losses
+from bench.perf.fixture import fixture_errors
+from bench.perf.recipe import elcrec_losses
 from models.elcrec import ELCRec
 from models.protocol import Batch
 

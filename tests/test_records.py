@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.records import append_record, load_per_user, read_records
+from bench.results.records import append_record, load_per_user, read_records
 
 
 def _writer(args: tuple[str, int]) -> None:
@@ -53,7 +53,7 @@ def test_peak_rss_is_the_process_own_not_what_it_shared_with_its_parent() -> Non
     if not Path("/proc/self/status").exists():
         pytest.skip("needs /proc (Linux): elsewhere peak_rss_mb falls back to getrusage")
     ballast = np.ones(2**30 // 8)  # 1 GiB resident in this process, the parent
-    code = "from bench.records import peak_rss_mb; print(peak_rss_mb())"
+    code = "from bench.results.records import peak_rss_mb; print(peak_rss_mb())"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert ballast.sum() == 2**30 // 8
     assert float(child.stdout) < 300  # a Python with numpy imported, not the parent's 1 GiB

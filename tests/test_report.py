@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.claims import Claim, decide, judge, load_claims
 from bench.errors import BenchError
-from bench.frame import load_frame
-from bench.render import tex_escape
-from bench.report import ReportConfig, build_report, provenance_table
+from bench.results.claims import Claim, decide, judge, load_claims
+from bench.results.frame import load_frame
+from bench.results.render import tex_escape
+from bench.results.report import ReportConfig, build_report, provenance_table
 from tests.fixture_records import write_fixture
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -10,7 +10,7 @@ import pytest
 
 from bench.cli import main
 from bench.experiment import load_experiment, validate
-from bench.records import read_records
+from bench.results.records import read_records
 from bench.runner import RunConfig, expand, state_file
 
 REPO = Path(__file__).resolve().parent.parent

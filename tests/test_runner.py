@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.records import load_per_user, read_records
+from bench.results.records import load_per_user, read_records
 from bench.runner import parse_sets
 
 TINY = "synthetic:users=200,items=60,intents=3,seed=2"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as ss
 
-from bench import stats
+from bench.results import stats
 
 
 @pytest.fixture

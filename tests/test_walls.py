@@ -12,8 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 # everything that reads records and judges them: a reader of results must not need torch installed
-RESULTS = ("bench.records", "bench.frame", "bench.stats", "bench.claims", "bench.gate", "bench.report",
-           "bench.render", "bench.plots", "bench.memory", "bench.cost")
+RESULTS = ("bench.results", *(f"bench.results.{p.stem}" for p in sorted((REPO / "bench" / "results").glob("*.py"))
+                              if p.stem != "__init__"), "bench.perf.cost")
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from bench.data import SeqData
+from bench.data.sequences import SeqData
 from bench.errors import BenchError
 
 

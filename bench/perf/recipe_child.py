@@ -1,5 +1,5 @@
-"""A child process of `bench perf` (`bench.perf.time_recipe_process`): times ELCRec's epoch the
-authors' way (`bench.perf.time_recipe`) in the environment it was started with, and prints the
+"""A child process of `bench perf` (`bench.perf.speed.time_recipe_process`): times ELCRec's epoch the
+authors' way (`bench.perf.speed.time_recipe`) in the environment it was started with, and prints the
 timings as one JSON line. Its argument is a JSON object: dataset, data_dir, recipe_batches."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.perf import PerfConfig, time_recipe
+from bench.perf.speed import PerfConfig, time_recipe
 
 
 def main(arg: str) -> None:

@@ -14,17 +14,16 @@ import tempfile
 import tomllib
 import urllib.request
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from bench.data.sequences import SeqData
 from bench.errors import BenchError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATASETS_DIR = REPO_ROOT / "datasets"
 ENV_DATA_DIR = "INTENTBENCH_DATA_DIR"
-MAX_LEN = 50
 
 
 @dataclass(frozen=True)
@@ -163,81 +162,6 @@ def parse_sequences(path: Path) -> list[np.ndarray]:
     return seqs
 
 
-def concat_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Indices of [starts[u], ends[u]) for every u, concatenated (vectorised)."""
-    lengths = np.maximum(ends - starts, 0)
-    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return np.repeat(starts, lengths) + np.arange(lengths.sum()) - offsets
-
-
-def train_counts(data: SeqData) -> np.ndarray:
-    """Interaction counts of every item over the training part (all but each user's last two items)."""
-    return np.bincount(data.flat[concat_ranges(data.starts, data.ends - 2)], minlength=data.item_size)
-
-
-def windows(flat: np.ndarray, start: np.ndarray, end: np.ndarray, length: int = MAX_LEN) -> np.ndarray:
-    """Left-padded windows: row u holds the last `length` items of flat[start[u]:end[u]]."""
-    idx = end[:, None] - length + np.arange(length)[None]  # (U, L)
-    valid = idx >= start[:, None]
-    return np.where(valid, flat[np.clip(idx, 0, None)], 0)
-
-
-@dataclass(frozen=True)
-class SeqData:
-    """All user sequences of one dataset in CSR form (user u: flat[offsets[u]:offsets[u+1]])."""
-
-    name: str
-    sha256: str
-    flat: np.ndarray  # (N,) int64 item ids
-    offsets: np.ndarray  # (U+1,) int64
-    labels: np.ndarray | None = None  # (U,) planted intent of each user (synthetic only)
-
-    @staticmethod
-    def from_sequences(name: str, sha: str, seqs: list[np.ndarray], labels: np.ndarray | None = None) -> SeqData:
-        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum([len(s) for s in seqs])
-        return SeqData(name, sha, np.concatenate(seqs).astype(np.int64), offsets, labels)
-
-    @property
-    def n_users(self) -> int:
-        return len(self.offsets) - 1
-
-    @cached_property
-    def max_item(self) -> int:
-        return int(self.flat.max())
-
-    @property
-    def item_size(self) -> int:
-        """Embedding rows: ids 0 (padding) .. max_item, plus the authors' mask token."""
-        return self.max_item + 2
-
-    @property
-    def starts(self) -> np.ndarray:
-        return self.offsets[:-1]
-
-    @property
-    def ends(self) -> np.ndarray:
-        return self.offsets[1:]
-
-    def eval_split(self, stage: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Leave-one-out: (inputs (U, 50), targets (U,), history end (U,)) for "valid" or "test".
-
-        test: target = last item, input and seen items = all before it; valid: the same one step
-        earlier. The seen items of user u are flat[starts[u]:history_end[u]].
-        """
-        if stage not in ("valid", "test"):
-            raise ValueError(stage)
-        hist_end = self.ends - (1 if stage == "test" else 2)
-        return windows(self.flat, self.starts, hist_end), self.flat[hist_end], hist_end
-
-    def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Training sequences: items except the last three, as (start, end) into `flat`."""
-        return self.starts, self.ends - 3
-
-    def stats(self) -> dict[str, int]:
-        return {"users": self.n_users, "items": self.max_item, "interactions": len(self.flat)}
-
-
 def _is_synthetic(name: str) -> bool:
     return name.split(":")[0] == "synthetic"
 
@@ -246,7 +170,7 @@ def check_dataset(name: str, data_dir: Path | None = None) -> None:
     """Fails fast, without loading: an unknown name, a malformed synthetic spec, or a local folder
     (`--data-dir` or the environment variable) that lacks the file. A download is left to the run."""
     if _is_synthetic(name):
-        from bench.synthetic import parse_spec
+        from bench.data.synthetic import parse_spec
 
         parse_spec(name)
         return
@@ -256,7 +180,7 @@ def check_dataset(name: str, data_dir: Path | None = None) -> None:
 def load_dataset(name: str, data_dir: Path | None = None) -> SeqData:
     """Loads, verifies and parses a dataset by name ("synthetic[:k=v,...]" is generated)."""
     if _is_synthetic(name):
-        from bench.synthetic import synthetic_from_spec
+        from bench.data.synthetic import synthetic_from_spec
 
         return synthetic_from_spec(name)
     entry = _entry(name)

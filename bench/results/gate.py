@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import stats
 from bench.config import from_namespace, opt
 from bench.errors import BenchError
-from bench.frame import epoch_times, load_frame, per_user_matrix
-from bench.records import RECORDS_FILE, read_records
+from bench.results import stats
+from bench.results.frame import epoch_times, load_frame, per_user_matrix
+from bench.results.records import RECORDS_FILE, read_records
 
 PASS, FAIL, INCONCLUSIVE = "pass", "REGRESSION", "inconclusive"
 

@@ -13,7 +13,7 @@ from torch import Tensor
 from bench.modelio import build_model, load_checkpoint
 from models.protocol import Batch
 
-COMMITTED_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+COMMITTED_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 #: fixture key -> our loss-term key, per model
 TERMS = {
     "elcrec": {"rec_loss": "rec", "instance_cl_loss_shift": "instance_cl", "intent_cl_loss": "intent_cl",
@@ -33,7 +33,7 @@ def fixture_errors(model_name: str, shared: Path | None = None,
                    fixtures: Path | None = None, checkpoints: Path | None = None) -> dict[str, float]:
     """Relative error of every loss term and listed gradient norm on the Beauty fixture batch.
 
-    `losses(model, batch)` computes the terms (default: the model's own `losses`); `bench.recipe`
+    `losses(model, batch)` computes the terms (default: the model's own `losses`); `bench.perf.recipe`
     passes its plain re-statement of the authors' computation through the same check. `device`
     runs the check where training runs (CUDA has its own kernels for every op). The files are taken
     from `shared`'s layout (reference/fixtures, checkpoints) unless `fixtures` or `checkpoints` name

@@ -9,7 +9,7 @@ per-epoch cost ratio is a t interval over the rounds' log ratios (`stats.paired_
 The load average is recorded beside every epoch. Each model gets a record of kind "cost"
 (append-only, with provenance) in `--out`.
 
-This module imports no torch: the parent only schedules; `bench.cost_worker` trains.
+This module imports no torch: the parent only schedules; `bench.perf.cost_worker` trains.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from bench import stats
 from bench.config import from_namespace, opt, require_device
 from bench.errors import BenchError
 from bench.lifeline import PARENT_ENV
-from bench.records import append_record, new_id, provenance
+from bench.results import stats
+from bench.results.records import append_record, new_id, provenance
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class _Worker:
 
         self.model = spec["model"]
         env = {**WORKER_ENV, **os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.cost_worker", json.dumps(spec)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.perf.cost_worker", json.dumps(spec)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.ready = self._read()
 

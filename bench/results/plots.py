@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.frame import epoch_times
 from bench.protocol import PHASES
-from bench.report import Report, Section
+from bench.results.frame import epoch_times
+from bench.results.report import Report, Section
 
 
 def _trained(sec: Section) -> pd.DataFrame:

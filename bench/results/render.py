@@ -11,12 +11,12 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from bench.claims import Verdict
-from bench.codeversion import code_warnings
 from bench.config import from_namespace
 from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES
-from bench.report import (
+from bench.results.claims import Verdict
+from bench.results.codeversion import code_warnings
+from bench.results.report import (
     CHECK_TITLES,
     COST_HEADERS,
     FORMATS,
@@ -213,7 +213,7 @@ def write_outputs(report: Report, cfg: ReportConfig) -> list[Path]:
     written = []
     plots: dict[str, dict[str, str]] = {}
     if cfg.plots and "md" in cfg.format:
-        from bench.plots import make_plots
+        from bench.results.plots import make_plots
 
         plots = make_plots(report, cfg.out)
     for ext in cfg.format:

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import claims as cl
-from bench import gate, stats
 from bench.config import from_namespace, opt
+from bench.results import claims as cl
+from bench.results import gate, stats
 
 GAINS = np.array([1.0, 0.631, 0.5, 0.431, 0.387])  # 1 / log2(rank + 1), ranks 1..5
 RANK_P = np.array([0.30, 0.22, 0.18, 0.16, 0.14])  # P(rank | hit): mean gain 0.652 (Beauty NDCG@5 / HR@5)
@@ -224,7 +224,7 @@ def shape_from_records(path: Path) -> Shape:
     """The evaluation's shape from records: users, HR@5, NDCG@5 / HR@5, the hit overlap of the
     first two models (their first seeds), and the mean measured seed spread of NDCG@5."""
     from bench.errors import BenchError
-    from bench.frame import load_frame, per_user_matrix
+    from bench.results.frame import load_frame, per_user_matrix
 
     df = load_frame([path])
     ok = df[(df.status == "ok") & df["record"].map(lambda r: bool(r.get("per_user_file")))]

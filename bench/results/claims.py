@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import stats
 from bench.errors import BenchError
-from bench.frame import best_valid, epoch_times, per_user_matrix, time_to_target
+from bench.results import stats
+from bench.results.frame import best_valid, epoch_times, per_user_matrix, time_to_target
 
 COST_METRICS = ("epoch_time", "train_time", "time_to_target", "gpu_memory")
 CHECKS = ("paper", "released-checkpoints")
-DEFAULT_CLAIMS = Path(__file__).parent / "claims" / "elcrec.toml"
+DEFAULT_CLAIMS = Path(__file__).parents[1] / "claims" / "elcrec.toml"
 REPRODUCED, SMALLER, NOT_REPRODUCED, INCONCLUSIVE = "REPRODUCED", "SMALLER THAN CLAIMED", "NOT REPRODUCED", \
     "INCONCLUSIVE"
 NOT_RUNNABLE = "NOT RUNNABLE"

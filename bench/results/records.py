@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.codeversion import code_version
 from bench.errors import BenchError
 from bench.fileio import now, write_atomic
+from bench.results.codeversion import code_version
 
 SCHEMA_VERSION = 1
 RECORDS_FILE = "records.jsonl"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def new_id() -> str:

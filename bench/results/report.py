@@ -5,7 +5,7 @@ x metrics (mean +- std over seeds), marks the best and the runner-up, marks mode
 worse than the best (two-sided tests of every pair of models on seed means, `stats.seed_ratio`,
 Holm-corrected over the table; none below `--min-seeds` seeds a model), shows each model's
 measured seed-to-seed spread, adds cost columns, paired comparisons with intervals whose unit is
-the seed, failed runs, and the verdicts of a claims file (what they mean: `bench.claims`; their
+the seed, failed runs, and the verdicts of a claims file (what they mean: `bench.results.claims`; their
 calibration: docs/statistics.md). Records of different fingerprints are never compared.
 """
 
@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import stats
-from bench.claims import Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
 from bench.config import opt
 from bench.errors import BenchError
-from bench.frame import COST_COLUMNS, best_valid, load_frame, per_user_matrix, time_to_target
 from bench.metrics import METRIC_NAMES
+from bench.results import stats
+from bench.results.claims import Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
+from bench.results.frame import COST_COLUMNS, best_valid, load_frame, per_user_matrix, time_to_target
 
 HEADLINE = ("HR@5", "NDCG@5", "HR@20", "NDCG@20")
 FORMATS = ("md", "tex", "csv", "json")

@@ -22,7 +22,7 @@ from typing import Any
 from bench.errors import BenchError
 from bench.fileio import now, write_atomic
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("bench", "models")
 SOURCE_SUFFIXES = (".py", ".c", ".h")  # what runs; claim files and docs do not change a run
 

@@ -1,6 +1,6 @@
 """Records as a pandas DataFrame, and the per-run arrays reports need. No torch.
 
-    >>> from bench.frame import load_frame
+    >>> from bench.results.frame import load_frame
     >>> df = load_frame(["runs/latest"])          # one row per record
     >>> df[df.status == "ok"].groupby("model")["NDCG@10"].mean()
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import METRIC_NAMES
-from bench.records import load_per_user, read_records
+from bench.results.records import load_per_user, read_records
 
 COST_COLUMNS = ("epoch_mean_s", "train_total_s", "time_to_best_s", "peak_rss_mb", "peak_gpu_mb")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.config import from_namespace, opt, require_device
 from bench.errors import BenchError
-from bench.records import cpu_model
+from bench.results.records import cpu_model
 
 # the issue's targets for Beauty on a 2-core CPU: name -> (limit, "max" or "min", where its median is)
 TARGETS = {"elcrec epoch s": (30.0, "max", ("epochs", "elcrec", "epoch_s")),
@@ -137,8 +137,8 @@ def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
 
 
 def profile_ops(model_name: str, cfg: PerfConfig) -> dict[str, Any]:
-    """The `cfg.ops` costliest ops of 7 training steps of the model, after 3 warm-up steps (`bench.opprof`)."""
-    from bench.opprof import profile_steps
+    """The `cfg.ops` costliest ops of 7 training steps of the model, after 3 warm-up steps (`bench.perf.opprof`)."""
+    from bench.perf.opprof import profile_steps
 
     _, model, opt, batches, _, _ = _setup(model_name, cfg)
     return profile_steps(model, opt, batches[:10], cfg.ops, cuda=cfg.device == "cuda")
@@ -149,7 +149,7 @@ def _recipe_train_s(model: Any, batches: list[Any], n: int) -> float:
     through the batches on tiny datasets), extrapolated to all batches."""
     import torch
 
-    from bench.recipe import elcrec_losses
+    from bench.perf.recipe import elcrec_losses
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))  # torch's default Adam on CPU
     todo = [batches[i % len(batches)] for i in range(n + 1)]
@@ -167,11 +167,11 @@ def _recipe_train_s(model: Any, batches: list[Any], n: int) -> float:
 
 
 def time_recipe(cfg: PerfConfig) -> dict[str, float]:
-    """ELCRec's epoch the authors' way (`bench.recipe`) on the same data and initial weights: their
+    """ELCRec's epoch the authors' way (`bench.perf.recipe`) on the same data and initial weights: their
     per-sample batches and their validation, each timed whole, and `recipe_batches` training steps."""
     import random
 
-    from bench import recipe
+    from bench.perf import recipe
 
     data, model, _, _, _, _ = _setup("elcrec", cfg)
     users = recipe.user_lists(data)  # their start-up, untimed
@@ -190,7 +190,7 @@ def time_recipe(cfg: PerfConfig) -> dict[str, float]:
 
 
 def time_recipe_process(cfg: PerfConfig, default_env: bool) -> dict[str, float]:
-    """`time_recipe` in a child process (`bench.recipe_child`), with the runner workers' allocator and
+    """`time_recipe` in a child process (`bench.perf.recipe_child`), with the runner workers' allocator and
     OpenMP settings (`WORKER_ENV`, as ours are timed) or without them (default_env: how the authors'
     code runs). Both are read at process start, hence the child."""
     from bench.runner import WORKER_ENV
@@ -200,7 +200,7 @@ def time_recipe_process(cfg: PerfConfig, default_env: bool) -> dict[str, float]:
         env.update(WORKER_ENV)
     args = {"dataset": cfg.dataset, "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
             "recipe_batches": cfg.recipe_batches}
-    out = _run_child([sys.executable, "-m", "bench.recipe_child", json.dumps(args)], "recipe", env)
+    out = _run_child([sys.executable, "-m", "bench.perf.recipe_child", json.dumps(args)], "recipe", env)
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -222,7 +222,7 @@ def time_process(cfg: PerfConfig) -> dict[str, float]:
         t0 = time.perf_counter()
         _run_child(cmd, "`bench run`")
         wall = time.perf_counter() - t0
-        from bench.records import read_records
+        from bench.results.records import read_records
 
         (rec,) = read_records([Path(tmp)])
     t = rec["timing"]
@@ -359,7 +359,7 @@ def _print_summary(results: dict[str, Any]) -> None:
 
 def cmd_perf(ns: argparse.Namespace) -> int:
     from bench.fileio import write_atomic
-    from bench.records import provenance
+    from bench.results.records import provenance
     from bench.runner import WORKER_ENV
 
     if any(os.environ.get(k) != v for k, v in WORKER_ENV.items()):
@@ -370,13 +370,13 @@ def cmd_perf(ns: argparse.Namespace) -> int:
     results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat, "cpu": cpu_model(),
                                "device": _device_name(cfg.device), "provenance": provenance()}
     if cfg.shared:
-        from bench.fixture import fixture_errors
+        from bench.perf.fixture import fixture_errors
 
         errs = {m: max(fixture_errors(m, cfg.shared, device=cfg.device).values()) for m in ("elcrec", "iclrec")}
         results["fixture_max_rel_error"] = errs
         print(f"fixture max relative error: {errs} (must be <= 1e-5)")
     if cfg.ops:
-        from bench.opprof import format_profile
+        from bench.perf.opprof import format_profile
 
         print(f"the {cfg.ops} costliest ops of a training step:")
         results["ops"] = {m: profile_ops(m, cfg) for m in cfg.models}

@@ -1,4 +1,4 @@
-"""One model's process of `bench cost`: `python -m bench.cost_worker SPEC_JSON`.
+"""One model's process of `bench cost`: `python -m bench.perf.cost_worker SPEC_JSON`.
 
 Sets the run up as `bench run` would (the same spec, seed and threads), prints one JSON line when
 ready, then trains one epoch per `epoch` line on stdin (one JSON line of its phase times back) and
@@ -26,7 +26,7 @@ from bench.data import load_dataset
 from bench.evaluate import device_info
 from bench.modelio import build_model
 from bench.protocol import PHASES
-from bench.records import peak_rss_mb
+from bench.results.records import peak_rss_mb
 from bench.train import PhaseClock, Progress, _one_epoch, make_optimizer, memory_summary
 from bench.worker import spec_from_dict
 
