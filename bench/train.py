@@ -190,12 +190,14 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
     while prog.epoch < tc.epochs and prog.stop_reason == "max_epochs":
         best_state = _one_epoch(spec, model, opt, data, prog, clock, best_state, device)
         if state_path is not None:
+            # the sidecar first: a state is never without the code version that resume checks (a kill
+            # between the two leaves a sidecar one epoch ahead, which only the dry-run's display reads)
+            write_sidecar(state_path, {"epoch": prog.epoch, "epochs": tc.epochs, "best_epoch": prog.best_epoch,
+                                       "best_valid_ndcg20": prog.best_score, "stop_reason": prog.stop_reason})
             _save_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "progress": prog,
                                      "best_state": best_state, "clock": (clock.seconds, clock.gpu),
                                      "memory": (clock.mem.phases, clock.mem.timeline),
                                      "threads": torch.get_num_threads(), "code": code_version()})
-            write_sidecar(state_path, {"epoch": prog.epoch, "epochs": tc.epochs, "best_epoch": prog.best_epoch,
-                                       "best_valid_ndcg20": prog.best_score, "stop_reason": prog.stop_reason})
         if on_epoch is not None:
             on_epoch(prog, tc.epochs)
     return _finish(spec, model, data, best_state, prog, clock, setup_s, device)

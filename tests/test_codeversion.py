@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import codeversion as C
+from bench.results import codeversion as C
 from bench.results.records import provenance
 from bench.results.render import render_markdown
 from bench.results.report import ReportConfig, build_report

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import data as D
+from bench.data import datasets as D
 from bench.data.synthetic import synthetic_from_spec
 from bench.errors import BenchError
 from tests.conftest import locate

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import tests.conftest as conftest
-from bench import fetch as F
 from bench.cli import main
+from bench.data import fetch as F
 
 
 def sha(data: bytes) -> str:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench import recipe
 from bench.data import SeqData
 from bench.evaluate import evaluate
 from bench.modelio import build_model
+from bench.perf import recipe
 from bench.perf.fixture import fixture_errors
 from bench.perf.recipe import elcrec_losses
 from models.elcrec import ELCRec

@@ -82,7 +82,7 @@ def sidecar_path(state: Path) -> Path:
 
 
 def write_sidecar(state: Path, progress: dict[str, Any]) -> None:
-    """Next to a state just saved: its progress and this process's code version (atomic)."""
+    """Next to a state, written just before it: its progress and this process's code version (atomic)."""
 
     body = {**progress, "code": code_version(), "saved": now()}
     write_atomic(sidecar_path(state), (json.dumps(body, sort_keys=True) + "\n").encode())
