@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.batches import EpochBatches, epoch_batches
+from bench.batches import EpochBatches, Samples, training_samples
 from bench.config import require_device
 from bench.data import SeqData, load_dataset
 from bench.diagnostics import cluster_diagnostics
@@ -33,7 +33,7 @@ from bench.modelio import build_model
 from bench.optim import Adam
 from bench.protocol import PHASES, SEEN_RULES
 from bench.records import peak_rss_mb
-from models.protocol import Batch, RecModel
+from models.protocol import Batch, RecModel, model_info
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,11 @@ def make_optimizer(model: RecModel, tc: TrainConfig) -> Adam:
     return Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2), weight_decay=tc.weight_decay)
 
 
-def to_batches(ep: EpochBatches, size: int, device: torch.device) -> list[Batch]:
-    t = {k: torch.from_numpy(getattr(ep, k)) for k in ("input_ids", "target_pos", "target_neg", "view_1", "view_2")}
-    return [Batch(**{k: v[i : i + size].to(device) for k, v in t.items()}) for i in range(0, len(ep), size)]
+def to_batches(ep: EpochBatches | Samples, size: int, device: torch.device) -> list[Batch]:
+    """An epoch's sample arrays (rows aligned, named as Batch's fields) cut into batches of `size` rows."""
+    t = {k: torch.from_numpy(v) for k, v in (ep.arrays() if isinstance(ep, EpochBatches) else ep).items()}
+    rows = len(next(iter(t.values())))
+    return [Batch(**{k: v[i : i + size].to(device) for k, v in t.items()}) for i in range(0, rows, size)]
 
 
 def train_steps(model: RecModel, opt: Adam, batches: list[Batch], epoch: int) -> dict[str, float]:
@@ -165,7 +167,7 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
     device = torch.device(spec.device)
     t_start = time.perf_counter()
     data = load_dataset(spec.dataset, Path(spec.data_dir) if spec.data_dir else None)
-    model = build_model(spec.model, data.item_size, spec.hp)
+    model = build_model(spec.model, data.item_size, spec.hp, data.n_users)
     model.reset_parameters(torch.Generator().manual_seed(spec.seed))
     model.to(device)  # type: ignore[attr-defined]
     tc = spec.train
@@ -218,7 +220,8 @@ def _one_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, prog: P
     rng, model.generator = epoch_generators(spec.seed, epoch, device)
     clock.run("clustering", model.epoch_start, epoch, lambda: mean_pooled_train_outputs(model, data, device),
               spec.seed)
-    batches = clock.run("batches", lambda r: to_batches(epoch_batches(data, r), tc.batch_size, device), rng)
+    batches = clock.run("batches", lambda r: to_batches(
+        training_samples(model.samples, data, r, model.sample_options()), tc.batch_size, device), rng)
     losses = clock.run("train", train_steps, model, opt, batches, epoch)
     val: EvalResult = clock.run("validation", evaluate, model, data, "valid", tc.seen_items)
     score = val.metrics["NDCG@20"]
@@ -274,4 +277,5 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
         "memory": {"peak_rss_mb": peak_rss_mb(), "gpu_peak_by_phase": clock.gpu, **memory_summary(clock.mem)},
         "diagnostics": diag,
         "train_config": asdict(spec.train),
+        "model_info": model_info(model),
     }

@@ -11,6 +11,7 @@ pass (same objective, fewer kernel launches).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,8 +36,14 @@ class CL4SRecConfig(EncoderConfig):
 
 
 class SASRec(SeqEncoder):
+    samples = "sequence"
+    objective = "bce-1neg"
+
     def __init__(self, item_size: int, cfg: EncoderConfig) -> None:
         super().__init__(item_size, cfg)
+
+    def sample_options(self) -> dict[str, Any]:
+        return {}
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         out = self(batch.input_ids)  # (B, L, D)
@@ -73,6 +80,8 @@ def encode_views(model: SeqEncoder, batch: Batch, copies: int) -> tuple[Tensor, 
 
 
 class CL4SRec(SASRec):
+    objective = "bce-1neg+instance-infonce"
+
     def __init__(self, item_size: int, cfg: CL4SRecConfig) -> None:
         super().__init__(item_size, cfg)
         self.hp = cfg
