@@ -12,7 +12,8 @@ Everything is vectorised over users (no per-sample Python) and driven by one
 
 The other training-sample regimes of `models.protocol.REGIMES` are built here too, keyed by regime
 (`training_samples`): every prefix of the training sequence (FMLP-Rec, BSARec, DuoRec code), the
-Cloze task's masked sequences (BERT4Rec) and (user, item) pairs (BPR-MF).
+Cloze task's masked sequences (BERT4Rec), (user, item) pairs (BPR-MF) and S3-Rec's pre-training
+samples (masked items and segments).
 """
 
 from __future__ import annotations
@@ -196,11 +197,50 @@ def pair_samples(data: SeqData, rng: np.random.Generator) -> Samples:
     return {"users": users, "target_pos": items, "target_neg": neg}
 
 
+def _segments(windows_: np.ndarray, long: np.ndarray, mask_id: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """S3-Rec's segment task on right-aligned windows (S, L): a random segment of 1..n // 2 items
+    (rows of one item: none) is masked in view_1, kept alone in view_2 (mask tokens elsewhere) and
+    replaced by a random stretch of `long` (the training items of all users) in view_neg."""
+    s, w = windows_.shape
+    n = (windows_ > 0).sum(1)
+    size = np.where(n >= 2, 1 + (rng.random(s) * (n // 2)).astype(np.int64), 0)
+    start = (rng.random(s) * (n - size + 1)).astype(np.int64)
+    neg_start = (rng.random(s) * (len(long) - size + 1)).astype(np.int64)
+    pos = np.arange(w)[None] - (w - n)[:, None]  # index in the sequence, < 0 on padding
+    inside = (pos >= start[:, None]) & (pos < (start + size)[:, None])
+    real = pos >= 0
+    neg_items = long[np.clip(neg_start[:, None] + pos - start[:, None], 0, len(long) - 1)]
+    one = (n < 2)[:, None]  # the reference keeps such a sequence as it is in all three views
+    masked = np.where(one, windows_, np.where(inside, mask_id, windows_))
+    keep = np.where(one, windows_, np.where(inside, windows_, np.where(real, mask_id, 0)))
+    neg = np.where(one, windows_, np.where(inside, neg_items, np.where(real, mask_id, 0)))
+    return {"view_1": masked, "view_2": keep, "view_neg": neg}
+
+
+def segment_samples(data: SeqData, rng: np.random.Generator, mask_prob: float) -> Samples:
+    """S3-Rec pre-training (`PretrainDataset`): every prefix of each user's items[:-2] (last 50),
+    each item masked with probability mask_prob (input_ids; target_pos: the items), one negative
+    per position the user never interacted with (target_neg), and the segment views."""
+    n = np.maximum(data.ends - 2 - data.starts, 0)
+    users = np.repeat(np.arange(data.n_users, dtype=np.int64), n)
+    ends = data.starts[users] + np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n) + 1
+    perm = rng.permutation(len(users))
+    users, ends = users[perm], ends[perm]
+    seqs = windows(data.flat, data.starts[users], ends)
+    mask_id = data.item_size - 1
+    masked = np.where((rng.random(seqs.shape) < mask_prob) & (seqs > 0), mask_id, seqs)
+    neg = np.where(seqs > 0, sample_negatives(data, users, seqs.shape, rng, data.item_size), 0)
+    long = data.flat[concat_ranges(data.starts, data.ends - 2)]
+    return {"users": users, "input_ids": masked, "target_pos": seqs, "target_neg": neg,
+            **_segments(seqs, long, mask_id, rng)}
+
+
 BUILDERS: dict[str, Callable[..., Samples]] = {
     "sequence": lambda data, rng: epoch_batches(data, rng).arrays(),
     "prefixes": prefix_samples,
     "cloze": cloze_samples,
     "pairs": pair_samples,
+    "segments": segment_samples,
 }
 
 

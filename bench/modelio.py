@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.config import build_config
@@ -32,12 +34,19 @@ def model_config(name: str, overrides: dict[str, Any]) -> Any:
     return build_config(cls, overrides, name)
 
 
-def build_model(name: str, item_size: int, overrides: dict[str, Any], n_users: int = 0) -> RecModel:
-    """A registry model; `n_users` sizes the user embeddings of the models that have them."""
+def build_model(name: str, item_size: int, overrides: dict[str, Any], n_users: int = 0,
+                attributes: Callable[[], np.ndarray] | None = None) -> RecModel:
+    """A registry model; `n_users` sizes the user embeddings of the models that have them, and
+    `attributes()` gives the (item_size, A) item-attribute matrix to the models that need one."""
     cfg = model_config(name, overrides)
     spec = REGISTRY[name]
+    extra: tuple[Any, ...] = (n_users,) if spec.needs_users else ()
+    if spec.needs_attributes:
+        if attributes is None:
+            raise BenchError(f"{name} needs item attributes, and none were given")
+        extra += (attributes(),)
     try:
-        return spec.model(item_size, cfg, n_users) if spec.needs_users else spec.model(item_size, cfg)
+        return spec.model(item_size, cfg, *extra)  # type: ignore[no-any-return]
     except ValueError as e:
         raise BenchError(str(e)) from None
 

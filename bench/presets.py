@@ -26,6 +26,20 @@ BEAUTY_ZOO: dict[str, dict[str, Any]] = {
     "bprmf": {"hidden": 64},
     # RecBole gru4rec.py: embedding 64, hidden 128, dropout 0.3
     "gru4rec": {"hidden": 64, "gru_hidden": 128, "dropout": 0.3},
+    # yehjin-shin/BSARec src/scripts (Beauty): alpha 0.7, c 5, 1 head, 2 layers (lr 5e-4: training setting)
+    "bsarec": {"alpha": 0.7, "c": 5, "heads": 1, "layers": 2},
+    # Woeee/FMLP-Rec: 2 layers, hidden 64, dropout 0.5
+    "fmlprec": {"layers": 2, "hidden": 64, "dropout": 0.5},
+    # asash/gSASRec-pytorch: 256 negatives, t 0.75
+    "gsasrec": {"negatives": 256, "t": 0.75},
+    # FeiSun/BERT4Rec Beauty: 2 layers, 2 heads, hidden 64, mask 0.6, dropout 0.5, attention dropout 0.2
+    "bert4rec": {"layers": 2, "heads": 2, "hidden": 64, "mask_prob": 0.6, "dropout": 0.5, "attn_dropout": 0.2},
+    # graytowne/caser_pytorch: L 5, d 50, nv 4, nh 16, dropout 0.5
+    "caser": {"L": 5, "hidden": 50, "nv": 4, "nh": 16, "dropout": 0.5},
+    # RuihongQiu/DuoRec: lambda 0.1, tau 1
+    "duorec": {"lmd_sem": 0.1, "tau": 1.0},
+    # aHuiWang/CIKM2020-S3Rec: fine-tuning from the epoch-150 pre-training checkpoint (Beauty)
+    "s3rec": {"pretrain_epochs": 150},
 }
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -39,7 +53,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
              "elcrec": {"k": 256, "alpha": 0.1, "fusion": "concat", "layers": 2}},
     # the built-in data: as many centres as planted intents (8 by default), a 1-layer encoder
     "synthetic": {**_layers(1), "iclrec": {"k": 8, "layers": 1},
-                  "elcrec": {"k": 8, "alpha": 1.0, "fusion": "shift", "layers": 1}},
+                  "elcrec": {"k": 8, "alpha": 1.0, "fusion": "shift", "layers": 1},
+                  # smoke budgets: a short pre-training, and fewer negatives than the tiny catalogue's items
+                  "s3rec": {"pretrain_epochs": 2, "layers": 1}, "gsasrec": {"negatives": 16}},
 }
 
 

@@ -25,7 +25,7 @@ import torch
 
 from bench.batches import EpochBatches, Samples, training_samples
 from bench.config import require_device
-from bench.data import SeqData, load_dataset
+from bench.data import SeqData, item_attributes, load_dataset
 from bench.diagnostics import cluster_diagnostics
 from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
 from bench.memory import MB, MemorySampler
@@ -115,11 +115,13 @@ def to_batches(ep: EpochBatches | Samples, size: int, device: torch.device) -> l
     return [Batch(**{k: v[i : i + size].to(device) for k, v in t.items()}) for i in range(0, rows, size)]
 
 
-def train_steps(model: RecModel, opt: Adam, batches: list[Batch], epoch: int) -> dict[str, float]:
+def train_steps(model: RecModel, opt: Adam, batches: list[Batch], epoch: int,
+                losses: Callable[[Batch], dict[str, torch.Tensor]] | None = None) -> dict[str, float]:
+    """One pass over the batches minimising `losses` (default: the model's training losses)."""
     model.train()
     sums: dict[str, float] = {}
     for i, batch in enumerate(batches):
-        terms = model.losses(batch)
+        terms = (losses or model.losses)(batch)
         loss = terms["loss"]
         if not torch.isfinite(loss):
             raise RunFailure(f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {i}")
@@ -130,6 +132,22 @@ def train_steps(model: RecModel, opt: Adam, batches: list[Batch], epoch: int) ->
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
     return {k: v / len(batches) for k, v in sums.items()}
+
+
+PRETRAIN_EPOCH0 = 1_000_000  # pre-training epoch k draws from the generators of epoch PRETRAIN_EPOCH0 + k
+
+
+def pretrain(spec: RunSpec, model: RecModel, data: SeqData, device: torch.device) -> list[dict[str, float]]:
+    """The model's pre-training stage (S3-Rec), with its own optimiser; returns its mean losses."""
+    stage = model.pretraining()
+    if stage is None:
+        return []
+    opt, curve = make_optimizer(model, spec.train), []
+    for k in range(stage.epochs):
+        rng, model.generator = epoch_generators(spec.seed, PRETRAIN_EPOCH0 + k, device)
+        samples = training_samples(stage.samples, data, rng, stage.options)
+        curve.append(train_steps(model, opt, to_batches(samples, spec.train.batch_size, device), k, stage.losses))
+    return curve
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
@@ -167,7 +185,8 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
     device = torch.device(spec.device)
     t_start = time.perf_counter()
     data = load_dataset(spec.dataset, Path(spec.data_dir) if spec.data_dir else None)
-    model = build_model(spec.model, data.item_size, spec.hp, data.n_users)
+    model = build_model(spec.model, data.item_size, spec.hp, data.n_users,
+                        lambda: item_attributes(spec.dataset, data, Path(spec.data_dir) if spec.data_dir else None))
     model.reset_parameters(torch.Generator().manual_seed(spec.seed))
     model.to(device)  # type: ignore[attr-defined]
     tc = spec.train
@@ -188,6 +207,9 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
         clock.mem.phases, clock.mem.timeline = memory_so_far
     clock.mem.start()
     setup_s = time.perf_counter() - t_start
+    if model.pretraining() is not None and prog.epoch == 0:  # a resumed run's state holds the pre-training
+        clock.run("train", pretrain, spec, model, data, device)
+        opt, best_state = make_optimizer(model, tc), copy.deepcopy(model.state_dict())  # fine-tuning starts afresh
     while prog.epoch < tc.epochs and prog.stop_reason == "max_epochs":
         best_state = _one_epoch(spec, model, opt, data, prog, clock, best_state, device)
         if state_path is not None:

@@ -1,7 +1,8 @@
 """Models behind one adapter protocol (`models.protocol.RecModel`) and one registry dict.
 
-A model is built as `model(item_size, config)`, or `model(item_size, config, n_users)` when its
-class sets `needs_users` (user embeddings: BPR-MF, Caser).
+A model is built as `model(item_size, config)`, with `n_users` appended when its class sets
+`needs_users` (user embeddings: BPR-MF, Caser) and the (item_size, A) item-attribute matrix when it
+sets `needs_attributes` (S3-Rec).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from models.fmlprec import FMLPRec, FMLPRecConfig
 from models.gru4rec import GRU4Rec, GRU4RecConfig
 from models.gsasrec import GSASRec, GSASRecConfig
 from models.iclrec import ICLRec, ICLRecConfig
+from models.s3rec import S3Rec, S3RecConfig
 from models.sasrec import CL4SRec, CL4SRecConfig, SASRec, SASRecConfig
 from models.sasrec_ce import SASRecCE, SASRecCEConfig
 
@@ -32,6 +34,10 @@ class ModelSpec:
     @property
     def needs_users(self) -> bool:
         return bool(getattr(self.model, "needs_users", False))
+
+    @property
+    def needs_attributes(self) -> bool:
+        return bool(getattr(self.model, "needs_attributes", False))
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -50,6 +56,7 @@ REGISTRY: dict[str, ModelSpec] = {
     "bert4rec": ModelSpec(BERT4RecConfig, BERT4Rec, "BERT4Rec: bidirectional encoder, Cloze task (mask 0.6), CE"),
     "caser": ModelSpec(CaserConfig, Caser, "Caser: horizontal/vertical CNN over the last 5 items + user, CE"),
     "duorec": ModelSpec(DuoRecConfig, DuoRec, "DuoRec: SASRec encoder, CE + 0.1 x dropout/same-target InfoNCE"),
+    "s3rec": ModelSpec(S3RecConfig, S3Rec, "S3-Rec: attribute/item/segment pre-training, then SASRec fine-tuning"),
 }
 
 __all__ = ["REGISTRY", "ModelSpec"]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.kernels import dropout
-from models.protocol import EmbedUsers
+from models.protocol import EmbedUsers, Pretraining
 
 
 def init_weights(m: nn.Module, gen: torch.Generator, std: float) -> None:
@@ -53,6 +53,9 @@ class ZooModel(nn.Module):
 
     def sample_options(self) -> dict[str, Any]:
         return {}
+
+    def pretraining(self) -> Pretraining | None:
+        return None
 
     def reset_parameters(self, gen: torch.Generator) -> None:
         """Re-initialise every weight from `gen` so that a seed fixes the initial model."""

@@ -21,7 +21,6 @@ log(1 / (sigmoid(s)^-beta - 1)) logit (equal away from the 1e-10 clamps).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -69,9 +68,6 @@ class GSASRec(SASRec):
         super().__init__(item_size, cfg)
         self.hp = cfg
         self.objective = cfg.loss
-
-    def sample_options(self) -> dict[str, Any]:
-        return {}
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         width = trim(batch.input_ids).shape[1]

@@ -18,8 +18,10 @@ from torch import Tensor
 #: "sequence": one sample per user, input items[:-3] and the next item at every position;
 #: "prefixes": every prefix of the training sequence, the next item as the one target;
 #: "cloze": the training sequence items[:-2] with a random fraction of its items masked;
-#: "pairs": (user, training item) pairs with one sampled negative item.
-REGIMES = ("sequence", "prefixes", "cloze", "pairs")
+#: "pairs": (user, training item) pairs with one sampled negative item;
+#: "segments": S3-Rec's pre-training samples: every prefix of items[:-2] with masked items, one
+#: negative per position, and a masked segment with its true and a random segment.
+REGIMES = ("sequence", "prefixes", "cloze", "pairs", "segments")
 
 
 def _empty() -> Tensor:
@@ -37,7 +39,9 @@ class Batch:
     - target_neg: one sampled negative per target, shaped as target_pos ("sequence", "pairs");
     - view_1, view_2 (B, L): two augmented views ("sequence"); "prefixes" with the option
       `same_target` puts a training sample with the same target in view_1 (DuoRec);
-    - users (B,): row index of each sample's user in the dataset.
+    - users (B,): row index of each sample's user in the dataset;
+    - view_neg (B, L): "segments": the random segment of another sequence (view_1: the sequence with
+      a segment masked, view_2: that segment, masks elsewhere).
     """
 
     input_ids: Tensor = field(default_factory=_empty)
@@ -46,6 +50,18 @@ class Batch:
     view_1: Tensor = field(default_factory=_empty)
     view_2: Tensor = field(default_factory=_empty)
     users: Tensor = field(default_factory=_empty)
+    view_neg: Tensor = field(default_factory=_empty)
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """A pre-training stage run before the main training (S3-Rec): its regime, the regime's options,
+    its epochs and the loss terms of one batch (key "loss" minimised)."""
+
+    samples: str
+    options: dict[str, Any]
+    epochs: int
+    losses: Callable[[Batch], dict[str, Tensor]]
 
 
 #: computes, in eval mode, the mean-pooled encoder output of every training sequence: (U, D)
@@ -66,6 +82,10 @@ class RecModel(Protocol):
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         """Every loss term of one batch; key "loss" is the joint objective to minimise."""
+        ...
+
+    def pretraining(self) -> Pretraining | None:
+        """The stage run once before training, or None."""
         ...
 
     def epoch_start(self, epoch: int, embed_users: EmbedUsers, seed: int) -> None:
@@ -109,4 +129,7 @@ class RecModel(Protocol):
 
 def model_info(model: RecModel) -> dict[str, Any]:
     """What a run record says of the training regime and loss of its model."""
-    return {"samples": model.samples, "objective": model.objective, "sample_options": model.sample_options()}
+    pre = model.pretraining()
+    stage = None if pre is None else {"samples": pre.samples, "options": pre.options, "epochs": pre.epochs}
+    return {"samples": model.samples, "objective": model.objective, "sample_options": model.sample_options(),
+            "pretraining": stage}

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from models.encoder import EncoderConfig, SeqEncoder, info_nce_stacked, rec_loss, require_ranges
-from models.protocol import Batch, EmbedUsers
+from models.protocol import Batch, EmbedUsers, Pretraining
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class SASRec(SeqEncoder):
 
     def sample_options(self) -> dict[str, Any]:
         return {}
+
+    def pretraining(self) -> Pretraining | None:
+        return None
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         out = self(batch.input_ids)  # (B, L, D)

@@ -19,7 +19,6 @@ keys are masked, so the outputs at real positions are unchanged).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor
 
@@ -50,9 +49,6 @@ class SASRecCE(SASRec):
         super().__init__(item_size, cfg)
         self.hp = cfg
         self.samples = "prefixes" if cfg.prefixes else "sequence"
-
-    def sample_options(self) -> dict[str, Any]:
-        return {}
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         items = self.item_embeddings.weight  # (I, D)

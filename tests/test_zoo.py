@@ -20,11 +20,11 @@ import pytest
 import torch
 
 from bench.batches import training_samples
-from bench.data import load_dataset, train_counts
+from bench.data import item_attributes, load_dataset, train_counts
 from bench.evaluate import evaluate, mean_pooled_train_outputs
 from bench.modelio import build_model
 from bench.presets import preset
-from bench.train import RunSpec, TrainConfig, epoch_generators, to_batches, train_run
+from bench.train import RunSpec, TrainConfig, epoch_generators, pretrain, to_batches, train_run
 from models import REGISTRY
 from models.gsasrec import gbce, gbce_beta, sampled_softmax
 from models.popularity import Popularity
@@ -51,7 +51,8 @@ def run(name: str, epochs: int, seed: int = 1) -> dict[str, Any]:
 
 
 def fresh(name: str, data: Any, seed: int = 0, **over: Any) -> RecModel:
-    model = build_model(name, data.item_size, {**preset(DATA, name), **over}, data.n_users)
+    model = build_model(name, data.item_size, {**preset(DATA, name), **over}, data.n_users,
+                        lambda: item_attributes(DATA, data))
     model.reset_parameters(torch.Generator().manual_seed(seed))
     return model
 
@@ -139,7 +140,7 @@ def test_loss_of_a_tiny_batch_equals_a_hand_computation(name: str, data: Any) ->
 @pytest.mark.parametrize("regime", REGIMES)
 def test_every_regime_builds_aligned_batches(regime: str, data: Any) -> None:
     rng = np.random.default_rng(0)
-    options = {"cloze": {"mask_prob": 0.5}}.get(regime, {})
+    options = {"cloze": {"mask_prob": 0.5}, "segments": {"mask_prob": 0.2}}.get(regime, {})
     s = training_samples(regime, data, rng, options)
     rows = {len(v) for v in s.values()}
     assert len(rows) == 1 and rows.pop() > 0
@@ -182,3 +183,27 @@ def test_gbce_and_sampled_softmax_equal_hand_values() -> None:
     s = torch.tensor([0.3, -1.2], dtype=torch.float64)
     z = torch.log(1 / (torch.sigmoid(s) ** -beta - 1))
     assert torch.allclose(-torch.nn.functional.logsigmoid(z), -beta * torch.nn.functional.logsigmoid(s))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_pretraining_stage_trains(name: str, data: Any) -> None:
+    model = fresh(name, data)
+    if model.pretraining() is None:
+        pytest.skip(f"{name} has no pre-training stage")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    curve = pretrain(RunSpec(name, DATA, 1, train=TrainConfig(batch_size=64)), model, data, torch.device("cpu"))
+    assert curve and all(np.isfinite(v) for epoch in curve for v in epoch.values())
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_segments_mask_a_segment_and_keep_it_apart(data: Any) -> None:
+    s = training_samples("segments", data, np.random.default_rng(0), {"mask_prob": 0.2})
+    mask_id = data.item_size - 1
+    seg = s["view_1"] == mask_id
+    long_rows = (s["target_pos"] > 0).sum(1) >= 2
+    assert seg[long_rows].any(1).all()  # every sequence of two or more items has a masked segment
+    assert np.array_equal(s["view_2"][seg], s["target_pos"][seg])  # the true segment, in place
+    outside = (s["target_pos"] > 0) & ~seg & long_rows[:, None]
+    assert (s["view_2"][outside] == mask_id).all()  # masks around it
+    assert ((s["view_neg"] == mask_id) == (s["view_2"] == mask_id)).all()
+    assert ((s["input_ids"] == mask_id) | (s["input_ids"] == s["target_pos"])).all()
