@@ -54,8 +54,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # the built-in data: as many centres as planted intents (8 by default), a 1-layer encoder
     "synthetic": {**_layers(1), "iclrec": {"k": 8, "layers": 1},
                   "elcrec": {"k": 8, "alpha": 1.0, "fusion": "shift", "layers": 1},
-                  # smoke budgets: a short pre-training, and fewer negatives than the tiny catalogue's items
-                  "s3rec": {"pretrain_epochs": 2, "layers": 1}, "gsasrec": {"negatives": 16}},
+                  # the zoo: 1-layer encoders as the family's; a short pre-training; fewer negatives than
+                  # the tiny catalogue has items
+                  **{m: {"layers": 1} for m in ("sasrec_ce", "duorec", "bert4rec", "bsarec", "fmlprec")},
+                  "s3rec": {"pretrain_epochs": 2, "layers": 1}, "gsasrec": {"negatives": 16, "layers": 1}},
 }
 
 

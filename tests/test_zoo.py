@@ -1,7 +1,7 @@
 """Every registry entry, tested without naming it: a model added to `models.REGISTRY` is trained,
-evaluated and checked here automatically.
+evaluated and checked here automatically (that it beats popularity after a short run on the
+synthetic set is `tests/test_evidence.py`, parametrised over the registry too).
 
-- it trains on the synthetic set (planted intents) and beats a popularity ranking on NDCG@10;
 - the same seed gives the same metrics;
 - its state dict round-trips (same full-ranking scores);
 - full-ranking evaluation works (ranks in 1..item_size for every user);
@@ -13,6 +13,7 @@ evaluated and checked here automatically.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,18 +21,16 @@ import pytest
 import torch
 
 from bench.batches import training_samples
-from bench.data import item_attributes, load_dataset, train_counts
+from bench.data import item_attributes, load_dataset
 from bench.evaluate import evaluate, mean_pooled_train_outputs
 from bench.modelio import build_model
 from bench.presets import preset
 from bench.train import RunSpec, TrainConfig, epoch_generators, pretrain, to_batches, train_run
 from models import REGISTRY
 from models.gsasrec import gbce, gbce_beta, sampled_softmax
-from models.popularity import Popularity
 from models.protocol import REGIMES, Batch, RecModel
 
 DATA = "synthetic:users=200,items=60,intents=3,seed=2"
-EPOCHS = 6
 MODELS = sorted(REGISTRY)
 
 
@@ -40,14 +39,20 @@ def data() -> Any:
     return load_dataset(DATA)
 
 
-@pytest.fixture(scope="module")
-def popularity_ndcg10(data: Any) -> float:
-    return evaluate(Popularity(train_counts(data)), data).metrics["NDCG@10"]
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    # small passes: on a shared machine one torch thread is several times faster than two
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def run(name: str, epochs: int, seed: int = 1) -> dict[str, Any]:
     tc = TrainConfig(epochs=epochs, batch_size=64, patience=epochs)
-    return train_run(RunSpec(name, DATA, seed, preset(DATA, name), tc))
+    rec = train_run(RunSpec(name, DATA, seed, preset(DATA, name), tc, threads=1))
+    assert rec["model_info"]["samples"] in REGIMES and rec["model_info"]["objective"]
+    return rec
 
 
 def fresh(name: str, data: Any, seed: int = 0, **over: Any) -> RecModel:
@@ -55,14 +60,6 @@ def fresh(name: str, data: Any, seed: int = 0, **over: Any) -> RecModel:
                         lambda: item_attributes(DATA, data))
     model.reset_parameters(torch.Generator().manual_seed(seed))
     return model
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_trains_and_beats_popularity(name: str, popularity_ndcg10: float) -> None:
-    rec = run(name, EPOCHS)
-    assert rec["metrics"]["NDCG@10"] > popularity_ndcg10, (rec["metrics"], popularity_ndcg10)
-    info = rec["model_info"]
-    assert info["samples"] in REGIMES and info["objective"], info
 
 
 @pytest.mark.parametrize("name", MODELS)
