@@ -9,15 +9,22 @@ Per user and epoch (ICLRec/ELCRec `RecWithContrastiveLearningDataset`, data_type
 
 Everything is vectorised over users (no per-sample Python) and driven by one
 `numpy.random.Generator`; the epoch's users are shuffled by the same generator.
+
+The other training-sample regimes of `models.protocol.REGIMES` are built here too, keyed by regime
+(`training_samples`): every prefix of the training sequence (FMLP-Rec, BSARec, DuoRec code), the
+Cloze task's masked sequences (BERT4Rec), (user, item) pairs (BPR-MF) and S3-Rec's pre-training
+samples (masked items and segments).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from bench.data import MAX_LEN, SeqData, windows
+from bench.data import MAX_LEN, SeqData, concat_ranges, windows
 
 CROP, MASK, REORDER = 0, 1, 2
 TAO, GAMMA, BETA = 0.2, 0.7, 0.2  # crop, mask and reorder ratios of the authors
@@ -36,6 +43,10 @@ class EpochBatches:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fields of `models.protocol.Batch`, each with one row per user."""
+        return {k: getattr(self, k) for k in ("input_ids", "target_pos", "target_neg", "view_1", "view_2", "users")}
 
 
 def _right_aligned(data: SeqData, users: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -123,3 +134,118 @@ def epoch_batches(data: SeqData, rng: np.random.Generator) -> EpochBatches:
     neg = sample_negatives(data, users, inp.shape, rng, data.item_size)
     neg = np.where(nxt > 0, neg, 0)
     return EpochBatches(users, inp, nxt, neg, augment(seqs, n, rng), augment(seqs, n, rng))
+
+
+#: one epoch of a regime's samples: arrays with one row per sample, named as `Batch`'s fields
+Samples = dict[str, np.ndarray]
+
+
+def _prefix_rows(data: SeqData) -> tuple[np.ndarray, np.ndarray]:
+    """User and end of every prefix: target t = 1..n_u of user u (n_u = training length) gives the
+    input flat[start_u : start_u + t] and the target flat[start_u + t], as the sequence regime's."""
+    n = np.maximum(data.ends - 3 - data.starts, 0)
+    users = np.repeat(np.arange(data.n_users, dtype=np.int64), n)
+    t = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n) + 1
+    return users, data.starts[users] + t
+
+
+def _same_target(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each row, a random other row with the same target (itself when it is alone)."""
+    order = np.argsort(targets, kind="stable")
+    sorted_t = targets[order]
+    first = np.searchsorted(sorted_t, sorted_t, side="left")
+    size = np.searchsorted(sorted_t, sorted_t, side="right") - first
+    rank = np.arange(len(order)) - first  # position of the row inside its group
+    r = (rng.random(len(order)) * np.maximum(size - 1, 1)).astype(np.int64)
+    pick = np.where(size > 1, first + r + (r >= rank), first + rank)  # skips the row itself
+    out = np.empty_like(order)
+    out[order] = order[pick]
+    return out
+
+
+def prefix_samples(data: SeqData, rng: np.random.Generator, same_target: bool = False) -> Samples:
+    """Every prefix of every training sequence (last 50 items) with its next item, shuffled."""
+    users, ends = _prefix_rows(data)
+    perm = rng.permutation(len(users))
+    users, ends = users[perm], ends[perm]
+    out = {"users": users, "input_ids": windows(data.flat, data.starts[users], ends), "target_pos": data.flat[ends]}
+    if same_target:
+        out["view_1"] = out["input_ids"][_same_target(out["target_pos"], rng)]
+    return out
+
+
+def cloze_samples(data: SeqData, rng: np.random.Generator, mask_prob: float) -> Samples:
+    """The training part items[:-2] of each user (last 50), each item masked with probability
+    mask_prob (the last one when none was): masked positions hold the mask token (item_size - 1)
+    in the input and the item in the target, other targets are 0."""
+    users = rng.permutation(data.n_users)
+    seqs = windows(data.flat, data.starts[users], data.ends[users] - 2)
+    mask = (rng.random(seqs.shape) < mask_prob) & (seqs > 0)
+    mask[:, -1] |= ~mask.any(1)  # every sequence has at least one item (three or more per user)
+    inputs = np.where(mask, data.item_size - 1, seqs)
+    return {"users": users, "input_ids": inputs, "target_pos": np.where(mask, seqs, 0)}
+
+
+def pair_samples(data: SeqData, rng: np.random.Generator) -> Samples:
+    """(user, item) for every training item (all but each user's last two), shuffled, with one
+    uniform negative the user never interacted with."""
+    idx = concat_ranges(data.starts, data.ends - 2)
+    users = np.repeat(np.arange(data.n_users, dtype=np.int64), data.ends - 2 - data.starts)
+    perm = rng.permutation(len(idx))
+    users, items = users[perm], data.flat[idx[perm]]
+    neg = sample_negatives(data, users, (len(users), 1), rng, data.item_size)[:, 0]
+    return {"users": users, "target_pos": items, "target_neg": neg}
+
+
+def _segments(windows_: np.ndarray, long: np.ndarray, mask_id: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """S3-Rec's segment task on right-aligned windows (S, L): a random segment of 1..n // 2 items
+    (rows of one item: none) is masked in view_1, kept alone in view_2 (mask tokens elsewhere) and
+    replaced by a random stretch of `long` (the training items of all users) in view_neg."""
+    s, w = windows_.shape
+    n = (windows_ > 0).sum(1)
+    size = np.where(n >= 2, 1 + (rng.random(s) * (n // 2)).astype(np.int64), 0)
+    start = (rng.random(s) * (n - size + 1)).astype(np.int64)
+    neg_start = (rng.random(s) * (len(long) - size + 1)).astype(np.int64)
+    pos = np.arange(w)[None] - (w - n)[:, None]  # index in the sequence, < 0 on padding
+    inside = (pos >= start[:, None]) & (pos < (start + size)[:, None])
+    real = pos >= 0
+    neg_items = long[np.clip(neg_start[:, None] + pos - start[:, None], 0, len(long) - 1)]
+    one = (n < 2)[:, None]  # the reference keeps such a sequence as it is in all three views
+    masked = np.where(one, windows_, np.where(inside, mask_id, windows_))
+    keep = np.where(one, windows_, np.where(inside, windows_, np.where(real, mask_id, 0)))
+    neg = np.where(one, windows_, np.where(inside, neg_items, np.where(real, mask_id, 0)))
+    return {"view_1": masked, "view_2": keep, "view_neg": neg}
+
+
+def segment_samples(data: SeqData, rng: np.random.Generator, mask_prob: float) -> Samples:
+    """S3-Rec pre-training (`PretrainDataset`): every prefix of each user's items[:-2] (last 50),
+    each item masked with probability mask_prob (input_ids; target_pos: the items), one negative
+    per position the user never interacted with (target_neg), and the segment views."""
+    n = np.maximum(data.ends - 2 - data.starts, 0)
+    users = np.repeat(np.arange(data.n_users, dtype=np.int64), n)
+    ends = data.starts[users] + np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n) + 1
+    perm = rng.permutation(len(users))
+    users, ends = users[perm], ends[perm]
+    seqs = windows(data.flat, data.starts[users], ends)
+    mask_id = data.item_size - 1
+    masked = np.where((rng.random(seqs.shape) < mask_prob) & (seqs > 0), mask_id, seqs)
+    neg = np.where(seqs > 0, sample_negatives(data, users, seqs.shape, rng, data.item_size), 0)
+    long = data.flat[concat_ranges(data.starts, data.ends - 2)]
+    return {"users": users, "input_ids": masked, "target_pos": seqs, "target_neg": neg,
+            **_segments(seqs, long, mask_id, rng)}
+
+
+BUILDERS: dict[str, Callable[..., Samples]] = {
+    "sequence": lambda data, rng: epoch_batches(data, rng).arrays(),
+    "prefixes": prefix_samples,
+    "cloze": cloze_samples,
+    "pairs": pair_samples,
+    "segments": segment_samples,
+}
+
+
+def training_samples(regime: str, data: SeqData, rng: np.random.Generator, options: dict[str, Any]) -> Samples:
+    """One epoch of the regime's samples; options are the model's (`RecModel.sample_options`)."""
+    if regime not in BUILDERS:
+        raise ValueError(f"unknown training-sample regime {regime!r}; known: {', '.join(BUILDERS)}")
+    return BUILDERS[regime](data, rng, **options)

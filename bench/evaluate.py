@@ -52,7 +52,8 @@ def user_representations(model: RecModel, inputs: np.ndarray, chunk: int = 512) 
         rows = order[i : i + chunk]
         width = max(int(lengths[rows].max()), 1)
         ids = torch.from_numpy(inputs[rows, -width:]).to(device)
-        out[torch.from_numpy(rows).to(device)] = model.user_repr(ids)
+        users = torch.from_numpy(rows).to(device)  # row u of the inputs is user u
+        out[users] = model.user_repr(ids, users)
     model.train(was_training)
     return out
 

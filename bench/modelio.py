@@ -5,15 +5,17 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.config import build_config
 from bench.errors import BenchError
 from models import REGISTRY
-from models.encoder import EncoderConfig, infer_layers
+from models.encoder import infer_layers
 from models.protocol import RecModel
 
 
@@ -22,7 +24,7 @@ def check_model(name: str) -> None:
         raise BenchError(f"unknown model {name!r}; known: {', '.join(REGISTRY)}")
 
 
-def model_config(name: str, overrides: dict[str, Any]) -> EncoderConfig:
+def model_config(name: str, overrides: dict[str, Any]) -> Any:
     check_model(name)
     cls = REGISTRY[name].config
     known = {f.name for f in dataclasses.fields(cls)}
@@ -32,10 +34,19 @@ def model_config(name: str, overrides: dict[str, Any]) -> EncoderConfig:
     return build_config(cls, overrides, name)
 
 
-def build_model(name: str, item_size: int, overrides: dict[str, Any]) -> RecModel:
+def build_model(name: str, item_size: int, overrides: dict[str, Any], n_users: int = 0,
+                attributes: Callable[[], np.ndarray] | None = None) -> RecModel:
+    """A registry model; `n_users` sizes the user embeddings of the models that have them, and
+    `attributes()` gives the (item_size, A) item-attribute matrix to the models that need one."""
     cfg = model_config(name, overrides)
+    spec = REGISTRY[name]
+    extra: tuple[Any, ...] = (n_users,) if spec.needs_users else ()
+    if spec.needs_attributes:
+        if attributes is None:
+            raise BenchError(f"{name} needs item attributes, and none were given")
+        extra += (attributes(),)
     try:
-        return REGISTRY[name].model(item_size, cfg)  # type: ignore[arg-type,return-value]
+        return spec.model(item_size, cfg, *extra)  # type: ignore[no-any-return]
     except ValueError as e:
         raise BenchError(str(e)) from None
 

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.batches import EpochBatches, epoch_batches
+from bench.batches import EpochBatches, Samples, training_samples
 from bench.config import require_device
-from bench.data import SeqData, load_dataset
+from bench.data import SeqData, item_attributes, load_dataset
 from bench.diagnostics import cluster_diagnostics
 from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
 from bench.memory import MB, MemorySampler
@@ -34,7 +34,7 @@ from bench.optim import Adam
 from bench.protocol import PHASES, SEEN_RULES
 from bench.results.codeversion import code_version, write_sidecar
 from bench.results.records import peak_rss_mb
-from models.protocol import Batch, RecModel
+from models.protocol import Batch, RecModel, model_info
 
 
 @dataclass(frozen=True)
@@ -109,16 +109,20 @@ def make_optimizer(model: RecModel, tc: TrainConfig) -> Adam:
     return Adam(model.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2), weight_decay=tc.weight_decay)
 
 
-def to_batches(ep: EpochBatches, size: int, device: torch.device) -> list[Batch]:
-    t = {k: torch.from_numpy(getattr(ep, k)) for k in ("input_ids", "target_pos", "target_neg", "view_1", "view_2")}
-    return [Batch(**{k: v[i : i + size].to(device) for k, v in t.items()}) for i in range(0, len(ep), size)]
+def to_batches(ep: EpochBatches | Samples, size: int, device: torch.device) -> list[Batch]:
+    """An epoch's sample arrays (rows aligned, named as Batch's fields) cut into batches of `size` rows."""
+    t = {k: torch.from_numpy(v) for k, v in (ep.arrays() if isinstance(ep, EpochBatches) else ep).items()}
+    rows = len(next(iter(t.values())))
+    return [Batch(**{k: v[i : i + size].to(device) for k, v in t.items()}) for i in range(0, rows, size)]
 
 
-def train_steps(model: RecModel, opt: Adam, batches: list[Batch], epoch: int) -> dict[str, float]:
+def train_steps(model: RecModel, opt: Adam, batches: list[Batch], epoch: int,
+                losses: Callable[[Batch], dict[str, torch.Tensor]] | None = None) -> dict[str, float]:
+    """One pass over the batches minimising `losses` (default: the model's training losses)."""
     model.train()
     sums: dict[str, float] = {}
     for i, batch in enumerate(batches):
-        terms = model.losses(batch)
+        terms = (losses or model.losses)(batch)
         loss = terms["loss"]
         if not torch.isfinite(loss):
             raise RunFailure(f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {i}")
@@ -129,6 +133,22 @@ def train_steps(model: RecModel, opt: Adam, batches: list[Batch], epoch: int) ->
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
     return {k: v / len(batches) for k, v in sums.items()}
+
+
+PRETRAIN_EPOCH0 = 1_000_000  # pre-training epoch k draws from the generators of epoch PRETRAIN_EPOCH0 + k
+
+
+def pretrain(spec: RunSpec, model: RecModel, data: SeqData, device: torch.device) -> list[dict[str, float]]:
+    """The model's pre-training stage (S3-Rec), with its own optimiser; returns its mean losses."""
+    stage = model.pretraining()
+    if stage is None:
+        return []
+    opt, curve = make_optimizer(model, spec.train), []
+    for k in range(stage.epochs):
+        rng, model.generator = epoch_generators(spec.seed, PRETRAIN_EPOCH0 + k, device)
+        samples = training_samples(stage.samples, data, rng, stage.options)
+        curve.append(train_steps(model, opt, to_batches(samples, spec.train.batch_size, device), k, stage.losses))
+    return curve
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
@@ -166,7 +186,8 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
     device = torch.device(spec.device)
     t_start = time.perf_counter()
     data = load_dataset(spec.dataset, Path(spec.data_dir) if spec.data_dir else None)
-    model = build_model(spec.model, data.item_size, spec.hp)
+    model = build_model(spec.model, data.item_size, spec.hp, data.n_users,
+                        lambda: item_attributes(spec.dataset, data, Path(spec.data_dir) if spec.data_dir else None))
     model.reset_parameters(torch.Generator().manual_seed(spec.seed))
     model.to(device)  # type: ignore[attr-defined]
     tc = spec.train
@@ -187,6 +208,9 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
         clock.mem.phases, clock.mem.timeline = memory_so_far
     clock.mem.start()
     setup_s = time.perf_counter() - t_start
+    if model.pretraining() is not None and prog.epoch == 0:  # a resumed run's state holds the pre-training
+        clock.run("train", pretrain, spec, model, data, device)
+        opt, best_state = make_optimizer(model, tc), copy.deepcopy(model.state_dict())  # fine-tuning starts afresh
     while prog.epoch < tc.epochs and prog.stop_reason == "max_epochs":
         best_state = _one_epoch(spec, model, opt, data, prog, clock, best_state, device)
         if state_path is not None:
@@ -223,7 +247,8 @@ def _one_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, prog: P
     rng, model.generator = epoch_generators(spec.seed, epoch, device)
     clock.run("clustering", model.epoch_start, epoch, lambda: mean_pooled_train_outputs(model, data, device),
               spec.seed)
-    batches = clock.run("batches", lambda r: to_batches(epoch_batches(data, r), tc.batch_size, device), rng)
+    batches = clock.run("batches", lambda r: to_batches(
+        training_samples(model.samples, data, r, model.sample_options()), tc.batch_size, device), rng)
     losses = clock.run("train", train_steps, model, opt, batches, epoch)
     val: EvalResult = clock.run("validation", evaluate, model, data, "valid", tc.seen_items)
     score = val.metrics["NDCG@20"]
@@ -279,4 +304,5 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
         "memory": {"peak_rss_mb": peak_rss_mb(), "gpu_peak_by_phase": clock.gpu, **memory_summary(clock.mem)},
         "diagnostics": diag,
         "train_config": asdict(spec.train),
+        "model_info": model_info(model),
     }

@@ -63,6 +63,8 @@ class ELCRecConfig(EncoderConfig):
 
 
 class ELCRec(SASRec):
+    objective = "bce-1neg+instance-infonce+intent-clustering"
+
     def __init__(self, item_size: int, cfg: ELCRecConfig) -> None:
         super().__init__(item_size, cfg)
         self.hp = cfg

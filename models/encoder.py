@@ -242,8 +242,8 @@ class SeqEncoder(nn.Module):
             x = self._block(layer, x, mask, valid, last_only and i == len(layers) - 1, gen)  # type: ignore[arg-type]
         return x
 
-    def user_repr(self, input_ids: Tensor) -> Tensor:
-        """(B, L) -> (B, D): the hidden state at the last position, used for scoring."""
+    def user_repr(self, input_ids: Tensor, users: Tensor | None = None) -> Tensor:
+        """(B, L) -> (B, D): the hidden state at the last position, used for scoring (users unused)."""
         return self.forward(input_ids, last_only=True)[:, -1]
 
 

@@ -69,6 +69,8 @@ def intent_loss(views_out: Tensor, proto: Tensor, temperature: float) -> Tensor:
 
 
 class ICLRec(SASRec):
+    objective = "bce-1neg+instance-infonce+intent-infonce"
+
     def __init__(self, item_size: int, cfg: ICLRecConfig) -> None:
         super().__init__(item_size, cfg)
         self.hp = cfg

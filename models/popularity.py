@@ -17,7 +17,7 @@ class Popularity(nn.Module):
         super().__init__()
         self.register_buffer("counts", torch.as_tensor(item_counts, dtype=torch.float32)[:, None])  # (I, 1)
 
-    def user_repr(self, input_ids: Tensor) -> Tensor:
+    def user_repr(self, input_ids: Tensor, users: Tensor | None = None) -> Tensor:
         return torch.ones(input_ids.shape[0], 1)
 
     def item_weights(self) -> Tensor:

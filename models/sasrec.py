@@ -11,12 +11,13 @@ pass (same objective, fewer kernel launches).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from models.encoder import EncoderConfig, SeqEncoder, info_nce_stacked, rec_loss, require_ranges
-from models.protocol import Batch, EmbedUsers
+from models.protocol import Batch, EmbedUsers, Pretraining
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,17 @@ class CL4SRecConfig(EncoderConfig):
 
 
 class SASRec(SeqEncoder):
+    samples = "sequence"
+    objective = "bce-1neg"
+
     def __init__(self, item_size: int, cfg: EncoderConfig) -> None:
         super().__init__(item_size, cfg)
+
+    def sample_options(self) -> dict[str, Any]:
+        return {}
+
+    def pretraining(self) -> Pretraining | None:
+        return None
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         out = self(batch.input_ids)  # (B, L, D)
@@ -73,6 +83,8 @@ def encode_views(model: SeqEncoder, batch: Batch, copies: int) -> tuple[Tensor, 
 
 
 class CL4SRec(SASRec):
+    objective = "bce-1neg+instance-infonce"
+
     def __init__(self, item_size: int, cfg: CL4SRecConfig) -> None:
         super().__init__(item_size, cfg)
         self.hp = cfg

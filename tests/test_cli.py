@@ -35,7 +35,7 @@ def test_eval_json_and_record(checkpoints: Path, shared_data: Path, tmp_path: Pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "bert4rec", "--dataset", "beauty"], "unknown model 'bert4rec'; known: sasrec, cl4srec"),
+        (["--model", "nosuchmodel", "--dataset", "beauty"], "unknown model 'nosuchmodel'; known: sasrec, cl4srec"),
         (["--model", "elcrec", "--dataset", "ml-1m"], "unknown dataset 'ml-1m'; known: beauty"),
         (["--model", "iclrec", "--dataset", "beauty", "CK=ELCRec-Beauty-1.pt"], "unexpected: cluster_centers"),
         (["--model", "elcrec", "--dataset", "toys", "CK=ELCRec-Beauty-1.pt"],

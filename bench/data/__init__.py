@@ -11,6 +11,7 @@ from bench.data.datasets import (
     check_dataset,
     download,
     install_verified,
+    item_attributes,
     known_datasets,
     load_dataset,
     manifest,
@@ -19,5 +20,5 @@ from bench.data.datasets import (
 from bench.data.sequences import MAX_LEN, SeqData, concat_ranges, train_counts, windows
 
 __all__ = ["DATASETS_DIR", "ENV_DATA_DIR", "MAX_LEN", "REPO_ROOT", "DatasetEntry", "SeqData", "check_dataset",
-           "concat_ranges", "download", "install_verified", "known_datasets", "load_dataset", "manifest",
-           "sha256_file", "train_counts", "windows"]
+           "concat_ranges", "download", "install_verified", "item_attributes", "known_datasets", "load_dataset",
+           "manifest", "sha256_file", "train_counts", "windows"]

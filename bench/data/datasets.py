@@ -8,6 +8,7 @@ rename after the sha256 matched). The file's sha256 and its statistics are verif
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -193,3 +194,29 @@ def load_dataset(name: str, data_dir: Path | None = None) -> SeqData:
     if data.stats() != expected:
         raise BenchError(f"{path}: statistics {data.stats()} differ from the manifest's {expected}")
     return data
+
+
+def item_attributes(name: str, data: SeqData, data_dir: Path | None = None) -> np.ndarray:
+    """(item_size, A) 0/1 matrix of every item's attributes (column 0: no attribute, never set).
+
+    A manifest dataset reads `attributes/<file stem>_item2attributes.json` (S3-Rec's files, item id ->
+    attribute ids) next to the dataset file (`--data-dir`, $INTENTBENCH_DATA_DIR, or the cache); the
+    synthetic data's one attribute per item is its planted group."""
+    if _is_synthetic(name):
+        from bench.data.synthetic import item_groups, parse_spec
+
+        pairs = [(i, int(g) + 1) for i, g in enumerate(item_groups(parse_spec(name))) if i > 0]
+    else:
+        entry = _entry(name)
+        root = data_dir or (Path(os.environ[ENV_DATA_DIR]) if os.environ.get(ENV_DATA_DIR) else DATASETS_DIR / "cache")
+        path = root / "attributes" / f"{Path(entry.file).stem}_item2attributes.json"
+        if not path.is_file():
+            raise BenchError(f"{path}: no item attributes for {name} (S3-Rec's item2attributes file is needed)")
+        raw = json.loads(path.read_text())
+        pairs = [(int(i), int(a)) for i, attrs in raw.items() for a in attrs]
+    n_attr = max(a for _, a in pairs) + 1
+    out = np.zeros((data.item_size, n_attr), dtype=np.float32)
+    for i, a in pairs:
+        if i < data.item_size:
+            out[i, a] = 1.0
+    return out

@@ -71,6 +71,14 @@ def _user_sequence(cfg: SyntheticConfig, rng: np.random.Generator, groups: list[
     return seq, int(mine[0])
 
 
+def item_groups(cfg: SyntheticConfig) -> np.ndarray:
+    """(items + 1,) planted group of every item id (id 0, padding: group 0 too), as `generate`'s."""
+    group_of = np.zeros(cfg.items + 1, dtype=np.int64)
+    for g, members in enumerate(np.array_split(np.arange(1, cfg.items + 1), cfg.intents)):
+        group_of[members] = g
+    return group_of
+
+
 def generate(cfg: SyntheticConfig) -> tuple[list[np.ndarray], np.ndarray]:
     """-> (sequences, planted primary intent per user)."""
     rng = np.random.default_rng(cfg.seed)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.data import load_dataset
+from bench.data import item_attributes, load_dataset
 from bench.evaluate import device_info
 from bench.modelio import build_model
 from bench.protocol import PHASES
@@ -40,8 +40,10 @@ def main(argv: list[str]) -> int:
     if spec.threads:
         torch.set_num_threads(spec.threads)
     device = torch.device(spec.device)
-    data = load_dataset(spec.dataset, Path(spec.data_dir) if spec.data_dir else None)
-    model = build_model(spec.model, data.item_size, spec.hp)
+    data_dir = Path(spec.data_dir) if spec.data_dir else None
+    data = load_dataset(spec.dataset, data_dir)
+    model = build_model(spec.model, data.item_size, spec.hp, data.n_users,
+                        lambda: item_attributes(spec.dataset, data, data_dir))
     model.reset_parameters(torch.Generator().manual_seed(spec.seed))
     model.to(device)  # type: ignore[attr-defined]
     opt, prog, clock = make_optimizer(model, spec.train), Progress(), PhaseClock(device)

@@ -1,0 +1,104 @@
+"""BERT4Rec (Sun et al., CIKM 2019, "BERT4Rec: Sequential Recommendation with Bidirectional Encoder
+Representations from Transformer"), with its real Cloze objective.
+
+Reference: FeiSun/BERT4Rec `modeling.py`, `run.py` (TensorFlow) and RUCAIBox/RecBole
+`recbole/model/sequential_recommender/bert4rec.py`: a bidirectional post-norm Transformer over item
++ position embeddings; training masks a random fraction of a sequence's items with a [mask] token
+and predicts them with softmax cross-entropy over all items, through an output head (dense, GELU,
+LayerNorm) and the tied item embeddings plus an output bias; at inference [mask] is appended to the
+history and its output scores the next item. Beauty settings of FeiSun's scripts: 2 layers, 2 heads,
+hidden 64, mask probability 0.6, hidden dropout 0.5, attention dropout 0.2 (the config defaults).
+(yehjin-shin/BSARec's `bert4rec.py` replaces the Cloze loss with a next-item loss: not followed.)
+
+Training samples ("cloze"): each user's training part (all but the last two items, last 50), masked
+anew every epoch; the mask token is item id item_size - 1 (the ICLRec data convention).
+
+Deviations: one masked copy per sequence and epoch (FeiSun's data generation makes dupe_factor 10
+static copies, plus copies whose last item alone is masked); a sequence that drew no mask gets its
+last item masked; the scores of padding and mask token are part of the softmax; dropout masks come
+from the run's generator. Known to under-train with short budgets (Petrov & Macdonald, RecSys 2022).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.base import Attention, Embedder, FeedForward, ZooModel, attention_mask, full_ce, pad_left
+from models.encoder import require, require_ranges
+from models.protocol import Batch
+from models.sasrec_ce import trim
+
+
+@dataclass(frozen=True)
+class BERT4RecConfig:
+    layers: int = 2
+    hidden: int = 64
+    heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.5
+    attn_dropout: float = 0.2
+    mask_prob: float = 0.6
+
+    def __post_init__(self) -> None:
+        require_ranges(self, at_least_1=("layers", "hidden", "heads", "max_len"))
+        require(self.hidden % self.heads == 0, f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        require(0.0 <= self.dropout < 1.0 and 0.0 <= self.attn_dropout < 1.0, "dropouts must be in [0, 1)")
+        require(0.0 < self.mask_prob <= 1.0, f"mask_prob must be in (0, 1], got {self.mask_prob}")
+
+
+class BERTBlock(nn.Module):
+    def __init__(self, cfg: BERT4RecConfig) -> None:
+        super().__init__()
+        self.attention = Attention(cfg.hidden, cfg.heads)
+        self.feed_forward = FeedForward(cfg.hidden)
+
+
+class BERT4Rec(ZooModel):
+    samples = "cloze"
+    objective = "cloze-ce"
+
+    def __init__(self, item_size: int, cfg: BERT4RecConfig) -> None:
+        super().__init__(item_size)
+        self.hp = cfg
+        self.embed = Embedder(item_size, cfg.hidden, cfg.max_len)
+        self.blocks = nn.ModuleList(BERTBlock(cfg) for _ in range(cfg.layers))
+        self.head = nn.Linear(cfg.hidden, cfg.hidden)
+        self.head_norm = nn.LayerNorm(cfg.hidden, eps=1e-12)
+        self.output_bias = nn.Parameter(torch.zeros(item_size))
+
+    def sample_options(self) -> dict[str, Any]:
+        return {"mask_prob": self.hp.mask_prob}
+
+    def reset_parameters(self, gen: torch.Generator) -> None:
+        super().reset_parameters(gen)
+        self.output_bias.data.zero_()
+
+    def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
+        """(B, L) -> (B, L, D+1) head outputs with a constant 1 appended (it meets the output bias)."""
+        hp, mask = self.hp, attention_mask(input_ids, causal=False)
+        x = self.embed(input_ids, self, hp.dropout)
+        for b in self.blocks:
+            x = b.feed_forward(b.attention(x, mask, self, hp.attn_dropout, hp.dropout), self, hp.dropout)  # type: ignore[operator]
+        x = x[:, -1:] if last_only else x
+        out = self.head_norm(F.gelu(self.head(x)))
+        return torch.cat([out, torch.ones_like(out[..., :1])], -1)
+
+    def losses(self, batch: Batch) -> dict[str, Tensor]:
+        width = trim(batch.input_ids).shape[1]
+        out = self(batch.input_ids[:, -width:])  # (B, L', D+1)
+        ce = full_ce(out, self.item_weights(), batch.target_pos[:, -width:])  # masked positions only
+        return {"loss": ce, "ce": ce}
+
+    def user_repr(self, input_ids: Tensor, users: Tensor | None = None) -> Tensor:
+        """History + [mask], last max_len items: the mask's output scores the next item."""
+        masked = torch.full_like(input_ids[:, :1], self.item_size - 1)
+        return self(pad_left(torch.cat([input_ids, masked], 1), self.hp.max_len), last_only=True)[:, -1]
+
+    def item_weights(self) -> Tensor:
+        """(I, D+1): the tied item embeddings with the output bias as the last column."""
+        return torch.cat([self.embed.item_embeddings.weight, self.output_bias[:, None]], 1)

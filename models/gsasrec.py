@@ -1,0 +1,86 @@
+"""gSASRec (Petrov & Macdonald, RecSys 2023, "gSASRec: Reducing Overconfidence in Sequential
+Recommendation Trained with Negative Sampling").
+
+Reference: asash/gSASRec-pytorch `gsasrec.py`, `train_gsasrec.py`: per position the positive and N
+uniformly sampled negatives are scored against the sequence output; gBCE raises the positive's
+probability to the power beta = alpha (t (1 - 1/alpha) + 1/alpha), alpha = N / (items - 1), and the
+binary cross-entropy of those N + 1 logits is averaged over logits and real positions. t = 0.75 and
+N = 256 are the reference's settings. `loss="sampled-softmax"` is the plain sampled softmax
+(RecTools' `blondered/transformer_benchmark`): cross-entropy over [positive, negatives].
+
+Training samples: one sequence per user, a target at every position (the reference trains on
+sequences the same way).
+
+Deviations: the encoder is the ICLRec code base's (`models.encoder.SeqEncoder`, post-norm) rather
+than the reference's pre-norm SASRec; negatives are drawn from the run's generator, uniformly over
+item ids 1..item_size-2 (a negative may equal the positive, as in the reference); the gBCE positive
+term is written in closed form, -beta log sigmoid(s), instead of the reference's clamped
+log(1 / (sigmoid(s)^-beta - 1)) logit (equal away from the 1e-10 clamps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.encoder import EncoderConfig, require, require_ranges
+from models.protocol import Batch
+from models.sasrec import SASRec
+from models.sasrec_ce import trim
+
+LOSSES = ("gbce", "sampled-softmax")
+
+
+@dataclass(frozen=True)
+class GSASRecConfig(EncoderConfig):
+    negatives: int = 256
+    t: float = 0.75  # gBCE calibration: 0 = plain BCE, 1 = fully calibrated
+    loss: str = "gbce"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_ranges(self, at_least_1=("negatives",))
+        require(0.0 <= self.t <= 1.0, f"t must be in [0, 1], got {self.t}")
+        require(self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+
+def gbce_beta(negatives: int, items: int, t: float) -> float:
+    alpha = negatives / (items - 1)
+    return alpha * (t * (1 - 1 / alpha) + 1 / alpha)
+
+
+def gbce(pos: Tensor, neg: Tensor, beta: float) -> Tensor:
+    """pos (P,), neg (P, N) logits of the real positions -> gBCE averaged over the N + 1 logits."""
+    per_position = -beta * F.logsigmoid(pos) + F.softplus(neg).sum(-1)  # -log(1 - sigmoid(x)) = softplus(x)
+    return (per_position / (neg.shape[1] + 1)).mean()
+
+
+def sampled_softmax(pos: Tensor, neg: Tensor) -> Tensor:
+    """Cross-entropy of the positive among [positive, negatives]: pos (P,), neg (P, N)."""
+    return (torch.logsumexp(torch.cat([pos[:, None], neg], 1), 1) - pos).mean()
+
+
+class GSASRec(SASRec):
+    def __init__(self, item_size: int, cfg: GSASRecConfig) -> None:
+        super().__init__(item_size, cfg)
+        self.hp = cfg
+        self.objective = cfg.loss
+
+    def losses(self, batch: Batch) -> dict[str, Tensor]:
+        width = trim(batch.input_ids).shape[1]
+        target = batch.target_pos[:, -width:]
+        real = target > 0
+        h = self(batch.input_ids[:, -width:])[real]  # (P, D) outputs of the positions with a target
+        neg_ids = torch.randint(1, self.item_size - 1, (h.shape[0], self.hp.negatives), generator=self.generator,
+                                device=h.device)
+        emb = self.item_embeddings
+        pos = (h * emb(target[real])).sum(-1)  # (P,)
+        neg = torch.einsum("pd,pnd->pn", h, emb(neg_ids))  # (P, N)
+        if self.hp.loss == "gbce":
+            loss = gbce(pos, neg, gbce_beta(self.hp.negatives, self.item_size - 2, self.hp.t))
+        else:
+            loss = sampled_softmax(pos, neg)
+        return {"loss": loss, self.hp.loss: loss}
