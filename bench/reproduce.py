@@ -30,6 +30,8 @@ class ReproduceConfig:
                                        positional=True)
     dry_run: bool = opt(False, help="list every run with its state (done, partial at epoch N, to do); run nothing")
     extended: bool = opt(False, help="also run the groups marked optional")
+    report_only: bool = opt(False, help="write the report from the records there are (a study in progress); "
+                            "run nothing")
     out: Path | None = opt(None, help="records folder (default: the experiment's `out`)")
     report: Path | None = opt(None, help="report folder (default: the experiment's `report`)")
     data_dir: Path | None = opt(None, help="folder with the dataset files")
@@ -90,15 +92,19 @@ def copy_records(exp: Experiment, specs: list[dict[str, Any]], dest: Path) -> in
 
 
 def write_report(exp: Experiment, specs: list[dict[str, Any]]) -> list[Path]:
-    """Copies the records into `<report>/records/` and writes the report from that copy."""
+    """Copies the records into `<report>/records/` and writes the report from that copy, with the
+    paired cost benchmark's records of `<report>/cost/` (`bench cost --out <report>/cost`) if any:
+    they judge the per-epoch cost claims."""
     from bench.results.render import write_outputs
     from bench.results.report import ReportConfig, build_report
 
     n = copy_records(exp, specs, exp.report / "records")
-    if n == 0:
+    cost = exp.report / "cost"
+    if n == 0 and not (cost / "records.jsonl").exists():
         print(f"no records of this experiment in {exp.out} yet: no report", file=sys.stderr)
         return []
-    cfg = ReportConfig(records=(exp.report / "records",), out=exp.report, claims=exp.claims, format=exp.formats)
+    folders = [f for f in (exp.report / "records", cost) if (f / "records.jsonl").exists()]
+    cfg = ReportConfig(records=tuple(folders), out=exp.report, claims=exp.claims, format=exp.formats)
     return write_outputs(build_report(cfg), cfg)
 
 
@@ -124,6 +130,10 @@ def cmd_reproduce(ns: argparse.Namespace) -> int:
     runs = validate(exp)
     if cfg.dry_run:
         dry_run(exp, runs)
+        return 0
+    if cfg.report_only:
+        for path in write_report(exp, [s for _, s in runs]):
+            print(path)
         return 0
     chosen = [g for g in exp.groups if cfg.extended or not g.optional]
     todo = [s for g, s in runs if g in chosen]

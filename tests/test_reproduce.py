@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from bench.results.records import read_records
 from bench.runner import RunConfig, expand, state_file
 
 REPO = Path(__file__).resolve().parent.parent
+TINY_DS = "synthetic:users=200,items=60,intents=3,seed=2"
 CLAIMS = REPO / "bench" / "claims" / "elcrec.toml"
 DATA = "synthetic:users=200,items=60,intents=3"
 
@@ -157,3 +160,29 @@ def test_a_tiny_study_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert again["summary"] == json.loads((report / "summary.json").read_text())["summary"]
     assert main(["reproduce", str(path), "--extended", "--report", str(tmp_path / "r2")]) == 0
     assert dry(path, capsys)[-1].startswith("total: 2 runs, 2 done")
+
+
+def test_report_only_writes_the_report_of_a_study_in_progress_with_its_cost_records(tmp_path: Path) -> None:
+    """No finished run yet, but the paired cost benchmark's records under <report>/cost judge the
+    per-epoch cost claim; nothing is trained."""
+    import shutil
+
+    exp = tmp_path / "exp.toml"
+    report = tmp_path / "report"
+    claims = tmp_path / "claims.toml"
+    claims.write_text('[[claim]]\nid = "c"\nkind = "cost"\nsubject = "elcrec"\nreference = "sasrec"\n'
+                      f'dataset = "{TINY_DS}"\nmetric = "epoch_time"\ndirection = "lower"\nclaimed = 0.2\n'
+                      'min_seeds = 2\nsource = "test"\n')
+    exp.write_text(f'name = "t"\nprofile = "smoke"\ndatasets = ["{TINY_DS}"]\nclaims = "{claims}"\n'
+                   f'out = "{tmp_path / "runs"}"\nreport = "{report}"\n\n[[runs]]\nmodels = ["elcrec", "sasrec"]\n'
+                   'seeds = [1]\n')
+    res = subprocess.run([sys.executable, "-m", "bench", "cost", "--models", "elcrec,sasrec", "--dataset", TINY_DS,
+                          "--rounds", "2", "--out", str(report / "cost")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run([sys.executable, "-m", "bench", "reproduce", str(exp), "--report-only"], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    text = (report / "report.md").read_text()
+    assert "`c`" in text and "2 paired rounds (bench cost on cpu" in text
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))  # nothing trained
+    shutil.rmtree(report)

@@ -206,12 +206,19 @@ def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str
     return None
 
 
+def _device(rec: dict[str, Any]) -> str:
+    """"cpu: AMD EPYC, 2 threads": a per-epoch cost holds for the device it was measured on."""
+    dev = rec.get("device") or {}
+    return f"{dev.get('type', '?')}: {dev.get('name', '?')}, {dev.get('torch_threads', '?')} threads"
+
+
 def _judge_paired_cost(claim: Claim, ref: str, s: np.ndarray, r: np.ndarray, rec: dict[str, Any]) -> Verdict:
     est = stats.paired_ratio(s, r)
     e, lo, hi = _effect(est, claim.direction)
     loads = [e_["loadavg_before"][0] for e_ in rec["epochs"]]
     v = Verdict(claim, ref, "", "", e, lo, hi, _p_third(est, claim.claimed, claim.direction), est.p_two_sided(),
-                n=f"{len(s)} paired rounds (bench cost, load average {min(loads):.2f}-{max(loads):.2f})")
+                n=f"{len(s)} paired rounds (bench cost on {_device(rec)}, load average {min(loads):.2f}-"
+                  f"{max(loads):.2f})")
     v.test = "t over the paired rounds' log ratios of interleaved epochs (bench cost)"
     _power_note(v, est, None, None)
     _settle(v, claim, est.scope, len(s), "")  # rounds are the unit: min_seeds of them

@@ -135,10 +135,12 @@ def _where(v: Verdict) -> str:
 def _md_unjudged(report: Report) -> list[str]:
     if not report.unjudged:
         return []
-    lines = ["## Claims not judged here", "", "*Listed, not dropped: claims on data or models this machine or these "
-             "records do not have.*", ""]
+    lines = ["## Claims without training records here", "", "*Listed, not dropped: claims on data or models this "
+             "machine or these records do not have; a per-epoch cost claim is judged on the paired cost benchmark "
+             "alone where it ran.*", ""]
     lines += [f"- `{v.claim.id}` ({CHECK_TITLES[v.claim.check].split(' (')[0]}; {_where(v)}; {v.claim.subject} vs "
-              f"{v.claim.reference}, {v.claim.metric}, claimed {pct(v.claim.claimed)}): {v.verdict}: {v.reason}."
+              f"{v.claim.reference}, {v.claim.metric}, claimed {pct(v.claim.claimed)}): **{v.verdict}**: {v.reason}"
+              + (f"; measured {pct(v.estimate)} [{pct(v.low)}, {pct(v.high)}] over {v.n}" if v.n else "") + "."
               for v in report.unjudged]
     return [*lines, ""]
 

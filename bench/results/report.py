@@ -24,7 +24,7 @@ from bench.config import opt
 from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES
 from bench.results import stats
-from bench.results.claims import Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
+from bench.results.claims import INCONCLUSIVE, Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
 from bench.results.frame import COST_COLUMNS, best_valid, load_frame, per_user_matrix, time_to_target
 
 HEADLINE = ("HR@5", "NDCG@5", "HR@20", "NDCG@20")
@@ -181,9 +181,26 @@ def build_report(cfg: ReportConfig) -> Report:
             part = by_ds[by_ds.protocol == h]
             sections.append(_section(str(dataset), part, claims, cfg, costs[costs.dataset == dataset]))
     judged = {v.claim.id for sec in sections for v in sec.verdicts}
-    unjudged = [judge(c, ok) if not c.runnable else Verdict(c, c.reference, "NOT RUN", f"no records of {c.dataset}")
-                for c in claims if c.id not in judged]
+    unjudged = [_unjudged(c, costs) for c in claims if c.id not in judged]
     return Report(sections, failed, notes, cfg.alpha, str(cfg.claims) if cfg.claims else None, unjudged)
+
+
+def _unjudged(claim: Any, costs: pd.DataFrame) -> Verdict:
+    """A claim of a dataset without training or evaluation records: not runnable here, judged on the
+    paired cost benchmark alone (a per-epoch cost claim), or not run."""
+    if not claim.runnable:
+        return judge(claim, costs.iloc[:0])
+    mine = costs[costs.dataset == claim.dataset]
+    if claim.kind == "cost" and claim.metric == "epoch_time" and claim.reference != "runner-up":
+        v = judge(claim, costs.iloc[:0], mine)
+        if "paired" in v.test:
+            return v
+    if claim.metric == "gpu_memory" and not mine.empty:
+        rss = ", ".join(f"{r['model']} {r['memory']['rss_avg_mb']:.0f} / {r['memory']['peak_rss_mb']:.0f} MB"
+                        for r in mine["record"] if r["model"] in (claim.subject, claim.reference))
+        return Verdict(claim, claim.reference, INCONCLUSIVE, "needs a GPU: the paired cost benchmark ran on CPU "
+                       f"(average / peak RSS during training: {rss})")
+    return Verdict(claim, claim.reference, "NOT RUN", f"no records of {claim.dataset}")
 
 
 def _section(dataset: str, ok: pd.DataFrame, claims: list[Any], cfg: ReportConfig,
