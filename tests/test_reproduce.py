@@ -53,7 +53,7 @@ def test_the_shipped_experiment_has_the_hashes_of_the_equivalent_bench_run() -> 
 @pytest.mark.parametrize(("body", "runs", "message"), [
     ("colour = 1\n", None, r"tiny.toml: unknown key\(s\) colour; allowed: name, "),
     ("", '[[runs]]\nmodels = ["sasrec"]\nseeds = [1]\nwhen = "now"\n', r"\[\[runs\]\] #1: unknown key\(s\) when"),
-    ("", '[[runs]]\nmodels = ["gru4rec"]\nseeds = [1]\n', "unknown model 'gru4rec'"),
+    ("", '[[runs]]\nmodels = ["nosuchmodel"]\nseeds = [1]\n', "unknown model 'nosuchmodel'"),
     ("", '[[runs]]\nmodels = ["sasrec"]\nseeds = "1"\n', "seeds must be a non-empty list of integers"),
     ("", '[[runs]]\nmodels = ["sasrec"]\n', r"missing key\(s\) seeds"),
     ("", "", r"missing key\(s\) runs"),
