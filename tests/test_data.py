@@ -111,7 +111,7 @@ def test_sha256_mismatch_names_both_digests(tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_lists_known_names() -> None:
-    with pytest.raises(BenchError, match="known: beauty, sports, toys, yelp, synthetic"):
+    with pytest.raises(BenchError, match="known: beauty, sports, toys, yelp, lastfm, video, synthetic"):
         D.load_dataset("movielens")
 
 
