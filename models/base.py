@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.kernels import dropout
-from models.protocol import EmbedUsers, Pretraining
+from models.protocol import Batch, EmbedUsers, Pretraining
 
 
 def init_weights(m: nn.Module, gen: torch.Generator, std: float) -> None:
@@ -84,6 +84,23 @@ def full_ce(h: Tensor, items: Tensor, target: Tensor) -> Tensor:
     logits = h.reshape(-1, h.shape[-1]) @ items.T  # (N, I)
     t = target.reshape(-1)
     return F.cross_entropy(logits, t, ignore_index=0) if bool((t > 0).any()) else logits.sum() * 0.0
+
+
+class LastItemCE(ZooModel):
+    """A model trained on prefix samples with softmax cross-entropy at the last position, scored by
+    its last position's output against its item embeddings (`self.embed`), as FMLP-Rec and BSARec."""
+
+    embed: Embedder
+
+    def losses(self, batch: Batch) -> dict[str, Tensor]:
+        ce = full_ce(self.user_repr(batch.input_ids), self.item_weights(), batch.target_pos)
+        return {"loss": ce, "ce": ce}
+
+    def user_repr(self, input_ids: Tensor, users: Tensor | None = None) -> Tensor:
+        return self(input_ids, last_only=True)[:, -1]
+
+    def item_weights(self) -> Tensor:
+        return self.embed.item_embeddings.weight
 
 
 def pad_left(ids: Tensor, length: int) -> Tensor:

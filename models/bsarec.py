@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from models.base import Attention, Embedder, FeedForward, ZooModel, attention_mask, full_ce, pad_left
+from models.base import Attention, Embedder, FeedForward, LastItemCE, ZooModel, attention_mask, pad_left
 from models.encoder import require, require_ranges
-from models.protocol import Batch
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ class BSABlock(nn.Module):
         self.feed_forward = FeedForward(cfg.hidden)
 
 
-class BSARec(ZooModel):
+class BSARec(LastItemCE):
     samples = "prefixes"
     objective = "ce-full"
 
@@ -93,13 +92,3 @@ class BSARec(ZooModel):
             gsp = b.attention(x, mask, self, hp.attn_dropout, hp.dropout)  # type: ignore[operator]
             x = b.feed_forward(hp.alpha * dsp + (1 - hp.alpha) * gsp, self, hp.dropout)  # type: ignore[operator]
         return x[:, -1:] if last_only else x
-
-    def losses(self, batch: Batch) -> dict[str, Tensor]:
-        ce = full_ce(self.user_repr(batch.input_ids), self.item_weights(), batch.target_pos)
-        return {"loss": ce, "ce": ce}
-
-    def user_repr(self, input_ids: Tensor, users: Tensor | None = None) -> Tensor:
-        return self(input_ids, last_only=True)[:, -1]
-
-    def item_weights(self) -> Tensor:
-        return self.embed.item_embeddings.weight

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from models.base import Embedder, FeedForward, ZooModel, full_ce, pad_left
+from models.base import Embedder, FeedForward, LastItemCE, ZooModel, pad_left
 from models.encoder import require, require_ranges
-from models.protocol import Batch
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class FMLPBlock(nn.Module):
         self.feed_forward = FeedForward(cfg.hidden)
 
 
-class FMLPRec(ZooModel):
+class FMLPRec(LastItemCE):
     samples = "prefixes"
     objective = "ce-full"
 
@@ -82,13 +81,3 @@ class FMLPRec(ZooModel):
         for block in self.blocks:
             x = block.feed_forward(block.filter(x, self, p), self, p)  # type: ignore[operator]
         return x[:, -1:] if last_only else x
-
-    def losses(self, batch: Batch) -> dict[str, Tensor]:
-        ce = full_ce(self.user_repr(batch.input_ids), self.item_weights(), batch.target_pos)
-        return {"loss": ce, "ce": ce}
-
-    def user_repr(self, input_ids: Tensor, users: Tensor | None = None) -> Tensor:
-        return self(input_ids, last_only=True)[:, -1]
-
-    def item_weights(self) -> Tensor:
-        return self.embed.item_embeddings.weight

@@ -5,6 +5,7 @@ checkpoints are found in $INTENTBENCH_SHARED/<kind>, ../shared/<kind>, then the 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,14 @@ def fixtures_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _no_env_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("INTENTBENCH_DATA_DIR", raising=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Small training passes in one torch thread: on a shared machine several times faster than two."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

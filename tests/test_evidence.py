@@ -3,10 +3,7 @@ ranking after a short run, and intent models report cluster diagnostics (measure
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 from bench.data import load_dataset, train_counts
 from bench.evaluate import evaluate
@@ -16,6 +13,7 @@ from models import REGISTRY
 from models.popularity import Popularity
 from models.protocol import REGIMES
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DATA = "synthetic:users=1000,items=100,intents=4"
 
 
@@ -23,15 +21,6 @@ DATA = "synthetic:users=1000,items=100,intents=4"
 def popularity_ndcg10() -> float:
     d = load_dataset(DATA)
     return evaluate(Popularity(train_counts(d)), d).metrics["NDCG@10"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # small passes: on a shared machine one torch thread is several times faster than two
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("model", sorted(REGISTRY))  # every registry entry, without naming it

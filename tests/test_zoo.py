@@ -13,7 +13,6 @@ synthetic set is `tests/test_evidence.py`, parametrised over the registry too).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from models import REGISTRY
 from models.gsasrec import gbce, gbce_beta, sampled_softmax
 from models.protocol import REGIMES, Batch, RecModel
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DATA = "synthetic:users=200,items=60,intents=3,seed=2"
 MODELS = sorted(REGISTRY)
 
@@ -37,15 +37,6 @@ MODELS = sorted(REGISTRY)
 @pytest.fixture(scope="module")
 def data() -> Any:
     return load_dataset(DATA)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # small passes: on a shared machine one torch thread is several times faster than two
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(name: str, epochs: int, seed: int = 1) -> dict[str, Any]:
