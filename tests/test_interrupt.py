@@ -108,10 +108,11 @@ def test_a_torn_last_record_line_is_reported_with_file_and_line(tmp_path: Path,
 
 
 def _kill_moment(rng: random.Random, state: Path, proc: subprocess.Popen[str]) -> bool:
-    """Waits for a random moment of the sweep: half of the time just after an epoch's state was saved
-    (so that runs are killed mid-training and resumed), else after a random delay. False if the sweep
-    ended first."""
-    deadline = time.time() + (600 if rng.random() < 0.5 else rng.uniform(0.5, 6.0))
+    """Waits for a random moment of the sweep: three times in four just after an epoch's state was
+    saved (so that runs are killed mid-training and resumed, and each kill leaves progress behind:
+    on a fast machine a sweep of random delays alone can end before ten kills), else after a random
+    delay. False if the sweep ended first."""
+    deadline = time.time() + (600 if rng.random() < 0.75 else rng.uniform(0.5, 4.0))
     stamp = max((f.stat().st_mtime_ns for f in state.glob("*.pt")), default=0) if state.exists() else 0
     while time.time() < deadline:
         if proc.poll() is not None:
