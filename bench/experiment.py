@@ -1,11 +1,11 @@
 """Experiment files: a study as data (`experiments/*.toml`), and the state of each of its runs.
 
 An experiment names its profile, datasets, settings, claims file, records folder (`out`) and report
-folder, and one or more `[[runs]]` groups of (models, seeds). Each group is exactly one `bench run`
-command (a `RunConfig`), expanded by `bench.runner.expand`, so runs started by hand with the
-equivalent `bench run` count as done or partial here. A group marked `optional = true` is shown by
-`--dry-run` but only run with `--extended`. Relative paths are taken from the current directory,
-as `bench run --out` does. No torch here (`bench.runner` imports none).
+folder, and one or more `[[runs]]` groups of (models, seeds, optionally their own datasets). Each
+group is exactly one `bench run` command (a `RunConfig`), expanded by `bench.runner.expand`, so runs
+started by hand with the equivalent `bench run` count as done or partial here. A group marked
+`optional = true` is shown by `--dry-run` but only run with `--extended`. Relative paths are taken
+from the current directory, as `bench run --out` does. No torch here (`bench.runner` imports none).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ TOP_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "threads": _INT, "timeout": _NUM, "data_dir": _STR, "runs": _TABLES,
 }
 GROUP_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "name": _STR, "models": _STRS, "seeds": _INTS, "optional": _BOOL, "set": _STRS,
+    "name": _STR, "models": _STRS, "seeds": _INTS, "optional": _BOOL, "set": _STRS, "datasets": _STRS,
 }
 REQUIRED_TOP = ("profile", "out", "report", "runs")
 REQUIRED_GROUP = ("models", "seeds")
@@ -88,7 +88,8 @@ def _read(path: Path) -> dict[str, Any]:
 def _group(raw: dict[str, Any], i: int, top: dict[str, Any], path: Path) -> Group:
     where = f"{path}: [[runs]] #{i + 1}"
     _check_keys(raw, GROUP_KEYS, REQUIRED_GROUP, where)
-    cfg = RunConfig(models=tuple(raw["models"]), datasets=tuple(top.get("datasets", ())), seeds=tuple(raw["seeds"]),
+    datasets = raw.get("datasets", top.get("datasets", ()))  # a group may train on other data than the study's
+    cfg = RunConfig(models=tuple(raw["models"]), datasets=tuple(datasets), seeds=tuple(raw["seeds"]),
                     profile=top["profile"], epochs=top.get("epochs"), set=(*top.get("set", ()), *raw.get("set", ())),
                     device=top.get("device", "cpu"), jobs=top.get("jobs", 1), threads=top.get("threads", 0),
                     timeout=float(top.get("timeout", 0.0)),

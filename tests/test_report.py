@@ -173,3 +173,17 @@ def test_the_provenance_table_shows_every_commit_machine_and_thread_count_of_a_m
     rows = {row[0]: row for row in provenance_table(sec)}
     assert rows["iclrec"][1:5] == ["3", "0000000, abcdef0+dirty", "cpu: fixture, cpu: other", "1, 2"]
     assert rows["elcrec"][1:5] == ["3", "0000000", "cpu: fixture", "2"]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "bench" / "claims").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_claims_file_loads_on_known_data_and_models(path: Path) -> None:
+    """A shipped claim names a registered model (or the runner-up) and a dataset of the manifest or one
+    the claim says this machine lacks; a claim that could never be judged would sit in a report as
+    'no records' for ever."""
+    from bench.data.datasets import known_datasets
+    from models import REGISTRY
+
+    for c in load_claims(path):
+        assert not c.runnable or c.dataset in known_datasets(), c.id
+        assert not c.runnable or {c.subject, c.reference} <= {*REGISTRY, "runner-up"}, c.id

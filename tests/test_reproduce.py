@@ -50,6 +50,19 @@ def test_the_shipped_experiment_has_the_hashes_of_the_equivalent_bench_run() -> 
     assert all(ours[(s["model"], s["seed"])] == s["config_hash"] for s in by_hand)
 
 
+def test_the_cross_domain_study_trains_video_only_in_its_own_group() -> None:
+    """A group's own datasets replace the study's: the LastFM groups never train Video and the Video
+    group trains nothing else, each run with the hash of the equivalent `bench run`."""
+    exp = load_experiment(REPO / "experiments" / "cross-domain.toml")
+    runs = {(g.name, s["dataset"]) for g, s in validate(exp)}
+    assert {d for _, d in runs} == {"lastfm", "video"}
+    assert all((d == "video") == ("Video" in name) for name, d in runs)
+    video = next(g for g in exp.groups if "Video" in g.name)
+    assert video.optional and video.cfg.datasets == ("video",)
+    by_hand = expand(RunConfig(models=("elcrec",), datasets=("video",), seeds=(1,), profile="paper"))
+    assert by_hand[0]["config_hash"] in {s["config_hash"] for s in expand(video.cfg)}
+
+
 @pytest.mark.parametrize(("body", "runs", "message"), [
     ("colour = 1\n", None, r"tiny.toml: unknown key\(s\) colour; allowed: name, "),
     ("", '[[runs]]\nmodels = ["sasrec"]\nseeds = [1]\nwhen = "now"\n', r"\[\[runs\]\] #1: unknown key\(s\) when"),

@@ -40,7 +40,7 @@ from bench.results import stats
 from bench.results.frame import best_valid, epoch_times, per_user_matrix, time_to_target
 
 COST_METRICS = ("epoch_time", "train_time", "time_to_target", "gpu_memory")
-CHECKS = ("paper", "released-checkpoints")
+CHECKS = ("paper", "released-checkpoints", "transfer")
 DEFAULT_CLAIMS = Path(__file__).parents[1] / "claims" / "elcrec.toml"
 REPRODUCED, SMALLER, NOT_REPRODUCED, INCONCLUSIVE = "REPRODUCED", "SMALLER THAN CLAIMED", "NOT REPRODUCED", \
     "INCONCLUSIVE"
