@@ -1,8 +1,9 @@
 """Experiment files: a study as data (`experiments/*.toml`), and the state of each of its runs.
 
-An experiment names its profile, datasets, settings, claims file, records folder (`out`) and report
-folder, and one or more `[[runs]]` groups of (models, seeds, optionally their own datasets). Each
-group is exactly one `bench run` command (a `RunConfig`), expanded by `bench.runner.expand`, so runs
+An experiment names its profile, datasets, settings, claims file, records folder (`out`), report
+folder, record folders of other studies its report also reads (`compare`), and one or more
+`[[runs]]` groups of (models, seeds, optionally their own datasets). Each group is exactly one
+`bench run` command (a `RunConfig`), expanded by `bench.runner.expand`, so runs
 started by hand with the equivalent `bench run` count as done or partial here. A group marked
 `optional = true` is shown by `--dry-run` but only run with `--extended`. Relative paths are taken
 from the current directory, as `bench run --out` does. No torch here (`bench.runner` imports none).
@@ -31,7 +32,7 @@ _TABLES = (lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, dict)
 TOP_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "name": _STR, "description": _STR, "profile": _STR, "datasets": _STRS, "claims": _STR, "out": _STR,
     "report": _STR, "formats": _STRS, "epochs": _INT, "set": _STRS, "device": _STR, "jobs": _INT,
-    "threads": _INT, "timeout": _NUM, "data_dir": _STR, "runs": _TABLES,
+    "threads": _INT, "timeout": _NUM, "data_dir": _STR, "runs": _TABLES, "compare": _STRS,
 }
 GROUP_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "name": _STR, "models": _STRS, "seeds": _INTS, "optional": _BOOL, "set": _STRS, "datasets": _STRS,
@@ -55,6 +56,7 @@ class Experiment:
     claims: Path | None
     report: Path
     formats: tuple[str, ...]
+    compare: tuple[Path, ...] = ()  # record folders of other studies that the report also reads
 
     @property
     def out(self) -> Path:
@@ -109,7 +111,8 @@ def load_experiment(path: Path) -> Experiment:
         raise BenchError(f"{path}: claims file {claims} does not exist")
     groups = tuple(_group(raw, i, top, path) for i, raw in enumerate(top["runs"]))
     formats = tuple(top.get("formats", ("md",)))
-    return Experiment(path, top.get("name", path.stem), groups, claims, Path(top["report"]), formats)
+    compare = tuple(Path(p) for p in top.get("compare", ()))
+    return Experiment(path, top.get("name", path.stem), groups, claims, Path(top["report"]), formats, compare)
 
 
 def override(exp: Experiment, **changes: Any) -> Experiment:

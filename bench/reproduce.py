@@ -94,7 +94,8 @@ def copy_records(exp: Experiment, specs: list[dict[str, Any]], dest: Path) -> in
 def write_report(exp: Experiment, specs: list[dict[str, Any]]) -> list[Path]:
     """Copies the records into `<report>/records/` and writes the report from that copy, with the
     paired cost benchmark's records of `<report>/cost/` (`bench cost --out <report>/cost`) if any:
-    they judge the per-epoch cost claims."""
+    they judge the per-epoch cost claims; and with the records of the folders the experiment
+    compares with (committed copies of other studies), where they exist."""
     from bench.results.render import write_outputs
     from bench.results.report import ReportConfig, build_report
 
@@ -103,7 +104,7 @@ def write_report(exp: Experiment, specs: list[dict[str, Any]]) -> list[Path]:
     if n == 0 and not (cost / "records.jsonl").exists():
         print(f"no records of this experiment in {exp.out} yet: no report", file=sys.stderr)
         return []
-    folders = [f for f in (exp.report / "records", cost) if (f / "records.jsonl").exists()]
+    folders = [f for f in (exp.report / "records", cost, *exp.compare) if (f / "records.jsonl").exists()]
     cfg = ReportConfig(records=tuple(folders), out=exp.report, claims=exp.claims, format=exp.formats)
     return write_outputs(build_report(cfg), cfg)
 

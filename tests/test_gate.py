@@ -121,3 +121,4 @@ def test_a_zero_learning_rate_model_fails_the_gate(tmp_path: Path) -> None:
                           capture_output=True).returncode == 0
     res = gate("--baseline", str(tmp_path / "base"), "--current", str(tmp_path / "cur"))
     assert res.returncode == 1 and "[REGRESSION] sasrec/synthetic" in res.stdout
+    assert "compared with sasrec[lr=0]: the settings differ" in res.stdout + res.stderr

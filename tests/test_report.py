@@ -187,3 +187,26 @@ def test_every_shipped_claims_file_loads_on_known_data_and_models(path: Path) ->
     for c in load_claims(path):
         assert not c.runnable or c.dataset in known_datasets(), c.id
         assert not c.runnable or {c.subject, c.reference} <= {*REGISTRY, "runner-up"}, c.id
+
+
+def test_runs_of_one_model_under_other_settings_are_another_model_not_more_seeds(tmp_path: Path) -> None:
+    """ELCRec with k = 64 (a grid point) next to ELCRec as the preset has it: two rows of three seeds
+    each, and the claims about "elcrec" are judged on the preset's runs alone."""
+    from bench.results.records import append_record, read_records
+
+    out, claims = write_fixture(tmp_path / "r"), tmp_path / "c.toml"
+    claims.write_text(CLAIMS)
+    plain = build_report(ReportConfig(records=(out,), claims=claims))
+    for rec in read_records([out]):
+        if rec.get("model") == "elcrec" and rec.get("kind") == "run":
+            per_user = np.load(out / rec["per_user_file"])
+            grid = {**rec, "id": rec["id"] + "-k64", "config_hash": "cfg-elcrec-k64",
+                    "config": {"model": "elcrec", "dataset": "toyset", "hp": {"k": 64}, "train": {"epochs": 6}},
+                    "metrics": {k: v / 2 for k, v in rec["metrics"].items()}}
+            append_record(out, {k: v for k, v in grid.items() if k not in ("per_user_file", "_dir")},
+                          {k: per_user[k] * 2 if k == "rank" else per_user[k] / 2 for k in per_user.files})
+    both = build_report(ReportConfig(records=(out,), claims=claims))
+    rows = {r.model: r.n for r in both.sections[0].rows}
+    assert rows == {"elcrec": 3, "elcrec[k=64]": 3, "iclrec": 3}
+    assert [(v.verdict, v.estimate) for v in both.sections[0].verdicts] == \
+        [(v.verdict, v.estimate) for v in plain.sections[0].verdicts]

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
     gpu = memory.get("gpu_peak_by_phase") or {}
     proto = rec.get("protocol") or {}
     row = {
-        "id": rec.get("id"), "kind": rec.get("kind"), "status": rec.get("status"), "model": rec.get("model"),
+        "id": rec.get("id"), "kind": rec.get("kind"), "status": rec.get("status"), "model": variant(rec),
+        "base_model": rec.get("model"),
         "dataset": rec.get("dataset"), "seed": rec.get("seed"), "reason": rec.get("reason"),
         "protocol": proto.get("hash"), "seen_items": proto.get("seen_items"),
         "dataset_sha256": proto.get("dataset_sha256"), "config_hash": rec.get("config_hash"),
@@ -41,6 +43,24 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
     }
     row.update({m: (rec.get("metrics") or {}).get(m, np.nan) for m in METRIC_NAMES})
     return row
+
+
+def variant(rec: dict[str, Any]) -> str:
+    """The model as the report names it: its registry name when it ran with the dataset's preset,
+    else the name with the settings that differ, e.g. "sasrec_ce[prefixes=true]" or "elcrec[k=64]".
+    Runs of one model under different settings are different models to compare, never seeds of one
+    (a claim about "elcrec" is a claim about its preset). Epochs and patience are the protocol's."""
+    from bench.presets import preset  # a dict of settings, no torch
+
+    model, spec = rec.get("model"), rec.get("config")
+    if not isinstance(spec, dict) or not isinstance(spec.get("hp"), dict):
+        return str(model)
+    base = preset(str(rec.get("dataset")), str(model))
+    diff = {k: v for k, v in spec["hp"].items() if k not in base or base[k] != v}
+    diff.update({k: v for k, v in (spec.get("train") or {}).items() if k not in ("epochs", "patience")})
+    if not diff:
+        return str(model)
+    return f"{model}[{','.join(f'{k}={json.dumps(v)}' for k, v in sorted(diff.items()))}]"
 
 
 def _machine(rec: dict[str, Any]) -> str:

@@ -157,7 +157,7 @@ def run_checks(cfg: GateConfig) -> tuple[list[Check], list[str]]:
                         "bit-comparable (float sums in another order)")
     for (model, dataset), b in base[base.status == "ok"].groupby(["model", "dataset"]):
         name = f"{model}/{dataset}"
-        c_all = cur[(cur.model == model) & (cur.dataset == dataset)]
+        c_all = _counterpart(cur, b, str(model), str(dataset), warnings)
         c = c_all[c_all.status == "ok"]
         if c.empty:
             why = "; ".join(str(r) for r in c_all.reason.dropna()) or "no current record"
@@ -171,6 +171,19 @@ def run_checks(cfg: GateConfig) -> tuple[list[Check], list[str]]:
             checks.append(quality_check(name, b, c, cfg))
         checks.append(cost_check(name, b, c, cfg))
     return settle(checks, cfg.alpha), warnings
+
+
+def _counterpart(cur: pd.DataFrame, b: pd.DataFrame, model: str, dataset: str, warnings: list[str]) -> pd.DataFrame:
+    """The current records of a baseline model: the same model with the same settings, else (a
+    changed setting is what a gate is often asked about) the one variant of the same registry model."""
+    same = cur[(cur.model == model) & (cur.dataset == dataset)]
+    if not same.empty:
+        return same
+    kin = cur[(cur.base_model == b.base_model.iloc[0]) & (cur.dataset == dataset)]
+    if kin.model.nunique() != 1:
+        return same
+    warnings.append(f"{model}/{dataset}: compared with {kin.model.iloc[0]}: the settings differ")
+    return kin
 
 
 def update_baseline(cfg: GateConfig) -> None:
