@@ -259,6 +259,8 @@ def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0, on_line: A
                 standby: subprocess.Popen[str] | None = None) -> dict[str, Any]:
     """Runs one spec in a subprocess (or hands it to a standby worker); returns its record (ok or
     failure). Also the Ray task body."""
+    if WORKERS.stopping.is_set():  # a queued run of an interrupted sweep: leave no trace of it
+        raise SweepInterrupted(signal.SIGTERM)
     out_dir = Path(out)
     attempt = new_id()
     key = f"{spec['config_hash']}-s{spec['seed']}"
