@@ -2,8 +2,11 @@
 
 Users are assigned to centres the way the model itself assigns them (`RecModel.intent_of` on the
 mean-pooled output of their training sequence). On data with planted intents the assignment is
-compared with the truth (NMI, ARI); on any data we report how many centres are used and the
-entropy of their usage. Measurements, not targets.
+compared with the truth (NMI, ARI); on any data we report how many centres are used, the entropy
+H of their usage and the effective number of clusters exp(H) (the perplexity of the usage: k
+equally used centres give k, however many others stay empty), with its share of k. The trainer
+measures them at the start (after the epoch-0 hook: the initial centres) and with the
+best-validation weights. Measurements, not targets.
 """
 
 from __future__ import annotations
@@ -62,6 +65,14 @@ def ari(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if top == expected else float((sum_ij - expected) / (top - expected))
 
 
+def usage(counts: np.ndarray) -> dict[str, float]:
+    """Usage entropy (nats) of per-centre user counts, its maximum log(k), the effective number of
+    clusters exp(entropy) and that number's share of k."""
+    h, k = entropy(counts), max(len(counts), 1)
+    return {"usage_entropy_nats": h, "max_usage_entropy_nats": float(np.log(k)), "effective_clusters": float(np.exp(h)),
+            "effective_share": float(np.exp(h)) / k}
+
+
 def cluster_diagnostics(model: RecModel, data: SeqData, device: torch.device) -> dict[str, Any] | None:
     if model.intents() == 0:
         return None  # a model without intents: skip the encoder pass
@@ -72,8 +83,7 @@ def cluster_diagnostics(model: RecModel, data: SeqData, device: torch.device) ->
         return None
     assign = idx.cpu().numpy()
     counts = np.bincount(assign, minlength=model.intents())  # unused centres count towards the maximum
-    out: dict[str, Any] = {"centres_used": int((counts > 0).sum()), "usage_entropy_nats": entropy(counts),
-                           "max_usage_entropy_nats": float(np.log(max(len(counts), 1)))}
+    out: dict[str, Any] = {"centres_used": int((counts > 0).sum()), **usage(counts)}
     if data.labels is not None:
         out["nmi"], out["ari"] = nmi(data.labels, assign), ari(data.labels, assign)
     return out

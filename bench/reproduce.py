@@ -62,9 +62,17 @@ def dry_run(exp: Experiment, runs: list[tuple[Group, dict[str, Any]]]) -> None:
         if not group.optional:
             required[kind] += 1
         tag = f"  [{group.name}, optional]" if group.optional else ""
+        sets = _set_values(group, spec)
         print(f"  {spec['model']:8s} {spec['dataset'].split(':')[0]:10s} seed {spec['seed']:<3d} "
-              f"{spec['config_hash']}  {text}{tag}")
+              f"{spec['config_hash']}  {sets + '  ' if sets else ''}{text}{tag}")
     print(f"total: {_counts(kinds)}; required groups: {_counts(required)}")
+
+
+def _set_values(group: Group, spec: dict[str, Any]) -> str:
+    """The values this run takes of its group's `set` keys ("k=32"): the points of a grid apart."""
+    keys = dict.fromkeys(item.partition("=")[0].partition(".")[2] for item in group.cfg.set)
+    values = {**spec["hp"], **spec["train"]}
+    return " ".join(f"{k}={values[k]}" for k in keys if k in values)
 
 
 def _counts(c: Counter[str]) -> str:

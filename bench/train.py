@@ -29,7 +29,7 @@ from bench.data import SeqData, item_attributes, load_dataset
 from bench.diagnostics import cluster_diagnostics
 from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
 from bench.memory import MB, MemorySampler
-from bench.modelio import build_model
+from bench.modelio import build_model, model_config
 from bench.optim import Adam
 from bench.protocol import PHASES, SEEN_RULES
 from bench.results.codeversion import code_version, write_sidecar
@@ -167,6 +167,9 @@ class Progress:
     bad_epochs: int = 0
     curve: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str = "max_epochs"
+    # cluster diagnostics of the initial centres (after the epoch-0 hook); a class-level default, so
+    # that the states of older code, pickled without it, load
+    init_diagnostics: dict[str, Any] | None = None
 
 
 def epoch_generators(seed: int, epoch: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
@@ -247,6 +250,8 @@ def _one_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, prog: P
     rng, model.generator = epoch_generators(spec.seed, epoch, device)
     clock.run("clustering", model.epoch_start, epoch, lambda: mean_pooled_train_outputs(model, data, device),
               spec.seed)
+    if epoch == 0:  # outside the phase clock: a measurement, not training (eval mode, no random draws)
+        prog.init_diagnostics = cluster_diagnostics(model, data, device)
     batches = clock.run("batches", lambda r: to_batches(
         training_samples(model.samples, data, r, model.sample_options()), tc.batch_size, device), rng)
     losses = clock.run("train", train_steps, model, opt, batches, epoch)
@@ -302,7 +307,8 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
             "train_sequences_per_s": data.n_users * epochs / max(clock.seconds["train"], 1e-9),
         },
         "memory": {"peak_rss_mb": peak_rss_mb(), "gpu_peak_by_phase": clock.gpu, **memory_summary(clock.mem)},
-        "diagnostics": diag,
+        "diagnostics": diag, "diagnostics_init": prog.init_diagnostics,
+        "model_config": asdict(model_config(spec.model, spec.hp)),  # every hyper-parameter, defaults included
         "train_config": asdict(spec.train),
         "model_info": model_info(model),
     }

@@ -14,8 +14,19 @@ Reference: yueliu1999/ELCRec `src/trainers.py` (ELCRecTrainer, contrast_type "Hy
   x = normalise(mean-pooled rec output) keeps its gradient; alignment = mean over all (user,
   centre) pairs of ||x - c||^2; separation = -mean over all k*k centre pairs, diagonal included;
 - p = c[argmin ||x - c||^2], with gradient to the centres;
-- centres: k-means over all users' mean-pooled output at epoch 0 ("kmeans") or N(0, 1) rows
-  normalised ("random"); then trained by the optimiser.
+- centres (`init`): k-means over all users' mean-pooled output at epoch 0 ("kmeans", the authors'
+  code); then trained by the optimiser.
+
+Additions to the reference (not in the authors' code), for the sensitivity study of issue 17:
+`init = "random"`: k independent N(0, I) vectors, L2-normalised, i.e. uniform on the unit sphere,
+drawn from the run's parameter generator right after the encoder's weights (so the encoder starts
+the same under every `init` of a seed); no pass over the data. It is the data-free baseline: what
+an end-to-end learnable clustering would start from without the full-data k-means it claims to do
+without. `init = "kmeanspp"`: k-means++ seeding (D^2 sampling, `models.kmeans.kmeanspp_seeds`,
+seeded with the run's seed) on the same epoch-0 mean-pooled user outputs the k-means gets, without
+Lloyd iterations, the chosen users' outputs L2-normalised: the data-driven seeding of k-means with
+no iterations. (k users drawn uniformly, Forgy's initialisation, would sit between the two: it
+uses the data, so it is no data-free baseline; not offered.)
 
 Ablations (paper Sec. 4.4): `cluster_loss=False` drops alpha * (alignment + separation);
 `intent_infonce=False` replaces the intent-assisted InfoNCE by the plain instance InfoNCE.
@@ -37,9 +48,11 @@ from torch import Tensor, nn
 
 from models.encoder import EncoderConfig, info_nce_stacked, rec_loss, require, require_ranges
 from models.iclrec import intent_loss, nearest, sq_dist
-from models.kmeans import kmeans
+from models.kmeans import kmeans, kmeanspp_seeds
 from models.protocol import Batch, EmbedUsers
 from models.sasrec import SASRec, encode_views
+
+INITS = ("kmeans", "random", "kmeanspp")
 
 
 @dataclass(frozen=True)
@@ -47,7 +60,7 @@ class ELCRecConfig(EncoderConfig):
     k: int = 256  # number of learnable intent centres
     alpha: float = 1.0  # weight of the clustering loss ("trade_off" in the authors' code)
     fusion: str = "shift"  # "shift" (add nearest centre) or "concat"
-    init: str = "kmeans"  # centre initialisation: "kmeans" at epoch 0, or "random"
+    init: str = "kmeans"  # centre initialisation: "kmeans" or "kmeanspp" at epoch 0, or "random" (docstring)
     cf_weight: float = 0.1
     intent_weight: float = 0.1
     temperature: float = 1.0
@@ -57,7 +70,7 @@ class ELCRecConfig(EncoderConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.fusion in ("shift", "concat"), f"fusion must be shift or concat, got {self.fusion!r}")
-        require(self.init in ("kmeans", "random"), f"init must be kmeans or random, got {self.init!r}")
+        require(self.init in INITS, f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         require_ranges(self, at_least_1=("k",), non_negative=("alpha", "cf_weight", "intent_weight"),
                        positive=("temperature",))
 
@@ -72,15 +85,17 @@ class ELCRec(SASRec):
 
     def reset_parameters(self, gen: torch.Generator) -> None:
         super().reset_parameters(gen)
-        with torch.no_grad():  # "random" init; "kmeans" overwrites it at epoch 0
+        with torch.no_grad():  # the "random" init, drawn under every init so that the encoder's stays the same
             rnd = torch.randn(self.cluster_centers.shape, generator=gen)
             self.cluster_centers.copy_(F.normalize(rnd, p=2, dim=1))
 
     def epoch_start(self, epoch: int, embed_users: EmbedUsers, seed: int) -> None:
-        if epoch == 0 and self.hp.init == "kmeans":
-            raw = kmeans(embed_users(), self.hp.k, seed)
-            with torch.no_grad():
-                self.cluster_centers.copy_(F.normalize(torch.from_numpy(raw), p=2, dim=1))
+        if epoch != 0 or self.hp.init == "random":  # "random" centres were drawn by reset_parameters
+            return
+        seeding = kmeans if self.hp.init == "kmeans" else kmeanspp_seeds
+        raw = seeding(embed_users(), self.hp.k, seed)  # (k, D) in the space of the raw user outputs
+        with torch.no_grad():
+            self.cluster_centers.copy_(F.normalize(torch.from_numpy(raw), p=2, dim=1))
 
     def intents(self) -> int:
         return self.hp.k

@@ -6,7 +6,7 @@ import torch
 from scipy.stats import entropy as scipy_entropy
 
 from bench.data import load_dataset
-from bench.diagnostics import ari, cluster_diagnostics, entropy, nmi
+from bench.diagnostics import ari, cluster_diagnostics, entropy, nmi, usage
 from bench.modelio import build_model
 
 
@@ -33,6 +33,18 @@ def test_entropy_matches_scipy() -> None:
     assert entropy(counts) == pytest.approx(scipy_entropy(counts))
 
 
+@pytest.mark.parametrize(("counts", "effective"), [
+    ([10, 10, 0, 0], 2.0),  # two equally used centres of four: 2, however many stay empty
+    ([7, 7, 7, 7, 7, 7, 7, 7], 8.0),  # all used equally: k
+    ([5, 0, 0, 0], 1.0),  # collapse onto one centre
+    ([3, 1], float(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))))),  # 1.755: between 1 and 2
+])
+def test_effective_clusters_of_known_counts(counts: list[int], effective: float) -> None:
+    got = usage(np.array(counts))
+    assert got["effective_clusters"] == pytest.approx(effective)
+    assert got["effective_share"] == pytest.approx(effective / len(counts))
+    assert got["max_usage_entropy_nats"] == pytest.approx(np.log(len(counts)))
+
 
 def test_usage_is_measured_against_every_centre_not_only_the_used_ones() -> None:
     data = load_dataset("synthetic:users=120,items=30,intents=3,seed=1")
@@ -43,4 +55,5 @@ def test_usage_is_measured_against_every_centre_not_only_the_used_ones() -> None
     diag = cluster_diagnostics(model, data, torch.device("cpu"))
     assert diag is not None and diag["centres_used"] == 1 and diag["usage_entropy_nats"] == 0.0
     assert diag["max_usage_entropy_nats"] == pytest.approx(np.log(16))
+    assert diag["effective_clusters"] == 1.0 and diag["effective_share"] == 1 / 16
     assert cluster_diagnostics(build_model("sasrec", data.item_size, {}), data, torch.device("cpu")) is None

@@ -60,7 +60,8 @@ def variant(rec: dict[str, Any]) -> str:
     diff.update({k: v for k, v in (spec.get("train") or {}).items() if k not in ("epochs", "patience")})
     if not diff:
         return str(model)
-    return f"{model}[{','.join(f'{k}={json.dumps(v)}' for k, v in sorted(diff.items()))}]"
+    text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in diff.items()}  # init=random, prefixes=true
+    return f"{model}[{','.join(f'{k}={v}' for k, v in sorted(text.items()))}]"
 
 
 def _machine(rec: dict[str, Any]) -> str:

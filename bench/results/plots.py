@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.protocol import PHASES
+from bench.results import stats
 from bench.results.frame import epoch_times
 from bench.results.report import Report, Section
+from bench.results.sensitivity import METRICS, Grid, diag_values, label, plot_captions
 
 
 def _trained(sec: Section) -> pd.DataFrame:
@@ -116,5 +120,87 @@ def make_plots(report: Report, out: Path) -> dict[str, dict[str, str]]:
             made[caption] = f"{prefix}-{stem}.png"
             _save(fig, out / made[caption])
         made.update(_claim_diffs(sec, out))
+        made.update(sensitivity_plots(sec, out, stem))
         result[key] = made
     return result
+
+
+def _x(grid: Grid) -> np.ndarray:
+    """Positions of a grid's points: their values on a numeric axis, else 0, 1, ..."""
+    return np.array([float(p.value) for p in grid.points]) if grid.numeric else np.arange(len(grid.points), dtype=float)
+
+
+def _axis(ax: plt.Axes, grid: Grid, ranges: list[tuple[float, float]]) -> None:
+    """Log scale where the grid spans a factor 10, ticks at the points, claimed ranges shaded."""
+    if grid.log_x:
+        ax.set_xscale("log")
+    ax.set_xticks(_x(grid), [label(p.value) for p in grid.points])
+    ax.minorticks_off()
+    for lo, hi in ranges:
+        ax.axvspan(lo, hi, color="tab:green", alpha=0.08, lw=0)
+    ax.set_xlabel(grid.axis)
+
+
+def _series(ax: plt.Axes, grid: Grid, bands: list[tuple[float, float, float]], style: str, text: str | None = None,
+            color: str | None = None) -> None:
+    """Means with their 95% bands: a line and a shaded band on a numeric axis; on a categorical one
+    (no order between the settings) markers with error bars."""
+    x = _x(grid)
+    mean, lo, hi = (np.array([b[i] for b in bands]) for i in range(3))
+    if grid.numeric:
+        line = ax.plot(x, mean, style, label=text, color=color)[0]
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.18, lw=0)
+        return
+    err = np.nan_to_num(np.abs(np.stack([mean - lo, hi - mean])))
+    ax.errorbar(x, mean, yerr=err, fmt=style[0], capsize=4, label=text, color=color)
+
+
+def _grid_metrics(sec: Section, grid: Grid) -> Figure:
+    """Each headline metric against the setting: seed mean, 95% t band over seeds, the seeds as dots."""
+    ranges = sorted({v.claim.range for v in sec.ranges if v.grid is grid})
+    fig, axes = plt.subplots(2, 2, figsize=(8, 5.6), sharex=True)
+    x = _x(grid)
+    for ax, metric in zip(axes.flat, METRICS, strict=True):
+        _series(ax, grid, [p.metrics[metric] for p in grid.points], "o-", color="tab:blue")
+        for xi, p in zip(x, grid.points, strict=True):
+            ax.plot(np.full(p.n, xi), p.rows[metric], ".", color="k", alpha=0.35, ms=4)
+        ax.set_ylabel(f"test {metric}")
+        _axis(ax, grid, ranges)
+    shaded = "; shaded: the claimed range" if ranges else ""
+    fig.suptitle(f"{grid.dataset.split(':')[0]}, {grid.model}: test metrics vs {grid.axis} (seed mean, 95% t "
+                 f"interval over seeds{shaded})", fontsize=9)
+    return fig
+
+
+def _grid_clusters(grid: Grid) -> Figure:
+    """Effective clusters (best-validation weights and initial centres) and centres used against the
+    setting, with k for scale: how far the centres collapse."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for key, name, style, text in (("diagnostics", "effective_clusters", "o-", "effective clusters exp(H)"),
+                                   ("diagnostics", "centres_used", "s--", "centres used"),
+                                   ("diagnostics_init", "effective_clusters", "^:", "effective clusters at init")):
+        bands = [stats.mean_interval(diag_values(p, key, name)) for p in grid.points]
+        if not all(math.isnan(b[0]) for b in bands):
+            _series(ax, grid, bands, style, text)
+    ax.plot(_x(grid), [p.diag.get("k", math.nan) for p in grid.points], "_" if not grid.numeric else "-",
+            color="grey", lw=0.8, ms=20, label="k (all centres)")
+    ks = [p.diag["k"] for p in grid.points if "k" in p.diag]
+    if ks and max(ks) >= 10 * min(ks):
+        ax.set_yscale("log")
+    _axis(ax, grid, [])
+    ax.set(ylabel="centres", title=f"{grid.model}: cluster usage vs {grid.axis} (mean, 95% t band over seeds)")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def sensitivity_plots(sec: Section, out: Path, stem: str) -> dict[str, str]:
+    """Two PNGs per grid of the section; {caption: file name} with `plot_captions`' captions."""
+    made = {}
+    for i, grid in enumerate(sec.grids):
+        metrics, clusters = plot_captions(grid, i)
+        base = f"sensitivity-{stem}-{grid.model}-{re.sub(r'[^A-Za-z0-9]+', '_', grid.axis)}-{i + 1}"
+        for caption, fig, suffix in ((metrics, _grid_metrics(sec, grid), "metrics"),
+                                     (clusters, _grid_clusters(grid), "clusters")):
+            _save(fig, out / f"{base}-{suffix}.png")
+            made[caption] = f"{base}-{suffix}.png"
+    return made

@@ -40,6 +40,20 @@ from bench.results.report import (
     to_json,
     verdict_rows,
 )
+from bench.results.sensitivity import (
+    METRICS,
+    RANGE_HEADERS,
+    RANGE_LEGEND,
+    Grid,
+    cluster_headers,
+    cluster_rows,
+    collapse_note,
+    fixed_text,
+    metric_rows,
+    plot_captions,
+    provenance_line,
+    range_rows,
+)
 
 QUALITY_HEADERS = ["model", "seeds", *METRIC_NAMES]
 
@@ -80,8 +94,34 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
             "win/tie/loss over users on seed-averaged per-user metrics (descriptive).*", ""]
     if sec.verdicts:
         lines += _md_claims(sec)
-    lines += [f"![{name}]({path})" for name, path in plots.items()] + ([""] if plots else [])
+    for i, grid in enumerate(sec.grids):
+        lines += _md_grid(sec, i, grid, plots)
+    own = {c for i, g in enumerate(sec.grids) for c in plot_captions(g, i)}
+    rest = {name: path for name, path in plots.items() if name not in own}
+    lines += [f"![{name}]({path})" for name, path in rest.items()] + ([""] if rest else [])
     return lines
+
+
+def _md_grid(sec: Section, i: int, grid: Grid, plots: dict[str, str]) -> list[str]:
+    """One sensitivity grid: settings and provenance, metrics per point, cluster usage, the range
+    claims judged on it, the plots."""
+    lines = [f"### Sensitivity: {grid.model}, {grid.axis}", "",
+             f"Fixed settings ({fixed_text(grid)}). {provenance_line(grid)}.", "",
+             tabulate(metric_rows(grid), [grid.axis, "seeds", *METRICS], tablefmt="github", disable_numparse=True),
+             "", "*Test metrics: mean over seeds [95% t-interval over seeds].*", "",
+             tabulate(cluster_rows(grid), cluster_headers(grid), tablefmt="github", disable_numparse=True),
+             "", "*Cluster usage: means over seeds, users assigned to their nearest centre with the best-validation "
+             "weights (effective at init: the initial centres); effective clusters = exp(usage entropy), share of k "
+             "= effective clusters / k; epochs run and best epoch (1-based) are means over seeds.*", ""]
+    note = collapse_note(grid)
+    lines += [note, ""] if note else []
+    verdicts = [v for v in sec.ranges if v.grid is grid]
+    if verdicts:
+        lines += [f"*{RANGE_LEGEND}*", "", tabulate(range_rows(verdicts), RANGE_HEADERS, tablefmt="github",
+                                                     disable_numparse=True), ""]
+        lines += [f"- `{v.claim.id}`: {v.test}." for v in verdicts] + [""]
+    shown = [(c, plots[c]) for c in plot_captions(grid, i) if c in plots]
+    return lines + [f"![{c}]({path})" for c, path in shown] + ([""] if shown else [])
 
 
 def _ratio_cells(est: Any) -> list[str]:
@@ -133,8 +173,10 @@ def _where(v: Verdict) -> str:
 
 
 def _md_unjudged(report: Report) -> list[str]:
+    ranges = [f"- `{c.id}` (“{c.statement}”, {c.source}; {c.model} over {c.axis}): **NOT RUN**: no grid of "
+              f"{c.model} over {c.axis} in these records." for c in report.unjudged_ranges]
     if not report.unjudged:
-        return []
+        return ["## Sensitivity claims without a grid here", "", *ranges, ""] if ranges else []
     lines = ["## Claims without training records here", "", "*Listed, not dropped: claims on data or models this "
              "machine or these records do not have; a per-epoch cost claim is judged on the paired cost benchmark "
              "alone where it ran.*", ""]
@@ -142,7 +184,7 @@ def _md_unjudged(report: Report) -> list[str]:
               f"{v.claim.reference}, {v.claim.metric}, claimed {pct(v.claim.claimed)}): **{v.verdict}**: {v.reason}"
               + (f"; measured {pct(v.estimate)} [{pct(v.low)}, {pct(v.high)}] over {v.n}" if v.n else "") + "."
               for v in report.unjudged]
-    return [*lines, ""]
+    return [*lines, *ranges, ""]
 
 
 def render_markdown(report: Report, plots: dict[str, dict[str, str]] | None = None) -> str:

@@ -26,6 +26,17 @@ from bench.metrics import METRIC_NAMES
 from bench.results import stats
 from bench.results.claims import INCONCLUSIVE, Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
 from bench.results.frame import COST_COLUMNS, best_valid, load_frame, per_user_matrix, time_to_target
+from bench.results.sensitivity import (
+    Grid,
+    RangeClaim,
+    RangeVerdict,
+    distinct_settings,
+    find_grids,
+    grid_dict,
+    judge_grids,
+    load_range_claims,
+    verdict_dict,
+)
 
 HEADLINE = ("HR@5", "NDCG@5", "HR@20", "NDCG@20")
 FORMATS = ("md", "tex", "csv", "json")
@@ -81,6 +92,8 @@ class Section:
     target: tuple[str, float] | None
     ok: pd.DataFrame = field(repr=False)
     paired: list[Any] = field(default_factory=list)  # PairedCost of the paired cost benchmark
+    grids: list[Grid] = field(default_factory=list)  # one-setting grids of a model (bench.results.sensitivity)
+    ranges: list[RangeVerdict] = field(default_factory=list)  # the range claims judged on them
 
 
 @dataclass
@@ -91,6 +104,7 @@ class Report:
     alpha: float
     claims_file: str | None
     unjudged: list[Verdict] = field(default_factory=list)  # claims not runnable here, or without records
+    unjudged_ranges: list[RangeClaim] = field(default_factory=list)  # range claims without a grid here
 
 
 def _seed_mean_per_user(rows: pd.DataFrame, metric: str) -> np.ndarray:
@@ -167,6 +181,7 @@ def build_report(cfg: ReportConfig) -> Report:
     if df.empty:
         raise BenchError(f"no records in {', '.join(map(str, cfg.records))}")
     claims = load_claims(cfg.claims) if cfg.claims else []
+    ranges = load_range_claims(cfg.claims) if cfg.claims else []
     failed = [{"model": r.model, "dataset": r.dataset, "seed": r.seed, "reason": r.reason}
               for r in df[df.status != "ok"].itertuples()]
     ok = df[df.status == "ok"]
@@ -180,9 +195,25 @@ def build_report(cfg: ReportConfig) -> Report:
         for h in hashes:
             part = by_ds[by_ds.protocol == h]
             sections.append(_section(str(dataset), part, claims, cfg, costs[costs.dataset == dataset]))
+            sections[-1].ranges = judge_grids(ranges, sections[-1].grids)
+            notes += _pooled_notes(sections[-1])
     judged = {v.claim.id for sec in sections for v in sec.verdicts}
     unjudged = [_unjudged(c, costs) for c in claims if c.id not in judged]
-    return Report(sections, failed, notes, cfg.alpha, str(cfg.claims) if cfg.claims else None, unjudged)
+    report = Report(sections, failed, notes, cfg.alpha, str(cfg.claims) if cfg.claims else None, unjudged)
+    report.unjudged_ranges = [c for c in ranges if all(v.claim is not c for s in sections for v in s.ranges)]
+    return report
+
+
+def _pooled_notes(sec: Section) -> list[str]:
+    """A row of the main table whose records hold several settings (defaults that changed between
+    code versions, say: the label names only what differs from the preset): say so."""
+    out = []
+    for model, rows in sec.ok.groupby("model", sort=True):
+        n = distinct_settings(list(rows.record))
+        if n > 1:
+            out.append(f"{sec.dataset}: {model}'s records hold {n} settings that its name does not tell apart; its "
+                       "row in the main table pools them.")
+    return out
 
 
 def _unjudged(claim: Any, costs: pd.DataFrame) -> Verdict:
@@ -214,6 +245,7 @@ def _section(dataset: str, ok: pd.DataFrame, claims: list[Any], cfg: ReportConfi
     proto = dict(ok.iloc[0]["record"]["protocol"])
     sec = Section(dataset, proto, rows, comps, verdicts, n_tests, target, ok)
     sec.paired = _paired_costs(ok, costs)
+    sec.grids = find_grids(ok, dataset)
     return sec
 
 
@@ -393,6 +425,14 @@ def verdict_dicts(report: Report) -> list[dict[str, Any]]:
 
 
 def to_json(report: Report) -> str:
+    sens = {"grids": [grid_dict(g) for s in report.sections for g in s.grids],
+            "claims": [verdict_dict(v) for s in report.sections for v in s.ranges],
+            "unjudged": [c.id for c in report.unjudged_ranges]}
     return json.dumps({"summary": summary_rows(report), "claims": verdict_dicts(report), "failed": report.failed,
-                       "notes": report.notes}, indent=2, default=float)
+                       "notes": report.notes, "sensitivity": sens}, indent=2, default=_json_default)
+
+
+def _json_default(x: Any) -> Any:
+    """numpy scalars as numbers; anything else (a tuple-valued setting) as text."""
+    return x.item() if isinstance(x, np.generic) else str(x)
 

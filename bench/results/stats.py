@@ -203,6 +203,47 @@ def seed_ratio(subject: np.ndarray, reference: np.ndarray) -> LogRatio:
     return LogRatio(math.log(a / b), math.sqrt(seed_s + seed_r + shared), df, "seeds", ns, nr)
 
 
+def contrast_ratio(subject: list[np.ndarray], reference: list[np.ndarray]) -> LogRatio:
+    """log(A / B) where A is the mean over the subject's settings of each setting's mean, B the same
+    over the reference's, from each setting's (seeds, users) per-user metric on the same users (a
+    sensitivity grid: in-range against out-of-range points, each setting weighted equally).
+
+    `seed_ratio` generalised (with one setting a side it is `seed_ratio`): each setting's seed means
+    give its own Welch term, w^2 var(seed means) / (n A^2) with w = 1 / settings of its side; the
+    per-user variance every seed and setting shares is var_u(d_u) / U, d_u = sum_p w x_pu / A -
+    sum_q w y_qu / B on seed-averaged values, less the within-seed part the seed terms already hold.
+    With one seed at any setting the interval is over users and covers these seeds only."""
+    s = [np.atleast_2d(m).astype(np.float64) for m in subject]
+    r = [np.atleast_2d(m).astype(np.float64) for m in reference]
+    if len({m.shape[1] for m in s + r}) != 1:
+        raise ValueError("every setting must have the same users")
+    a, b = float(np.mean([m.mean() for m in s])), float(np.mean([m.mean() for m in r]))
+    ns, nr, u = sum(map(len, s)), sum(map(len, r)), s[0].shape[1]
+    if not (a > 0 and b > 0):
+        return LogRatio(math.nan, math.nan, math.nan, "these seeds", ns, nr)
+    d = sum(m.mean(0) for m in s) / (len(s) * a) - sum(m.mean(0) for m in r) / (len(r) * b)  # (users,)
+    user = float(np.var(d, ddof=1)) / u
+    if min(map(len, s + r)) < 2:
+        return LogRatio(math.log(a / b), math.sqrt(user), u - 1.0, "these seeds", ns, nr)
+    sides = [(m, len(s), a) for m in s] + [(m, len(r), b) for m in r]  # (matrix, settings on its side, side mean)
+    seed_terms = [(float(m.mean(1).var(ddof=1)) / (len(m) * w * w * mu * mu), len(m) - 1.0) for m, w, mu in sides]
+    within = sum(float(m.var(0, ddof=1).mean()) / (len(m) * w * w * mu * mu) for m, w, mu in sides) / u
+    shared = max(user - within, 0.0)
+    df = _welch_df([*seed_terms, (shared, u - 1.0)])
+    return LogRatio(math.log(a / b), math.sqrt(sum(v for v, _ in seed_terms) + shared), df, "seeds", ns, nr)
+
+
+def mean_interval(values: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of independent values (a setting's seeds) and its two-sided
+    1 - alpha t interval; nan bounds with fewer than two values."""
+    v = np.asarray(values, dtype=np.float64)
+    m = float(v.mean()) if len(v) else math.nan
+    if len(v) < 2:
+        return m, math.nan, math.nan
+    half = float(special.stdtrit(len(v) - 1, 1 - alpha / 2)) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return m, m - half, m + half
+
+
 def run_ratio(subject: list[np.ndarray], reference: list[np.ndarray]) -> LogRatio:
     """Ratio of the geometric means of run-level mean values (e.g. mean epoch time per run),
     Welch's t on the logs: runs are the unit, so a machine's speed drifting between runs is part
