@@ -17,7 +17,6 @@ import json
 import os
 import traceback
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -25,13 +24,8 @@ from bench.errors import BenchError
 from bench.evaluate import device_info
 from bench.results.codeversion import code_version, resume_check, sidecar_path
 from bench.results.records import append_record, provenance
-from bench.train import Progress, RunFailure, RunSpec, TrainConfig, train_run
-
-
-def spec_from_dict(d: dict[str, Any]) -> RunSpec:
-    return RunSpec(model=d["model"], dataset=d["dataset"], seed=int(d["seed"]), hp=dict(d["hp"]),
-                   train=TrainConfig(**d["train"]), device=d.get("device", "cpu"), data_dir=d.get("data_dir"),
-                   threads=int(d.get("threads", 0)))
+from bench.spec import RunSpec
+from bench.train import Progress, RunFailure, train_run
 
 
 def _await_job() -> list[str] | None:
@@ -54,7 +48,7 @@ def main(argv: list[str]) -> int:
             return 0
         argv = job
     spec_d, out, attempt = json.loads(argv[0]), Path(argv[1]), argv[2]
-    spec = spec_from_dict(spec_d)
+    spec = RunSpec.from_dict(spec_d)
     state = out / "state" / f"{spec_d['config_hash']}-s{spec.seed}.pt"
     state.parent.mkdir(parents=True, exist_ok=True)
     base = {"kind": "run", "attempt": attempt, "model": spec.model, "dataset": spec.dataset, "seed": spec.seed,

@@ -89,14 +89,14 @@ def test_bad_names_paths_and_syntax_are_one_line_errors(tmp_path: Path, capsys: 
 
 def _partial(path: Path, seed: int = 1) -> Path:
     """A real resume state of the run `seed` after 1 of its 2 epochs, as a killed worker leaves it."""
+    from bench.spec import RunSpec
     from bench.train import train_run
-    from bench.worker import spec_from_dict
 
     exp = load_experiment(path)
     spec = next(s for _, s in validate(exp) if s["seed"] == seed)
     state = state_file(exp.out, spec)
     state.parent.mkdir(parents=True)
-    train_run(spec_from_dict({**spec, "train": {**spec["train"], "epochs": 1}}), state)
+    train_run(RunSpec.from_dict({**spec, "train": {**spec["train"], "epochs": 1}}), state)
     return state
 
 
