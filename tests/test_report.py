@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from bench.results.claims import Claim, decide, judge, load_claims
 from bench.results.frame import load_frame
 from bench.results.render import tex_escape
 from bench.results.report import ReportConfig, build_report, provenance_table
+from bench.spec import TrainConfig
 from tests.fixture_records import write_fixture
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -155,8 +157,7 @@ def test_frame_api_loads_records(tmp_path: Path) -> None:
 def test_runs_cut_by_a_small_epoch_budget_cannot_verify_a_quality_claim(tmp_path: Path) -> None:
     df = load_frame([write_fixture(tmp_path)])
     ok = df[(df.status == "ok") & (df.protocol == "feedc0ffee000001")]
-    for rec in ok["record"]:
-        rec["train_config"] = {"epochs": 6}  # as a `--epochs 6` run records it
+    ok = ok.assign(record=[replace(rec, train_config=TrainConfig(epochs=6)) for rec in ok["record"]])  # `--epochs 6`
     claim = Claim("c", "elcrec", "iclrec", "toyset", "NDCG@5", "higher", 0.05, "s", min_seeds=3)
     v = judge(claim, ok)
     assert v.verdict == "INCONCLUSIVE" and "stopped by the epoch budget" in v.reason and v.estimate > 0
