@@ -15,7 +15,7 @@ import pytest
 from bench.errors import BenchError
 from bench.results.claims import Claim, decide, judge, load_claims
 from bench.results.frame import load_frame
-from bench.results.render import tex_escape
+from bench.results.render import tex_escape, write_outputs
 from bench.results.report import ReportConfig, build_report, provenance_table
 from bench.spec import TrainConfig
 from tests.fixture_records import write_fixture
@@ -104,6 +104,26 @@ def test_tex_escape_covers_every_special_character() -> None:
     (-0.09, -0.01, "NOT REPRODUCED"), (-0.02, 0.10, "INCONCLUSIVE")])
 def test_verdict_rules(low: float, high: float, verdict: str) -> None:
     assert decide(low, high, 0.05)[0] == verdict
+
+
+REPO = Path(__file__).resolve().parent.parent
+BEAUTY = "reports/reproduction/beauty"
+COMMITTED = {  # committed report -> its records folders (docs/statistics.md, experiments/elcrec-beauty.toml)
+    "reports/audit/report.md": ("reports/audit/records",),
+    "reports/beauty-10ep/report/report.md": ("reports/beauty-10ep",),
+    f"{BEAUTY}/report.md": (f"{BEAUTY}/records", f"{BEAUTY}/cost"),
+}
+
+
+@pytest.mark.parametrize("committed", sorted(COMMITTED))
+def test_committed_records_render_their_committed_report(committed: str, tmp_path: Path) -> None:
+    """Records written by older code (evaluations, training runs, the paired cost benchmark) give
+    their committed report byte for byte."""
+    cfg = ReportConfig(records=tuple(REPO / p for p in COMMITTED[committed]), out=tmp_path,
+                       claims=REPO / "bench" / "claims" / "elcrec.toml")
+    write_outputs(build_report(cfg), cfg)
+    assert (tmp_path / "report.md").read_text() == (REPO / committed).read_text(), \
+        f"{committed} is not what its records give now: re-render it if the claims or the report changed on purpose"
 
 
 def test_claims_use_records_only(tmp_path: Path) -> None:
