@@ -124,6 +124,7 @@ def cmd_eval(ns: argparse.Namespace) -> int:
     from bench.data import load_dataset, sha256_file
     from bench.modelio import check_model, load_checkpoint
     from bench.results.records import append_record, peak_rss_mb, provenance
+    from bench.results.schema import Device, EvalRecord, Memory, RecordedProtocol
 
     cfg = from_namespace(EvalConfig, ns)
     check_model(cfg.model)
@@ -139,13 +140,11 @@ def cmd_eval(ns: argparse.Namespace) -> int:
               f"{data.n_users} users x {data.item_size} items")
         print(tabulate(rows, headers=["metric", "value"], tablefmt="github"))
     if cfg.out is not None:
-        record = {
-            "kind": "eval", "status": "ok", "model": cfg.model, "dataset": cfg.dataset, "seed": None,
-            "checkpoint": str(cfg.checkpoint), "checkpoint_sha256": sha256_file(cfg.checkpoint),
-            "metrics": res.metrics, "protocol": res.protocol.as_dict(), "provenance": provenance(),
-            "n_users": data.n_users, "memory": {"peak_rss_mb": peak_mb}, "device": device_info("cpu"),
-        }
-        per_user = {**res.per_user, "rank": res.ranks}
-        rec = append_record(cfg.out, record, per_user)
-        print(f"record {rec['id']} appended to {cfg.out}", file=sys.stderr)
+        record = EvalRecord(model=cfg.model, dataset=cfg.dataset, checkpoint=str(cfg.checkpoint),
+                            checkpoint_sha256=sha256_file(cfg.checkpoint), metrics=res.metrics,
+                            protocol=RecordedProtocol.from_json(res.protocol.as_dict()), n_users=data.n_users,
+                            memory=Memory(peak_rss_mb=peak_mb), device=Device.from_json(device_info("cpu")),
+                            provenance=provenance())
+        rec = append_record(cfg.out, record, {**res.per_user, "rank": res.ranks})
+        print(f"record {rec.id} appended to {cfg.out}", file=sys.stderr)
     return 0

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.runner import PROFILES, RunConfig, expand, state_file
+from bench.results.schema import FailureRecord, RunRecord
+from bench.runner import PROFILES, Outcome, RunConfig, expand, state_file
+from bench.spec import RunSpec
 
 # key -> (type check, what it must be)
 _STR = (lambda v: isinstance(v, str), "a string")
@@ -121,8 +123,8 @@ def override(exp: Experiment, **changes: Any) -> Experiment:
     return replace(exp, groups=tuple(replace(g, cfg=replace(g.cfg, **changes)) for g in exp.groups))
 
 
-def validate(exp: Experiment) -> list[tuple[Group, dict[str, Any]]]:
-    """Every run of every group as (group, RunSpec dict), checked as `bench run` checks them
+def validate(exp: Experiment) -> list[tuple[Group, RunSpec]]:
+    """Every run of every group as (group, RunSpec), checked as `bench run` checks them
     (options, models, datasets, settings): the first problem is a one-line BenchError."""
     from bench.runner import _check_options, _validate
 
@@ -145,18 +147,18 @@ def legacy_epoch(state: Path) -> int:
     return int(torch.load(state, map_location="cpu", weights_only=False)["progress"].epoch)
 
 
-def run_state(spec: dict[str, Any], out: Path, records: dict[tuple[str, int], dict[str, Any]]) -> tuple[str, str]:
+def run_state(spec: RunSpec, out: Path, records: dict[tuple[str | None, int | None], Outcome]) -> tuple[str, str]:
     """(kind, text): ("done", "done (best epoch 7 of 12, test NDCG@5 0.0351)"), ("partial", "partial
     at epoch 3 of 300"), or ("todo", "to do"), with the last failure's reason where one is recorded.
     Epochs count from 1 here (records keep the 0-based `best_epoch`)."""
-    from bench.results.codeversion import code_version, describe, read_sidecar, same_code
+    from bench.results.codeversion import code_version, describe, read_sidecar, same_code, sidecar_code
 
-    rec = records.get((spec["config_hash"], spec["seed"]))
-    if rec is not None and rec.get("status") == "ok":
-        return "done", (f"done (best epoch {rec['best_epoch'] + 1} of {rec['epochs_run']}, "
-                        f"test NDCG@5 {rec['metrics']['NDCG@5']:.4f})")
+    rec = records.get((spec.config_hash, spec.seed))
+    if isinstance(rec, RunRecord):
+        return "done", (f"done (best epoch {(rec.best_epoch or 0) + 1} of {rec.epochs_run}, "
+                        f"test NDCG@5 {rec.metrics['NDCG@5']:.4f})")
     state = state_file(out, spec)
-    failed = f" (last attempt failed: {rec.get('reason')})" if rec is not None else ""
+    failed = f" (last attempt failed: {rec.reason})" if isinstance(rec, FailureRecord) else ""
     if not state.exists():
         return "todo", "to do" + failed
     side = read_sidecar(state)
@@ -164,24 +166,24 @@ def run_state(spec: dict[str, Any], out: Path, records: dict[tuple[str, int], di
         epoch = side["epoch"] if side else legacy_epoch(state)
     except Exception as e:  # a torn or foreign state: the run will say more when it resumes
         return "partial", f"partial (state unreadable: {type(e).__name__})"
-    text = f"partial at epoch {epoch} of {spec['train']['epochs']}"
-    code = (side or {}).get("code")
+    text = f"partial at epoch {epoch} of {spec.train_config.epochs}"
+    code = sidecar_code(side)
     if not same_code(code, code_version()):
         text += f", saved by code {describe(code)}: resuming needs --allow-code-change"
     return "partial", text + failed
 
 
-def latest_records(out: Path) -> dict[tuple[str, int], dict[str, Any]]:
+def latest_records(out: Path) -> dict[tuple[str | None, int | None], Outcome]:
     """Per (config hash, seed) the latest ok run record, else the latest failed one."""
     from bench.results.records import RECORDS_FILE, read_records
 
     if not (out / RECORDS_FILE).exists():
         return {}
-    best: dict[tuple[str, int], dict[str, Any]] = {}
+    best: dict[tuple[str | None, int | None], Outcome] = {}
     for rec in read_records([out / RECORDS_FILE]):  # the file, not the folder: no nested copies
-        if rec.get("kind") != "run":
+        if not isinstance(rec, Outcome):
             continue
-        key = (rec["config_hash"], rec["seed"])
-        if rec.get("status") == "ok" or best.get(key, {}).get("status") != "ok":
+        key = (rec.config_hash, rec.seed)
+        if isinstance(rec, RunRecord) or not isinstance(best.get(key), RunRecord):
             best[key] = rec
     return best

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench.config import from_namespace, opt
 from bench.errors import BenchError
 from bench.experiment import Experiment, Group, latest_records, load_experiment, override, run_state, validate
+from bench.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def _experiment(cfg: ReproduceConfig) -> Experiment:
     return dataclasses.replace(exp, report=cfg.report or exp.report)
 
 
-def dry_run(exp: Experiment, runs: list[tuple[Group, dict[str, Any]]]) -> None:
+def dry_run(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> None:
     """One line per run (model, dataset, seed, config hash, state), then the totals."""
     records = latest_records(exp.out)
     kinds: Counter[str] = Counter()
@@ -63,15 +62,15 @@ def dry_run(exp: Experiment, runs: list[tuple[Group, dict[str, Any]]]) -> None:
             required[kind] += 1
         tag = f"  [{group.name}, optional]" if group.optional else ""
         sets = _set_values(group, spec)
-        print(f"  {spec['model']:8s} {spec['dataset'].split(':')[0]:10s} seed {spec['seed']:<3d} "
-              f"{spec['config_hash']}  {sets + '  ' if sets else ''}{text}{tag}")
+        print(f"  {spec.model:8s} {spec.dataset.split(':')[0]:10s} seed {spec.seed:<3d} "
+              f"{spec.config_hash}  {sets + '  ' if sets else ''}{text}{tag}")
     print(f"total: {_counts(kinds)}; required groups: {_counts(required)}")
 
 
-def _set_values(group: Group, spec: dict[str, Any]) -> str:
+def _set_values(group: Group, spec: RunSpec) -> str:
     """The values this run takes of its group's `set` keys ("k=32"): the points of a grid apart."""
     keys = dict.fromkeys(item.partition("=")[0].partition(".")[2] for item in group.cfg.set)
-    values = {**spec["hp"], **spec["train"]}
+    values = {**spec.hp, **spec.train}
     return " ".join(f"{k}={values[k]}" for k in keys if k in values)
 
 
@@ -79,27 +78,21 @@ def _counts(c: Counter[str]) -> str:
     return f"{sum(c.values())} runs, {c['done']} done, {c['partial']} partial, {c['todo']} to do"
 
 
-def copy_records(exp: Experiment, specs: list[dict[str, Any]], dest: Path) -> int:
+def copy_records(exp: Experiment, specs: list[RunSpec], dest: Path) -> int:
     """The experiment's records (the latest ok record of each run, else its latest failure) and
     their per-user sidecars into `dest` (replaced); returns how many."""
-    from bench.fileio import write_atomic
-    from bench.results.records import RECORDS_FILE
+    from bench.results.records import save_copies
 
     latest = latest_records(exp.out)
-    chosen = [latest[k] for k in dict.fromkeys((s["config_hash"], s["seed"]) for s in specs) if k in latest]
+    keys: dict[tuple[str | None, int | None], None] = dict.fromkeys((s.config_hash, s.seed) for s in specs)
+    chosen = [latest[k] for k in keys if k in latest]
     if dest.exists():
         shutil.rmtree(dest)
-    for rec in chosen:
-        if rec.get("per_user_file"):
-            target = dest / rec["per_user_file"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(Path(rec["_dir"]) / rec["per_user_file"], target)
-    lines = "".join(json.dumps({k: v for k, v in r.items() if k != "_dir"}, sort_keys=True) + "\n" for r in chosen)
-    write_atomic(dest / RECORDS_FILE, lines.encode())
+    save_copies(chosen, dest)
     return len(chosen)
 
 
-def write_report(exp: Experiment, specs: list[dict[str, Any]]) -> list[Path]:
+def write_report(exp: Experiment, specs: list[RunSpec]) -> list[Path]:
     """Copies the records into `<report>/records/` and writes the report from that copy, with the
     paired cost benchmark's records of `<report>/cost/` (`bench cost --out <report>/cost`) if any:
     they judge the per-epoch cost claims; and with the records of the folders the experiment

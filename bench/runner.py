@@ -1,9 +1,9 @@
 """`python -m bench run`: models x datasets x seeds x `--set` grid, one subprocess per run.
 
-Each run is a `RunSpec`; its config hash covers everything but the seed. A finished run (an "ok"
-record with the same hash and seed in `--out`) is skipped when the command is repeated; an
-interrupted one resumes from its state file (`<out>/state/<hash>-s<seed>.pt`). A crash, a NaN
-loss, an out-of-memory error or a timeout becomes a failure record, and the sweep goes on.
+Each run is a `bench.spec.RunSpec`; its config hash covers everything but the seed. A finished run
+(an ok `RunRecord` with the same hash and seed in `--out`) is skipped when the command is repeated;
+an interrupted one resumes from its state file (`<out>/state/<hash>-s<seed>.pt`). A crash, a NaN
+loss, an out-of-memory error or a timeout becomes a `FailureRecord`, and the sweep goes on.
 This module imports no torch: the parent only schedules and records.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import hashlib
 import itertools
 import json
 import os
@@ -32,7 +31,11 @@ from bench.config import build_config, from_namespace, opt, require_device
 from bench.errors import BenchError
 from bench.fileio import now
 from bench.lifeline import PARENT_ENV
-from bench.results.records import append_record, new_id, provenance, read_records
+from bench.results.records import append_record, failure_record, read_records
+from bench.results.schema import FailureRecord, RunRecord, new_id
+from bench.spec import RunSpec, TrainConfig
+
+Outcome = RunRecord | FailureRecord  # what a run's try ends with
 
 WORKER = [sys.executable, "-m", "bench.worker"]
 # glibc returns big freed buffers to the OS by default, so every activation of every step would be
@@ -130,13 +133,8 @@ def dataset_list(items: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def config_hash(spec: dict[str, Any]) -> str:
-    body = {k: v for k, v in spec.items() if k not in ("seed", "data_dir", "threads", "allow_code_change")}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def expand(cfg: RunConfig) -> list[dict[str, Any]]:
-    """Every run of the sweep as a plain RunSpec dict (validated against the model registries)."""
+def expand(cfg: RunConfig) -> list[RunSpec]:
+    """Every run of the sweep (checked against the model registries by `_validate`)."""
     from bench.presets import preset  # light: a dict
 
     prof = PROFILES[cfg.profile]
@@ -149,12 +147,9 @@ def expand(cfg: RunConfig) -> list[dict[str, Any]]:
         train.update({k: v for k, v in over.items() if k in TRAIN_KEYS})
         hp = {**preset(dataset, model), **{k: v for k, v in over.items() if k not in TRAIN_KEYS}}
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
-        spec = {"model": model, "dataset": dataset, "seed": seed, "hp": hp, "train": train, "device": cfg.device,
-                "data_dir": str(cfg.data_dir) if cfg.data_dir else None, "threads": threads}
-        if cfg.allow_code_change:  # only then: specs and records stay as they were otherwise
-            spec["allow_code_change"] = True
-        spec["config_hash"] = config_hash(spec)
-        runs.append(spec)
+        runs.append(RunSpec(model=model, dataset=dataset, seed=seed, hp=hp, train=train, device=cfg.device,
+                            data_dir=str(cfg.data_dir) if cfg.data_dir else None, threads=threads,
+                            allow_code_change=cfg.allow_code_change))
     return runs
 
 
@@ -255,20 +250,20 @@ def _launch(args: list[str], log: Path, err: Any, standby: subprocess.Popen[str]
     return WORKERS.start([*WORKER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
 
 
-def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0, on_line: Any = None,
-                standby: subprocess.Popen[str] | None = None) -> dict[str, Any]:
+def execute_run(spec: RunSpec, out: str, timeout: float = 0.0, on_line: Any = None,
+                standby: subprocess.Popen[str] | None = None) -> Outcome:
     """Runs one spec in a subprocess (or hands it to a standby worker); returns its record (ok or
     failure). Also the Ray task body."""
     if WORKERS.stopping.is_set():  # a queued run of an interrupted sweep: leave no trace of it
         raise SweepInterrupted(signal.SIGTERM)
     out_dir = Path(out)
     attempt = new_id()
-    key = f"{spec['config_hash']}-s{spec['seed']}"
+    key = f"{spec.config_hash}-s{spec.seed}"
     log = out_dir / "logs" / f"{key}-{attempt}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with open(log, "w") as err:
-        proc = _launch([json.dumps(spec), str(out_dir), attempt], log, err, standby)
+        proc = _launch([json.dumps(spec.as_dict()), str(out_dir), attempt], log, err, standby)
         timer = threading.Timer(timeout, proc.kill) if timeout > 0 else None
         if timer:
             timer.start()
@@ -280,8 +275,8 @@ def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0, on_line: A
         WORKERS.forget(proc)
         if timer:
             timer.cancel()
-    done = [r for r in read_records([out_dir]) if r.get("attempt") == attempt] if (out_dir / "records.jsonl").exists() \
-        else []
+    done = [r for r in read_records([out_dir]) if isinstance(r, Outcome) and r.attempt == attempt] \
+        if (out_dir / "records.jsonl").exists() else []
     if done:
         return done[-1]
     if WORKERS.stopping.is_set():  # stopped by the sweep's interruption: resumable, not failed
@@ -290,36 +285,27 @@ def execute_run(spec: dict[str, Any], out: str, timeout: float = 0.0, on_line: A
     last = next((ln.strip() for ln in reversed(tail.splitlines()) if ln.strip()), "")
     reason = f"timeout after {timeout:.0f} s" if timer and rc in (-9, 137) and time.time() - t0 >= timeout \
         else f"worker exited with code {rc} without a record" + (f": {last}" if last else "")
-    record = {"kind": "run", "status": "failed", "reason": reason, "stderr_tail": tail, "attempt": attempt,
-              "wall_s": time.time() - t0, **_spec_fields(spec), "provenance": provenance()}
-    return append_record(out_dir, record)
+    return append_record(out_dir, failure_record(spec, attempt, reason, tail, wall_s=time.time() - t0))
 
 
-def _spec_fields(spec: dict[str, Any]) -> dict[str, Any]:
-    return {"model": spec["model"], "dataset": spec["dataset"], "seed": spec["seed"],
-            "config_hash": spec["config_hash"], "config": spec}
-
-
-def finished(out: Path) -> set[tuple[str, int]]:
+def finished(out: Path) -> set[tuple[str | None, int | None]]:
     if not (out / "records.jsonl").exists():
         return set()
-    return {(r["config_hash"], r["seed"]) for r in read_records([out]) if r.get("kind") == "run"
-            and r.get("status") == "ok"}
+    return {(r.config_hash, r.seed) for r in read_records([out]) if isinstance(r, RunRecord)}
 
 
-def _run_local(runs: list[dict[str, Any]], cfg: RunConfig,
-               standby: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
+def _run_local(runs: list[RunSpec], cfg: RunConfig, standby: list[subprocess.Popen[str]]) -> list[Outcome]:
     from tqdm import tqdm
 
     sweep = tqdm(total=len(runs), desc="sweep", unit="run", position=0, dynamic_ncols=True)
     lock = threading.Lock()
     slots = list(range(1, cfg.jobs + 1))
 
-    def one(spec: dict[str, Any]) -> dict[str, Any]:
+    def one(spec: RunSpec) -> Outcome:
         with lock:
             slot = slots.pop(0)
-        label = f"{spec['model']}/{spec['dataset'].split(':')[0]}/s{spec['seed']}"
-        bar = tqdm(total=spec["train"]["epochs"], desc=label, unit="ep", position=slot, leave=False,
+        label = f"{spec.model}/{spec.dataset.split(':')[0]}/s{spec.seed}"
+        bar = tqdm(total=spec.train_config.epochs, desc=label, unit="ep", position=slot, leave=False,
                    dynamic_ncols=True)
 
         def on_line(line: str) -> None:
@@ -356,7 +342,7 @@ def _run_local(runs: list[dict[str, Any]], cfg: RunConfig,
     return records
 
 
-def _run_ray(runs: list[dict[str, Any]], cfg: RunConfig) -> list[dict[str, Any]]:
+def _run_ray(runs: list[RunSpec], cfg: RunConfig) -> list[Outcome]:
     try:
         import ray
     except ImportError:
@@ -379,13 +365,13 @@ def _run_ray(runs: list[dict[str, Any]], cfg: RunConfig) -> list[dict[str, Any]]
             ray.shutdown()
 
 
-def _summary_line(rec: dict[str, Any]) -> str:
-    head = f"{rec['model']}/{rec['dataset']}/seed {rec['seed']}"
-    if rec.get("status") != "ok":
-        return f"{head}: FAILED ({rec.get('reason')})"
-    m, t = rec["metrics"], rec["timing"]
-    return (f"{head}: test NDCG@10 {m['NDCG@10']:.4f} HR@10 {m['HR@10']:.4f}, {rec['epochs_run']} epochs "
-            f"({rec['stop_reason']}), {t['epoch_mean_s']:.1f} s/epoch")
+def _summary_line(rec: Outcome) -> str:
+    head = f"{rec.model}/{rec.dataset}/seed {rec.seed}"
+    if isinstance(rec, FailureRecord):
+        return f"{head}: FAILED ({rec.reason})"
+    m = rec.metrics
+    return (f"{head}: test NDCG@10 {m['NDCG@10']:.4f} HR@10 {m['HR@10']:.4f}, {rec.epochs_run} epochs "
+            f"({rec.stop_reason}), {rec.timing.epoch_mean_s:.1f} s/epoch")
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
@@ -407,16 +393,16 @@ def cmd_run(ns: argparse.Namespace) -> int:
             return 128 + signum
         finally:
             release(standby)
-    failed = [r for r in records if r.get("status") != "ok"]
+    failed = [r for r in records if r.status != "ok"]
     print(f"{len(records) - len(failed)} runs finished, {len(failed)} failed; records in {cfg.out / 'records.jsonl'}")
     return 1 if failed else 0
 
 
-def run_sweep(cfg: RunConfig, runs: list[dict[str, Any]],
-              standby: list[subprocess.Popen[str]] | None = None) -> list[dict[str, Any]]:
+def run_sweep(cfg: RunConfig, runs: list[RunSpec], standby: list[subprocess.Popen[str]] | None = None
+              ) -> list[Outcome]:
     """Runs what is not finished yet in cfg.out (the caller holds its `sweep_lock`)."""
     done = finished(cfg.out)
-    todo = [r for r in runs if (r["config_hash"], r["seed"]) not in done]
+    todo = [r for r in runs if (r.config_hash, r.seed) not in done]
     check_resumes(todo, cfg.out, cfg.allow_code_change)
     if len(todo) < len(runs):
         print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished in {cfg.out}; skipping them",
@@ -462,12 +448,12 @@ def sweep_lock(out: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
-def state_file(out: Path, spec: dict[str, Any]) -> Path:
+def state_file(out: Path, spec: RunSpec) -> Path:
     """Where the worker keeps a run's resume state (bench.worker)."""
-    return out / "state" / f"{spec['config_hash']}-s{spec['seed']}.pt"
+    return out / "state" / f"{spec.config_hash}-s{spec.seed}.pt"
 
 
-def check_resumes(todo: list[dict[str, Any]], out: Path, allow: bool) -> None:
+def check_resumes(todo: list[RunSpec], out: Path, allow: bool) -> None:
     """Refuses the sweep, before anything runs, if a run would resume a state saved by other code
     (the worker checks again as it starts: the code may change in between)."""
     from bench.results.codeversion import resume_check
@@ -476,20 +462,19 @@ def check_resumes(todo: list[dict[str, Any]], out: Path, allow: bool) -> None:
         resume_check(state_file(out, spec), allow)
 
 
-def _validate(cfg: RunConfig, runs: list[dict[str, Any]]) -> None:
+def _validate(cfg: RunConfig, runs: list[RunSpec]) -> None:
     from bench.data import check_dataset
     from bench.modelio import check_model, model_config
-    from bench.train import TrainConfig
 
     for m in cfg.models:
         check_model(m)
     if cfg.ray_address is None:  # a remote Ray cluster may have GPUs this host lacks
         require_device(cfg.device)
-    for d in sorted({spec["dataset"] for spec in runs}):
+    for d in sorted({spec.dataset for spec in runs}):
         check_dataset(d, cfg.data_dir)
     for spec in runs:  # unknown or out-of-range settings fail here, before anything runs
-        model_config(spec["model"], spec["hp"])
-        build_config(TrainConfig, spec["train"], spec["model"])
+        model_config(spec.model, spec.hp)
+        build_config(TrainConfig, spec.train, spec.model)
 
 
 def _check_options(cfg: RunConfig) -> None:

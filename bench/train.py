@@ -31,43 +31,11 @@ from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
 from bench.memory import MB, MemorySampler
 from bench.modelio import build_model, model_config
 from bench.optim import Adam
-from bench.protocol import PHASES, SEEN_RULES
+from bench.protocol import PHASES
 from bench.results.codeversion import code_version, write_sidecar
 from bench.results.records import peak_rss_mb
+from bench.spec import RunSpec, TrainConfig
 from models.protocol import Batch, RecModel, model_info
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    weight_decay: float = 0.0
-    batch_size: int = 256
-    epochs: int = 300
-    patience: int = 40
-    seen_items: str = "zero"  # validation and test protocol
-
-    def __post_init__(self) -> None:
-        ok = {"lr": self.lr >= 0, "weight_decay": self.weight_decay >= 0, "beta1": 0 <= self.beta1 < 1,
-              "beta2": 0 <= self.beta2 < 1, "batch_size": self.batch_size >= 1, "epochs": self.epochs >= 1,
-              "patience": self.patience >= 1, "seen_items": self.seen_items in SEEN_RULES}
-        bad = [f"{k}={getattr(self, k)!r}" for k, good in ok.items() if not good]
-        if bad:
-            raise ValueError(f"out of range: {', '.join(bad)} (lr, weight_decay >= 0; betas in [0, 1); batch_size, "
-                             f"epochs, patience >= 1; seen_items {' or '.join(SEEN_RULES)})")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    model: str
-    dataset: str
-    seed: int
-    hp: dict[str, Any] = field(default_factory=dict)  # model hyper-parameter overrides
-    train: TrainConfig = TrainConfig()
-    device: str = "cpu"
-    data_dir: str | None = None
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
 
 
 class RunFailure(Exception):
@@ -143,11 +111,12 @@ def pretrain(spec: RunSpec, model: RecModel, data: SeqData, device: torch.device
     stage = model.pretraining()
     if stage is None:
         return []
-    opt, curve = make_optimizer(model, spec.train), []
+    tc = spec.train_config
+    opt, curve = make_optimizer(model, tc), []
     for k in range(stage.epochs):
         rng, model.generator = epoch_generators(spec.seed, PRETRAIN_EPOCH0 + k, device)
         samples = training_samples(stage.samples, data, rng, stage.options)
-        curve.append(train_steps(model, opt, to_batches(samples, spec.train.batch_size, device), k, stage.losses))
+        curve.append(train_steps(model, opt, to_batches(samples, tc.batch_size, device), k, stage.losses))
     return curve
 
 
@@ -193,7 +162,7 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
                         lambda: item_attributes(spec.dataset, data, Path(spec.data_dir) if spec.data_dir else None))
     model.reset_parameters(torch.Generator().manual_seed(spec.seed))
     model.to(device)  # type: ignore[attr-defined]
-    tc = spec.train
+    tc = spec.train_config
     opt = make_optimizer(model, tc)
     prog, best_state, clock_totals = Progress(), copy.deepcopy(model.state_dict()), None
     memory_so_far = None
@@ -244,7 +213,7 @@ def _keep_threads(started: int | None, epoch: int) -> None:
 def _one_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, prog: Progress,
                clock: PhaseClock, best_state: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Epoch start hook, batches, steps, validation, early stopping; returns the best weights."""
-    epoch, tc = prog.epoch, spec.train
+    epoch, tc = prog.epoch, spec.train_config
     before = dict(clock.seconds)
     clock.mem.epoch = epoch
     rng, model.generator = epoch_generators(spec.seed, epoch, device)
@@ -290,7 +259,7 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
     # ICLRec's centroids are no parameters: the last epoch's stay, as in the authors' code
     model.load_state_dict(best_state, strict=False)
     t0 = time.perf_counter()
-    test = evaluate(model, data, "test", spec.train.seen_items)
+    test = evaluate(model, data, "test", spec.train_config.seen_items)
     test_s = time.perf_counter() - t0
     epochs = max(prog.epoch, 1)
     train_s = sum(clock.seconds.values())
@@ -309,6 +278,6 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
         "memory": {"peak_rss_mb": peak_rss_mb(), "gpu_peak_by_phase": clock.gpu, **memory_summary(clock.mem)},
         "diagnostics": diag, "diagnostics_init": prog.init_diagnostics,
         "model_config": asdict(model_config(spec.model, spec.hp)),  # every hyper-parameter, defaults included
-        "train_config": asdict(spec.train),
+        "train_config": asdict(spec.train_config),
         "model_info": model_info(model),
     }

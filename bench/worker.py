@@ -17,21 +17,16 @@ import json
 import os
 import traceback
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from bench.errors import BenchError
 from bench.evaluate import device_info
 from bench.results.codeversion import code_version, resume_check, sidecar_path
-from bench.results.records import append_record, provenance
-from bench.train import Progress, RunFailure, RunSpec, TrainConfig, train_run
-
-
-def spec_from_dict(d: dict[str, Any]) -> RunSpec:
-    return RunSpec(model=d["model"], dataset=d["dataset"], seed=int(d["seed"]), hp=dict(d["hp"]),
-                   train=TrainConfig(**d["train"]), device=d.get("device", "cpu"), data_dir=d.get("data_dir"),
-                   threads=int(d.get("threads", 0)))
+from bench.results.records import append_record, failure_record, run_record
+from bench.runner import state_file
+from bench.spec import RunSpec
+from bench.train import Progress, RunFailure, train_run
 
 
 def _await_job() -> list[str] | None:
@@ -53,29 +48,26 @@ def main(argv: list[str]) -> int:
         if job is None:
             return 0
         argv = job
-    spec_d, out, attempt = json.loads(argv[0]), Path(argv[1]), argv[2]
-    spec = spec_from_dict(spec_d)
-    state = out / "state" / f"{spec_d['config_hash']}-s{spec.seed}.pt"
+    spec, out, attempt = RunSpec.from_dict(json.loads(argv[0])), Path(argv[1]), argv[2]
+    state = state_file(out, spec)
     state.parent.mkdir(parents=True, exist_ok=True)
-    base = {"kind": "run", "attempt": attempt, "model": spec.model, "dataset": spec.dataset, "seed": spec.seed,
-            "config_hash": spec_d["config_hash"], "config": spec_d, "resumed": state.exists()}
+    resumed, code_change = state.exists(), None
 
     def on_epoch(p: Progress, total: int) -> None:
         print(f"EPOCH {p.epoch} {max(p.best_score, 0.0):.6f}", flush=True)
 
     try:
         code_version()  # now, as the process starts: the code this run runs
-        base.update(resume_check(state, bool(spec_d.get("allow_code_change"))))
+        code_change = resume_check(state, spec.allow_code_change)
         result = train_run(spec, state, on_epoch)
     except (RunFailure, BenchError, MemoryError, torch.OutOfMemoryError) as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0]
-        append_record(out, {**base, "status": "failed", "reason": reason,
-                            "stderr_tail": traceback.format_exc()[-4000:], "provenance": provenance()})
+        append_record(out, failure_record(spec, attempt, reason, traceback.format_exc()[-4000:], resumed=resumed,
+                                          code_change=code_change))
         print(reason, file=sys.stderr)
         return 1
     per_user = result.pop("per_user")
-    append_record(out, {**base, "status": "ok", **result, "device": device_info(spec.device),
-                        "provenance": provenance()}, per_user)
+    append_record(out, run_record(spec, attempt, result, device_info(spec.device), resumed, code_change), per_user)
     state.unlink(missing_ok=True)  # the record is written: the resume state is no longer needed
     sidecar_path(state).unlink(missing_ok=True)
     return 0

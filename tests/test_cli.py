@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.results.records import read_records
+from bench.results.schema import EvalRecord
 
 
 def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -25,11 +26,11 @@ def test_eval_json_and_record(checkpoints: Path, shared_data: Path, tmp_path: Pa
     assert set(out) >= {"HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR", "protocol"}
     assert f"{out['NDCG@5']:.4f}" == "0.0326" and out["protocol"]["seen_items"] == "zero"
     (rec,) = read_records([tmp_path])
-    assert rec["kind"] == "eval" and rec["metrics"] == {k: out[k] for k in rec["metrics"]}
-    assert rec["protocol"]["dataset_sha256"] == out["protocol"]["dataset_sha256"]
-    assert rec["provenance"]["libraries"]["torch"]
-    assert rec["device"]["type"] == "cpu" and rec["device"]["torch_threads"] >= 1  # the report's provenance shows it
-    assert rec["memory"]["peak_rss_mb"] > 100 and out["peak_rss_mb"] > 100  # torch, Beauty and a model
+    assert isinstance(rec, EvalRecord) and rec.metrics == {k: out[k] for k in rec.metrics}
+    assert rec.protocol.dataset_sha256 == out["protocol"]["dataset_sha256"] and rec.n_users
+    assert rec.provenance.libraries["torch"] and rec.checkpoint_sha256
+    assert rec.device.type == "cpu" and rec.device.torch_threads  # the report's provenance shows it
+    assert rec.memory.peak_rss_mb and rec.memory.peak_rss_mb > 100 and out["peak_rss_mb"] > 100  # torch, Beauty, model
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +11,15 @@ from bench.results import codeversion as C
 from bench.results.records import provenance
 from bench.results.render import render_markdown
 from bench.results.report import ReportConfig, build_report
+from bench.results.schema import CodeChange, CodeVersion, Provenance, RunRecord
 from tests.fixture_records import write_fixture
 
-A = {"commit": "a" * 40, "dirty": False, "source_sha256": "1" * 64}
-B = {"commit": "b" * 40, "dirty": True, "source_sha256": "2" * 64}
+A = CodeVersion(commit="a" * 40, dirty=False, source_sha256="1" * 64)
+B = CodeVersion(commit="b" * 40, dirty=True, source_sha256="2" * 64)
 
 
-def rec(model: str, seed: int, git: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"model": model, "seed": seed, "provenance": {"git": git}, **extra}
+def rec(model: str, seed: int, git: CodeVersion, **extra: Any) -> RunRecord:
+    return RunRecord(model=model, dataset="d", seed=seed, provenance=Provenance(git=git), **extra)
 
 
 def test_the_source_hash_follows_the_sources_only(tmp_path: Path) -> None:
@@ -35,26 +37,28 @@ def test_the_source_hash_follows_the_sources_only(tmp_path: Path) -> None:
 
 
 def test_records_carry_the_source_hash() -> None:
-    git = provenance()["git"]  # the process's code version, fixed at its first use (a run's start)
-    assert git == C.code_version() and len(git["source_sha256"]) == 64 and "commit" in git and "dirty" in git
+    git = provenance().git  # the process's code version, fixed at its first use (a run's start)
+    assert git == C.code_version() and git.source_sha256 is not None and len(git.source_sha256) == 64
+    assert git.commit and git.dirty is not None  # a git checkout
 
 
 def test_same_code_compares_sources_and_else_clean_commits() -> None:
-    assert C.same_code(A, {**A, "commit": "c" * 40})  # a docs-only commit: the same code
+    assert C.same_code(A, replace(A, commit="c" * 40))  # a docs-only commit: the same code
     assert not C.same_code(A, B) and not C.same_code(A, None)
-    legacy = {"commit": "a" * 40, "dirty": False}
-    assert C.same_code(legacy, dict(legacy)) and not C.same_code({**legacy, "dirty": True}, {**legacy, "dirty": True})
+    legacy = CodeVersion(commit="a" * 40, dirty=False)
+    assert C.same_code(legacy, replace(legacy)) and not C.same_code(replace(legacy, dirty=True),
+                                                                     replace(legacy, dirty=True))
     assert C.describe(B) == "bbbbbbb+dirty (sources 222222222222)" and C.describe(None) == "unknown"
 
 
 def test_code_warnings() -> None:
-    assert C.code_warnings([rec("elcrec", 1, A), rec("iclrec", 1, {**A, "commit": "c" * 40})]) == []
+    assert C.code_warnings([rec("elcrec", 1, A), rec("iclrec", 1, replace(A, commit="c" * 40))]) == []
     mixed = C.code_warnings([rec("elcrec", 1, A), rec("iclrec", 1, A), rec("iclrec", 2, B)])
     assert mixed == ["these runs come from 2 code versions (aaaaaaa (sources 111111111111): elcrec s1, iclrec s1; "
                      "bbbbbbb+dirty (sources 222222222222): iclrec s2): differences may be the code's, not the models'"]
-    dirty = {"commit": "a" * 40, "dirty": True}
+    dirty = CodeVersion(commit="a" * 40, dirty=True)
     assert "cannot be checked" in C.code_warnings([rec("elcrec", 1, dirty), rec("iclrec", 1, dirty)])[0]
-    resumed = rec("elcrec", 1, A, code_change={"state_code": B, "code": A, "allowed": True})
+    resumed = rec("elcrec", 1, A, code_change=CodeChange(state_code=B, code=A, allowed=True))
     assert C.code_warnings([resumed]) == ["elcrec s1 was resumed under other code (bbbbbbb+dirty (sources "
                                           "222222222222) -> aaaaaaa (sources 111111111111), --allow-code-change)"]
 
@@ -66,7 +70,7 @@ def test_the_report_warns_when_a_comparison_mixes_code_versions(tmp_path: Path) 
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     for r in lines:
         if r.get("model") == "iclrec" and r.get("seed") == 2:
-            r["provenance"] = {**r["provenance"], "git": B}
+            r["provenance"] = {**r["provenance"], "git": B.to_json()}
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
     md = render_markdown(build_report(cfg))
     assert ("> **Warning:** these runs come from 2 code versions (0000000: elcrec s1, elcrec s2, elcrec s3, "
@@ -76,9 +80,9 @@ def test_the_report_warns_when_a_comparison_mixes_code_versions(tmp_path: Path) 
 
 def test_sidecars_round_trip_and_resume_checks(tmp_path: Path) -> None:
     state = tmp_path / "abc-s1.pt"
-    assert C.resume_check(state, allow=False) == {}  # nothing to resume
+    assert C.resume_check(state, allow=False) is None  # nothing to resume
     state.write_bytes(b"state")
     C.write_sidecar(state, {"epoch": 3})
     side = C.read_sidecar(state)
-    assert side is not None and side["epoch"] == 3 and side["code"] == C.code_version()
-    assert C.resume_check(state, allow=False) == {}  # same code
+    assert side is not None and side["epoch"] == 3 and C.sidecar_code(side) == C.code_version()
+    assert C.resume_check(state, allow=False) is None  # same code

@@ -10,6 +10,7 @@ import numpy as np
 from scipy import stats as sps
 
 from bench.results.records import read_records
+from bench.results.schema import CostEpoch, CostRecord, CurvePoint, RunRecord
 from bench.results.stats import paired_ratio
 
 TINY = "synthetic:users=200,items=60,intents=3,seed=2"
@@ -36,18 +37,18 @@ def test_cost_alternates_epochs_and_writes_a_cost_record_per_model(tmp_path: Pat
                           "--rounds", "2", "--warmup", "1", "--out", str(out)], capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr
-    recs = read_records([out])
-    assert [r["kind"] for r in recs] == ["cost", "cost"] and len({r["pair"] for r in recs}) == 1
-    by_model = {r["model"]: r for r in recs}
+    recs = [r for r in read_records([out]) if isinstance(r, CostRecord)]
+    assert len(recs) == 2 and len({r.pair for r in recs}) == 1 and recs[0].models == ("elcrec", "sasrec")
+    by_model = {r.model: r for r in recs}
     for r in recs:
-        assert [e["round"] for e in r["epochs"]] == [0, 1, 2] and [e["warmup"] for e in r["epochs"]] == [True, False,
-                                                                                                           False]
-        assert all(len(e["loadavg_before"]) == 3 for e in r["epochs"])
-        assert r["memory"]["sampled"]["by_phase"]["train"]["samples"] > 0
+        assert [e.round for e in r.epochs] == [0, 1, 2] and [e.warmup for e in r.epochs] == [True, False, False]
+        assert all(len(e.loadavg_before) == 3 for e in r.epochs)
+        assert r.memory.sampled and r.memory.sampled.by_phase["train"]["samples"] > 0
+        assert r.config_hash == r.config["config_hash"] and r.config["train"] == {"epochs": 300, "patience": 40}
     # A B, then B A, then A B: each model as often first as last
-    assert [e["position"] for e in by_model["elcrec"]["epochs"]] == [0, 1, 0]
-    assert [e["position"] for e in by_model["sasrec"]["epochs"]] == [1, 0, 1]
-    ratio = recs[0]["summary"]["ratios"]["sasrec"]
+    assert [e.position for e in by_model["elcrec"].epochs] == [0, 1, 0]
+    assert [e.position for e in by_model["sasrec"].epochs] == [1, 0, 1]
+    ratio = recs[0].summary["ratios"]["sasrec"]
     assert ratio["rounds"] == 2 and ratio["low"] <= ratio["ratio"] <= ratio["high"]
     assert "per-epoch cost" in res.stdout
 
@@ -58,16 +59,16 @@ def test_cost_refuses_a_single_model_with_one_line(tmp_path: Path) -> None:
     assert res.returncode == 2 and res.stderr.count("\n") == 1
 
 
-def _run(model: str, seed: int, curve: list[float]) -> dict:
-    best = int(np.argmax(curve))
-    return {"kind": "run", "model": model, "seed": seed, "best_epoch": best,
-            "curve": [{"epoch": i, "valid_NDCG@20": v, "seconds": {"train": 1.0}} for i, v in enumerate(curve)]}
+def _run(model: str, seed: int, curve: list[float]) -> RunRecord:
+    return RunRecord(model=model, dataset="d", seed=seed, best_epoch=int(np.argmax(curve)),
+                     curve=tuple(CurvePoint(epoch=i, elapsed=i + 1.0, valid={"NDCG@20": v}, seconds={"train": 1.0})
+                                 for i, v in enumerate(curve)))
 
 
-def _cost(model: str, models: list[str], pair: str, created: str, secs: list[float]) -> dict:
-    return {"kind": "cost", "model": model, "models": models, "pair": pair, "created": created,
-            "epochs": [{"round": i, "epoch_s": s, "warmup": i == 0, "loadavg_before": [0.1, 0.1, 0.1]}
-                       for i, s in enumerate(secs)]}
+def _cost(model: str, models: list[str], pair: str, created: str, secs: list[float]) -> CostRecord:
+    return CostRecord(model=model, dataset="d", models=tuple(models), pair=pair, created=created,
+                      epochs=tuple(CostEpoch(epoch=i, round=i, position=0, epoch_s=s, warmup=i == 0,
+                                             loadavg_before=(0.1, 0.1, 0.1)) for i, s in enumerate(secs)))
 
 
 def test_time_to_target_is_the_epochs_ratio_per_seed_times_the_per_epoch_ratio() -> None:

@@ -17,6 +17,7 @@ import torch
 
 from bench.perf.fixture import fixture_errors
 from bench.results.records import read_records
+from bench.results.schema import RunRecord
 from models.kernels import dropout_scale
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
@@ -43,12 +44,12 @@ def test_a_gpu_run_of_every_model_records_quality_and_gpu_memory(tmp_path: Path)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     records = read_records([tmp_path])
-    assert sorted(r["model"] for r in records) == ["cl4srec", "elcrec", "iclrec", "sasrec"]
+    assert sorted(r.model for r in records) == ["cl4srec", "elcrec", "iclrec", "sasrec"]
     for r in records:
-        assert r["status"] == "ok", r.get("reason")
-        assert r["device"]["type"] == "cuda"
-        assert all(math.isfinite(v) for v in r["metrics"].values())
-        gpu = r["memory"]["gpu_peak_by_phase"]
+        assert isinstance(r, RunRecord), r
+        assert r.device.type == "cuda"
+        assert all(math.isfinite(v) for v in r.metrics.values())
+        gpu = r.memory.gpu_peak_by_phase
         assert {"train", "validation"} <= set(gpu)
         assert all(0 < p["allocated"] <= p["reserved"] for p in gpu.values()), gpu
 

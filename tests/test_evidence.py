@@ -8,7 +8,8 @@ import pytest
 from bench.data import load_dataset, train_counts
 from bench.evaluate import evaluate
 from bench.presets import preset
-from bench.train import RunSpec, TrainConfig, train_run
+from bench.spec import RunSpec
+from bench.train import train_run
 from models import REGISTRY
 from models.popularity import Popularity
 from models.protocol import REGIMES
@@ -25,8 +26,7 @@ def popularity_ndcg10() -> float:
 
 @pytest.mark.parametrize("model", sorted(REGISTRY))  # every registry entry, without naming it
 def test_every_model_beats_popularity_after_a_short_run(model: str, popularity_ndcg10: float) -> None:
-    spec = RunSpec(model, DATA, 1, preset(DATA, model), TrainConfig(epochs=10, batch_size=64, patience=10),
-                   threads=1)
+    spec = RunSpec(model, DATA, 1, preset(DATA, model), {"epochs": 10, "batch_size": 64, "patience": 10}, threads=1)
     rec = train_run(spec)
     assert rec["metrics"]["NDCG@10"] > popularity_ndcg10, (rec["metrics"], popularity_ndcg10)
     assert rec["model_info"]["samples"] in REGIMES and rec["model_info"]["objective"]

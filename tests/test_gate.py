@@ -2,22 +2,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from bench.metrics import per_user_metrics
 from bench.results.records import append_record, read_records
+from bench.results.schema import CurvePoint, Device, Provenance, RecordedProtocol, RunRecord
 
-PROTO = {"hash": "p1", "seen_items": "zero", "dataset_sha256": "x"}
-PROV = {"machine": "x86_64", "cpu_count": 2}
+PROTO = RecordedProtocol(hash="p1", seen_items="zero", dataset_sha256="x")
+PROV = Provenance(machine="x86_64", cpu_count=2)
 
 
 def gate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bench", "gate", *args], capture_output=True, text=True, timeout=120)
 
 
-def write(out: Path, ranks: np.ndarray, epoch_s: list[float], proto: dict | None = None, threads: int = 2,
+def write(out: Path, ranks: np.ndarray, epoch_s: list[float], proto: RecordedProtocol = PROTO, threads: int = 2,
           kernels: str = "native", seeds: int = 3, spread: float = 0.02) -> Path:
     """`seeds` runs of one model; each seed moves a few users' ranks and the machine's speed a little."""
     for seed in range(1, seeds + 1):
@@ -25,12 +27,11 @@ def write(out: Path, ranks: np.ndarray, epoch_s: list[float], proto: dict | None
         r = np.maximum(1, ranks + (rng.random(len(ranks)) < 0.02) * rng.integers(-1, 2, len(ranks)))
         pu = per_user_metrics(r)
         speed = 1 + spread * (seed - 2)
-        curve = [{"epoch": i, "valid_NDCG@20": 0.1, "seconds": {"train": s * speed}, "elapsed": 0.0}
-                 for i, s in enumerate(epoch_s)]
-        append_record(out, {"kind": "run", "status": "ok", "model": "elcrec", "dataset": "toy", "seed": seed,
-                            "metrics": {k: float(v.mean()) for k, v in pu.items()}, "protocol": proto or PROTO,
-                            "curve": curve, "provenance": PROV,
-                            "device": {"type": "cpu", "name": "t", "torch_threads": threads, "kernels": kernels}}, pu)
+        curve = tuple(CurvePoint(epoch=i, valid={"NDCG@20": 0.1}, seconds={"train": s * speed}, elapsed=0.0)
+                      for i, s in enumerate(epoch_s))
+        append_record(out, RunRecord(model="elcrec", dataset="toy", seed=seed, protocol=proto, curve=curve,
+                                     metrics={k: float(v.mean()) for k, v in pu.items()}, provenance=PROV,
+                                     device=Device(type="cpu", name="t", torch_threads=threads, kernels=kernels)), pu)
     return out
 
 
@@ -97,7 +98,7 @@ def test_cost_regression_needs_significance_and_margin(tmp_path: Path) -> None:
 
 def test_other_protocol_warns_and_is_inconclusive(tmp_path: Path) -> None:
     res = gate("--baseline", str(write(tmp_path / "b", RANKS, TIMES)), "--current",
-               str(write(tmp_path / "c", RANKS, TIMES, {**PROTO, "hash": "p2"})))
+               str(write(tmp_path / "c", RANKS, TIMES, replace(PROTO, hash="p2"))))
     assert res.returncode == 3 and "warning: elcrec/toy: protocol fingerprint" in res.stdout
 
 

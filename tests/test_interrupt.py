@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.results.records import read_records
+from bench.results.schema import RunRecord
 
 TINY = "synthetic:users=200,items=60,intents=3,seed=2"
 SWEEP = ["--profile", "smoke", "--datasets", TINY]
@@ -57,7 +58,7 @@ def wait_for(cond: object, timeout: float = 300) -> None:
 
 
 def statuses(out: Path) -> list[str]:
-    return [r["status"] for r in read_records([out])] if (out / "records.jsonl").exists() else []
+    return [r.status for r in read_records([out])] if (out / "records.jsonl").exists() else []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
@@ -75,7 +76,7 @@ def test_a_signal_stops_every_worker_and_the_run_stays_resumable(tmp_path: Path,
     res = run(out, "--models", "elcrec", "--epochs", "50")
     assert res.returncode == 0, res.stderr
     (rec,) = read_records([out])
-    assert rec["status"] == "ok" and rec["resumed"]
+    assert isinstance(rec, RunRecord) and rec.resumed
 
 
 def test_a_second_sweep_on_the_same_out_exits_2_naming_the_holder(tmp_path: Path) -> None:
@@ -103,8 +104,10 @@ def test_a_stale_lock_of_a_dead_sweep_is_taken_over(tmp_path: Path) -> None:
 def test_a_torn_last_record_line_is_reported_with_file_and_line(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "records.jsonl"
-    f.write_text(json.dumps({"schema": 1, "id": "a", "kind": "run"}) + "\n" + '{"schema": 1, "id": "b", "ki')
-    assert [r["id"] for r in read_records([f])] == ["a"]
+    whole = {"schema": 1, "id": "a", "created": "2026-01-01T00:00:00+00:00", "kind": "run", "status": "failed",
+             "model": "m", "dataset": "d", "reason": "r"}
+    f.write_text(json.dumps(whole) + "\n" + '{"schema": 1, "id": "b", "ki')
+    assert [r.id for r in read_records([f])] == ["a"]
     assert f"{f}:2: skipped a torn last line" in capsys.readouterr().err
 
 
@@ -144,20 +147,19 @@ def test_random_sigkills_lose_nothing_duplicate_nothing_and_change_no_metric(tmp
             proc.wait()
             kills += 1
             wait_for(lambda pid=proc.pid: not workers_of(pid), timeout=5)  # no orphan goes on training
-            now = [(r["model"], r["seed"]) for r in read_records([killed])] if (killed / "records.jsonl").exists() \
-                else []
+            now = [(r.model, r.seed) for r in read_records([killed])] if (killed / "records.jsonl").exists() else []
             assert len(now) == len(set(now)) and set(finished) <= set(now)  # nothing repeated, nothing lost
             finished = now
             continue
         assert proc.wait(timeout=600) == 0, proc.stderr.read() if proc.stderr else ""
         break
-    want = {(r["model"], r["seed"]): r for r in read_records([reference])}
-    got = read_records([killed])
-    assert [r["status"] for r in got] == ["ok"] * len(want)
-    assert sorted((r["model"], r["seed"]) for r in got) == sorted(want)  # each run exactly once
+    want = {(r.model, r.seed): r for r in read_records([reference]) if isinstance(r, RunRecord)}
+    got = [r for r in read_records([killed]) if isinstance(r, RunRecord)]
+    assert len(got) == len(read_records([killed])) == len(want)  # all ok
+    assert sorted((r.model, r.seed) for r in got) == sorted(want)  # each run exactly once
     for r in got:
-        ref = want[r["model"], r["seed"]]
-        assert r["metrics"] == ref["metrics"] and r["best_epoch"] == ref["best_epoch"]
-    resumed = sum(r["resumed"] for r in got)
+        ref = want[r.model, r.seed]
+        assert r.metrics == ref.metrics and r.best_epoch == ref.best_epoch
+    resumed = sum(bool(r.resumed) for r in got)
     assert kills >= 10 and resumed >= 1, f"{kills} kills, {resumed} runs resumed: too few to test anything"
     print(f"survived {kills} SIGKILLs; {resumed} of {len(got)} runs resumed mid-training")

@@ -12,6 +12,7 @@ import numpy as np
 
 from bench.memory import MemorySampler
 from bench.results.records import read_records
+from bench.results.schema import RunRecord
 
 
 def test_a_phase_that_holds_more_memory_shows_it_in_its_average_and_peak() -> None:
@@ -51,8 +52,10 @@ def test_a_run_records_its_memory_by_phase_and_the_report_plots_its_timeline(tmp
         res = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr
     (rec,) = read_records([out])
-    mem = rec["memory"]
-    assert mem["sampled"]["by_phase"]["train"]["samples"] >= 1 and mem["sampled"]["timeline"]["epoch"] == 1
-    assert 0 < mem["rss_avg_mb"] <= mem["peak_rss_mb"] * 1.01  # VmHWM and the samples: the same process
+    assert isinstance(rec, RunRecord)
+    mem = rec.memory
+    assert mem.sampled and mem.sampled.by_phase["train"]["samples"] >= 1
+    assert mem.sampled.timeline and mem.sampled.timeline["epoch"] == 1
+    assert mem.rss_avg_mb and mem.peak_rss_mb and 0 < mem.rss_avg_mb <= mem.peak_rss_mb * 1.01  # one process
     plot = next(rep.glob("memory-*.png"))
     assert plot.stat().st_size > 1000 and plot.name in (rep / "report.md").read_text()

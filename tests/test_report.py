@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ import pytest
 from bench.errors import BenchError
 from bench.results.claims import Claim, decide, judge, load_claims
 from bench.results.frame import load_frame
-from bench.results.render import tex_escape
+from bench.results.render import tex_escape, write_outputs
 from bench.results.report import ReportConfig, build_report, provenance_table
+from bench.spec import TrainConfig
 from tests.fixture_records import write_fixture
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -104,6 +106,26 @@ def test_verdict_rules(low: float, high: float, verdict: str) -> None:
     assert decide(low, high, 0.05)[0] == verdict
 
 
+REPO = Path(__file__).resolve().parent.parent
+BEAUTY = "reports/reproduction/beauty"
+COMMITTED = {  # committed report -> its records folders (docs/statistics.md, experiments/elcrec-beauty.toml)
+    "reports/audit/report.md": ("reports/audit/records",),
+    "reports/beauty-10ep/report/report.md": ("reports/beauty-10ep",),
+    f"{BEAUTY}/report.md": (f"{BEAUTY}/records", f"{BEAUTY}/cost"),
+}
+
+
+@pytest.mark.parametrize("committed", sorted(COMMITTED))
+def test_committed_records_render_their_committed_report(committed: str, tmp_path: Path) -> None:
+    """Records written by older code (evaluations, training runs, the paired cost benchmark) give
+    their committed report byte for byte."""
+    cfg = ReportConfig(records=tuple(REPO / p for p in COMMITTED[committed]), out=tmp_path,
+                       claims=REPO / "bench" / "claims" / "elcrec.toml")
+    write_outputs(build_report(cfg), cfg)
+    assert (tmp_path / "report.md").read_text() == (REPO / committed).read_text(), \
+        f"{committed} is not what its records give now: re-render it if the claims or the report changed on purpose"
+
+
 def test_claims_use_records_only(tmp_path: Path) -> None:
     df = load_frame([write_fixture(tmp_path)])
     ok = df[(df.status == "ok") & (df.protocol == "feedc0ffee000001")]
@@ -155,8 +177,7 @@ def test_frame_api_loads_records(tmp_path: Path) -> None:
 def test_runs_cut_by_a_small_epoch_budget_cannot_verify_a_quality_claim(tmp_path: Path) -> None:
     df = load_frame([write_fixture(tmp_path)])
     ok = df[(df.status == "ok") & (df.protocol == "feedc0ffee000001")]
-    for rec in ok["record"]:
-        rec["train_config"] = {"epochs": 6}  # as a `--epochs 6` run records it
+    ok = ok.assign(record=[replace(rec, train_config=TrainConfig(epochs=6)) for rec in ok["record"]])  # `--epochs 6`
     claim = Claim("c", "elcrec", "iclrec", "toyset", "NDCG@5", "higher", 0.05, "s", min_seeds=3)
     v = judge(claim, ok)
     assert v.verdict == "INCONCLUSIVE" and "stopped by the epoch budget" in v.reason and v.estimate > 0
@@ -193,18 +214,18 @@ def test_runs_of_one_model_under_other_settings_are_another_model_not_more_seeds
     """ELCRec with k = 64 (a grid point) next to ELCRec as the preset has it: two rows of three seeds
     each, and the claims about "elcrec" are judged on the preset's runs alone."""
     from bench.results.records import append_record, read_records
+    from bench.results.schema import RunRecord
 
     out, claims = write_fixture(tmp_path / "r"), tmp_path / "c.toml"
     claims.write_text(CLAIMS)
     plain = build_report(ReportConfig(records=(out,), claims=claims))
     for rec in read_records([out]):
-        if rec.get("model") == "elcrec" and rec.get("kind") == "run":
-            per_user = np.load(out / rec["per_user_file"])
-            grid = {**rec, "id": rec["id"] + "-k64", "config_hash": "cfg-elcrec-k64",
-                    "config": {"model": "elcrec", "dataset": "toyset", "hp": {"k": 64}, "train": {"epochs": 6}},
-                    "metrics": {k: v / 2 for k, v in rec["metrics"].items()}}
-            append_record(out, {k: v for k, v in grid.items() if k not in ("per_user_file", "_dir")},
-                          {k: per_user[k] * 2 if k == "rank" else per_user[k] / 2 for k in per_user.files})
+        if rec.model == "elcrec" and isinstance(rec, RunRecord):
+            per_user = np.load(rec.folder / rec.per_user_file)
+            grid = replace(rec, id=rec.id + "-k64", config_hash="cfg-elcrec-k64", per_user_file=None,
+                           config={"model": "elcrec", "dataset": "toyset", "hp": {"k": 64}, "train": {"epochs": 6}},
+                           metrics={k: v / 2 for k, v in rec.metrics.items()})
+            append_record(out, grid, {k: per_user[k] * 2 if k == "rank" else per_user[k] / 2 for k in per_user.files})
     both = build_report(ReportConfig(records=(out,), claims=claims))
     rows = {r.model: r.n for r in both.sections[0].rows}
     assert rows == {"elcrec": 3, "elcrec[k=64]": 3, "iclrec": 3}

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ import pytest
 from bench.cli import main
 from bench.experiment import load_experiment, validate
 from bench.results.records import read_records
+from bench.results.schema import FailureRecord, RunRecord
 from bench.runner import RunConfig, expand, state_file
+from bench.spec import RunSpec
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_DS = "synthetic:users=200,items=60,intents=3,seed=2"
@@ -43,24 +46,24 @@ def test_the_shipped_experiment_has_the_hashes_of_the_equivalent_bench_run() -> 
     assert (main_group.cfg.models, main_group.cfg.seeds, main_group.optional) == (("elcrec", "iclrec", "sasrec"),
                                                                                 (1, 2, 3), False)
     assert all(g.optional for g in exp.groups[1:]) and exp.claims == Path("bench/claims/elcrec.toml")
-    ours = {(s["model"], s["seed"]): s["config_hash"] for s in expand(main_group.cfg)}
+    ours = {(s.model, s.seed): s.config_hash for s in expand(main_group.cfg)}
     # what `bench run --profile paper --datasets beauty --models elcrec,iclrec --seeds 1 --threads 1` ran
     by_hand = expand(RunConfig(models=("elcrec", "iclrec"), datasets=("beauty",), seeds=(1,), profile="paper",
                                threads=1, jobs=2, data_dir=Path("/elsewhere")))
-    assert all(ours[(s["model"], s["seed"])] == s["config_hash"] for s in by_hand)
+    assert all(ours[(s.model, s.seed)] == s.config_hash for s in by_hand)
 
 
 def test_the_cross_domain_study_trains_video_only_in_its_own_group() -> None:
     """A group's own datasets replace the study's: the LastFM groups never train Video and the Video
     group trains nothing else, each run with the hash of the equivalent `bench run`."""
     exp = load_experiment(REPO / "experiments" / "cross-domain.toml")
-    runs = {(g.name, s["dataset"]) for g, s in validate(exp)}
+    runs = {(g.name, s.dataset) for g, s in validate(exp)}
     assert {d for _, d in runs} == {"lastfm", "video"}
     assert all((d == "video") == ("Video" in name) for name, d in runs)
     video = next(g for g in exp.groups if "Video" in g.name)
     assert video.optional and video.cfg.datasets == ("video",)
     by_hand = expand(RunConfig(models=("elcrec",), datasets=("video",), seeds=(1,), profile="paper"))
-    assert by_hand[0]["config_hash"] in {s["config_hash"] for s in expand(video.cfg)}
+    assert by_hand[0].config_hash in {s.config_hash for s in expand(video.cfg)}
 
 
 @pytest.mark.parametrize(("body", "runs", "message"), [
@@ -103,13 +106,12 @@ def test_bad_names_paths_and_syntax_are_one_line_errors(tmp_path: Path, capsys: 
 def _partial(path: Path, seed: int = 1) -> Path:
     """A real resume state of the run `seed` after 1 of its 2 epochs, as a killed worker leaves it."""
     from bench.train import train_run
-    from bench.worker import spec_from_dict
 
     exp = load_experiment(path)
-    spec = next(s for _, s in validate(exp) if s["seed"] == seed)
+    spec = next(s for _, s in validate(exp) if s.seed == seed)
     state = state_file(exp.out, spec)
     state.parent.mkdir(parents=True)
-    train_run(spec_from_dict({**spec, "train": {**spec["train"], "epochs": 1}}), state)
+    train_run(replace(spec, train={**spec.train, "epochs": 1}), state)
     return state
 
 
@@ -133,8 +135,9 @@ def test_dry_run_states_and_a_refused_then_allowed_resume(tmp_path: Path, capsys
     assert not (tmp_path / "runs" / "records.jsonl").exists()  # nothing ran
     assert main(["reproduce", str(path), "--allow-code-change"]) == 0
     rec = read_records([tmp_path / "runs"])[-1]
-    assert rec["status"] == "ok" and rec["resumed"] and rec["epochs_run"] == 2
-    assert rec["code_change"]["state_code"]["commit"] == "d" * 40 and rec["config"]["allow_code_change"]
+    assert isinstance(rec, RunRecord) and rec.resumed and rec.epochs_run == 2
+    assert rec.code_change and rec.code_change.state_code and rec.code_change.state_code.commit == "d" * 40
+    assert RunSpec.from_dict(rec.config).allow_code_change
     assert not state.exists() and not state.with_suffix(".json").exists()
     md = (tmp_path / "report" / "report.md").read_text()
     assert "sasrec s1 was resumed under other code (ddddddd+dirty" in md
@@ -147,10 +150,11 @@ def test_the_worker_refuses_a_resume_under_other_code_too(tmp_path: Path) -> Non
     state = _partial(path)
     side = json.loads(state.with_suffix(".json").read_text())
     state.with_suffix(".json").write_text(json.dumps({**side, "code": {**side["code"], "source_sha256": "f" * 64}}))
-    spec = next(s for _, s in validate(load_experiment(path)) if s["seed"] == 1)
-    assert worker_main([json.dumps(spec), str(tmp_path / "runs"), "attempt1"]) == 1
+    spec = next(s for _, s in validate(load_experiment(path)) if s.seed == 1)
+    assert worker_main([json.dumps(spec.as_dict()), str(tmp_path / "runs"), "attempt1"]) == 1
     rec = read_records([tmp_path / "runs"])[-1]
-    assert rec["status"] == "failed" and rec["reason"].startswith("BenchError: refusing to resume")
+    assert isinstance(rec, FailureRecord) and rec.reason.startswith("BenchError: refusing to resume")
+    assert rec.resumed and rec.attempt == "attempt1" and rec.config_hash == spec.config_hash
     assert state.exists()  # kept: the right code (or --allow-code-change) can still resume it
 
 
@@ -164,8 +168,9 @@ def test_a_tiny_study_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "done (best epoch" in lines[1] and "test NDCG@5 0." in lines[1]
     assert lines[2].endswith("to do  [more, optional]")  # optional groups run with --extended only
     copied = read_records([report / "records"])
-    assert [(r["model"], r["seed"], r["status"]) for r in copied] == [("sasrec", 1, "ok")]
-    assert (report / "records" / copied[0]["per_user_file"]).is_file()
+    assert [(r.model, r.seed, r.status) for r in copied] == [("sasrec", 1, "ok")]
+    assert isinstance(copied[0], RunRecord) and copied[0].per_user_file
+    assert (report / "records" / copied[0].per_user_file).is_file()
     # the report folder alone rebuilds the same summary
     assert main(["report", str(report / "records"), "--out", str(tmp_path / "again"), "--format", "json",
                  "--claims", str(CLAIMS)]) == 0

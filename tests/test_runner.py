@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.results.records import load_per_user, read_records
+from bench.results.schema import FailureRecord, RunRecord
 from bench.runner import parse_sets
 
 TINY = "synthetic:users=200,items=60,intents=3,seed=2"
@@ -23,8 +23,8 @@ def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
                           timeout=timeout)
 
 
-def ok_runs(out: Path) -> list[dict]:
-    return [r for r in read_records([out]) if r["status"] == "ok"]
+def ok_runs(out: Path) -> list[RunRecord]:
+    return [r for r in read_records([out]) if isinstance(r, RunRecord)]
 
 
 def test_set_expands_lists_into_a_grid() -> None:
@@ -63,20 +63,21 @@ def test_same_seed_same_metrics_other_seed_differs_and_reruns_skip(tmp_path: Pat
     a, b = tmp_path / "a", tmp_path / "b"
     assert run(*args, "--seeds", "1,2", "--out", str(a)).returncode == 0
     assert run(*args, "--seeds", "1", "--out", str(b)).returncode == 0
-    ra = {r["seed"]: r for r in ok_runs(a)}
+    ra = {r.seed: r for r in ok_runs(a)}
     (rb,) = ok_runs(b)
-    assert rb["metrics"] == ra[1]["metrics"] and rb["curve"][-1]["losses"] == ra[1]["curve"][-1]["losses"]
-    assert ra[2]["metrics"] != ra[1]["metrics"]
+    assert rb.metrics == ra[1].metrics and rb.curve[-1].losses == ra[1].curve[-1].losses
+    assert ra[2].metrics != ra[1].metrics
     again = run(*args, "--seeds", "1,2", "--out", str(a))
     assert "2 of 2 runs already finished" in again.stderr and len(ok_runs(a)) == 2
     rec = ra[1]
-    assert set(rec["timing"]["phase_total_s"]) == {"batches", "clustering", "train", "validation"}
-    assert rec["epochs_run"] == 2 and len(rec["curve"]) == 2 and rec["protocol"]["hash"]
-    assert rec["provenance"]["git"]["commit"] and rec["memory"]["peak_rss_mb"] > 0
-    cpu = rec["provenance"]["cpu"]  # the model name where Linux has one ("x86_64" says nothing)
-    assert cpu and cpu == rec["device"]["name"]
+    assert set(rec.timing.phase_total_s) == {"batches", "clustering", "train", "validation"}
+    assert rec.epochs_run == 2 and len(rec.curve) == 2 and rec.protocol.hash
+    assert rec.provenance.git and rec.provenance.git.commit and rec.memory.peak_rss_mb
+    assert rec.config["train"] == {"epochs": 2, "patience": 5} and rec.config["config_hash"] == rec.config_hash
+    cpu = rec.provenance.cpu  # the model name where Linux has one ("x86_64" says nothing)
+    assert cpu and cpu == rec.device.name
     if "model name" in Path("/proc/cpuinfo").read_text():
-        assert cpu != rec["provenance"]["machine"]
+        assert cpu != rec.provenance.machine
     assert load_per_user(rec)["NDCG@10"].shape == (200,)
 
 
@@ -97,11 +98,11 @@ def test_a_killed_run_resumes_and_ends_exactly_like_an_uninterrupted_one(tmp_pat
     # in an order set by the thread count
     assert run(*args, "--threads", "1", "--out", str(killed)).returncode == 0
     (a,), (b,) = ok_runs(full), ok_runs(killed)
-    assert b["resumed"] and not a["resumed"]
-    assert a["device"]["torch_threads"] == b["device"]["torch_threads"] == 2
+    assert b.resumed and not a.resumed
+    assert a.device.torch_threads == b.device.torch_threads == 2
     assert any("with 2 torch threads, as the run started" in f.read_text() for f in (killed / "logs").iterdir())
-    assert a["metrics"] == b["metrics"] and a["best_epoch"] == b["best_epoch"]
-    assert [c["valid_NDCG@20"] for c in a["curve"]] == [c["valid_NDCG@20"] for c in b["curve"]]
+    assert a.metrics == b.metrics and a.best_epoch == b.best_epoch
+    assert [c.valid["NDCG@20"] for c in a.curve] == [c.valid["NDCG@20"] for c in b.curve]
 
 
 def _epochs_saved(state_dir: Path) -> int:
@@ -120,13 +121,16 @@ def test_failures_become_records_and_the_sweep_goes_on(tmp_path: Path) -> None:
     res = run("--models", "sasrec,cl4srec,iclrec", "--datasets", TINY, "--epochs", "2", "--profile", "smoke",
               "--set", "sasrec.lr=1e30", "--set", "iclrec.k=1000", "--out", str(tmp_path))
     assert res.returncode == 1
-    recs = {r["model"]: r for r in read_records([tmp_path])}
-    assert recs["sasrec"]["status"] == "failed" and "non-finite loss" in recs["sasrec"]["reason"]
+    recs = {r.model: r for r in read_records([tmp_path])}
+    sasrec, iclrec = recs["sasrec"], recs["iclrec"]
+    assert isinstance(sasrec, FailureRecord) and "non-finite loss" in sasrec.reason
+    assert sasrec.wall_s is None and sasrec.attempt and sasrec.resumed is False  # written by the worker
     # more centres than users only shows at run time: the worker crashes, its last error line is the reason
-    assert recs["iclrec"]["status"] == "failed" and "exited with code 1" in recs["iclrec"]["reason"]
-    assert "k-means needs at least k=1000 points" in recs["iclrec"]["reason"]
-    assert "Traceback" in recs["iclrec"]["stderr_tail"]  # a crash keeps its traceback
-    assert recs["cl4srec"]["status"] == "ok"
+    assert isinstance(iclrec, FailureRecord) and "exited with code 1" in iclrec.reason
+    assert "k-means needs at least k=1000 points" in iclrec.reason and iclrec.wall_s  # written by the runner
+    assert iclrec.stderr_tail and "Traceback" in iclrec.stderr_tail  # a crash keeps its traceback
+    assert iclrec.config_hash == iclrec.config["config_hash"] and iclrec.provenance.git
+    assert isinstance(recs["cl4srec"], RunRecord)
 
 
 def test_timeout_becomes_a_failure_record_with_stderr_tail(tmp_path: Path) -> None:
@@ -134,8 +138,8 @@ def test_timeout_becomes_a_failure_record_with_stderr_tail(tmp_path: Path) -> No
               "--profile", "smoke", "--timeout", "3", "--out", str(tmp_path))
     assert res.returncode == 1
     (rec,) = read_records([tmp_path])
-    assert rec["status"] == "failed" and rec["reason"].startswith("timeout after 3 s")
-    assert "stderr_tail" in rec and json.dumps(rec)
+    assert isinstance(rec, FailureRecord) and rec.reason.startswith("timeout after 3 s")
+    assert rec.stderr_tail is not None
 
 
 def test_ray_executor_runs_the_same_function(tmp_path: Path) -> None:
@@ -145,7 +149,7 @@ def test_ray_executor_runs_the_same_function(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     local = run(*args, "--seeds", "1", "--threads", "1", "--out", str(tmp_path / "local"))  # as each Ray task
     assert local.returncode == 0
-    ray_recs = {r["seed"]: r for r in ok_runs(tmp_path / "ray")}
-    assert len(ray_recs) == 2 and ray_recs[1]["metrics"] == ok_runs(tmp_path / "local")[0]["metrics"]
+    ray_recs = {r.seed: r for r in ok_runs(tmp_path / "ray")}
+    assert len(ray_recs) == 2 and ray_recs[1].metrics == ok_runs(tmp_path / "local")[0].metrics
     again = run(*args, "--executor", "ray", "--out", str(tmp_path / "ray"))
     assert "2 of 2 runs already finished" in again.stderr

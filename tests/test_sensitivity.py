@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ from bench.results import stats
 from bench.results.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from bench.results.frame import load_frame
 from bench.results.records import append_record, read_records
+from bench.results.schema import parse_record
 from bench.results.sensitivity import RangeClaim, find_grids, judge_range, load_range_claims
 from bench.runner import RunConfig, expand
+from bench.spec import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 K_GRID = (32, 64, 128, 256, 512)
@@ -30,14 +33,15 @@ def _record(out: Path, hp: dict, seed: int, hits: np.ndarray, created: str = "20
     per_user = per_user_metrics(ranks)
     diag = {"centres_used": 3, "usage_entropy_nats": float(np.log(2.0)),
             "max_usage_entropy_nats": float(np.log(hp["k"]))}
-    append_record(out, {"kind": "run", "status": "ok", "model": "elcrec", "dataset": "toy", "seed": seed,
-                        "created": created, "config_hash": json.dumps(hp, sort_keys=True),
-                        "config": {"hp": hp, "train": {"epochs": 300, "patience": 40}},
-                        "model_config": {"fusion": "concat", **hp}, "train_config": {"epochs": 300, "patience": 40},
-                        "metrics": {k: float(v.mean()) for k, v in per_user.items()},
-                        "protocol": {"hash": "p1", "seen_items": "zero"}, "epochs_run": 90, "best_epoch": 49,
-                        "stop_reason": "early_stopping", "diagnostics": diag, "diagnostics_init": diag},
-                  {**per_user, "rank": ranks})
+    key = json.dumps(hp, sort_keys=True)
+    line = {"schema": 2, "kind": "run", "status": "ok", "model": "elcrec", "dataset": "toy", "seed": seed,
+            "id": f"{key}-{seed}-{created}", "created": created, "config_hash": key,
+            "config": {"hp": hp, "train": {"epochs": 300, "patience": 40}},
+            "model_config": {"fusion": "concat", **hp}, "train_config": {"epochs": 300, "patience": 40},
+            "metrics": {k: float(v.mean()) for k, v in per_user.items()},
+            "protocol": {"hash": "p1", "seen_items": "zero"}, "epochs_run": 90, "best_epoch": 49,
+            "stop_reason": "early_stopping", "diagnostics": diag, "diagnostics_init": diag}
+    append_record(out, parse_record(line, "fixture"), {**per_user, "rank": ranks})
 
 
 def _k_grid(out: Path, inside: float, outside: float, seeds: int, users: int) -> list:
@@ -92,8 +96,8 @@ def test_grids_share_the_preset_point_and_a_seed_run_twice_counts_once(tmp_path:
         _record(tmp_path, hp, seed, rng.random(50) < 0.2)
     _record(tmp_path, {"k": 256, "alpha": 1.0}, 1, np.ones(50, bool), created="2026-02-01T00:00:00")  # a rerun
     grids = {(g.axis, json.dumps(g.fixed, sort_keys=True)): g for g in find_grids(load_frame([tmp_path]), "toy")}
-    k_at_1 = grids["k", json.dumps({"alpha": 1.0, "fusion": "concat", "train.epochs": 300, "train.patience": 40},
-                                   sort_keys=True)]
+    train = {f"train.{k}": v for k, v in asdict(TrainConfig(epochs=300, patience=40)).items()}  # defaults included
+    k_at_1 = grids["k", json.dumps({"alpha": 1.0, "fusion": "concat", **train}, sort_keys=True)]
     assert [(p.value, p.n) for p in k_at_1.points] == [(64, 2), (256, 1)]  # 1 and 1.0 agree: one point
     assert k_at_1.points[1].metrics["HR@5"][0] == 1.0  # the latest of seed 1's two runs
     alpha_at_64 = next(g for (axis, _), g in grids.items() if axis == "alpha" and g.fixed["k"] == 64)
@@ -119,12 +123,12 @@ def test_the_lastfm_experiment_expands_to_the_three_grids(capsys: pytest.Capture
     runs = validate(exp)
     sizes = {g.name: sum(1 for grp, _ in runs if grp is g) for g in exp.groups}
     assert sizes == {"k": 15, "alpha": 12, "init": 6} and exp.report == Path("reports/sensitivity")
-    assert {s["seed"] for _, s in runs} == {1, 2, 3} and {s["dataset"] for _, s in runs} == {"lastfm"}
-    assert all(s["train"] == {"epochs": 300, "patience": 40} for _, s in runs)
-    assert len({(s["config_hash"], s["seed"]) for _, s in runs}) == 33  # no run twice
+    assert {s.seed for _, s in runs} == {1, 2, 3} and {s.dataset for _, s in runs} == {"lastfm"}
+    assert all(s.train == {"epochs": 300, "patience": 40} for _, s in runs)
+    assert len({(s.config_hash, s.seed) for _, s in runs}) == 33  # no run twice
     preset = expand(RunConfig(models=("elcrec",), datasets=("lastfm",), seeds=(1,), profile="paper"))[0]
-    k64 = [s for g, s in runs if g.name == "k" and s["hp"]["k"] == 64 and s["seed"] == 1]
-    assert k64[0]["config_hash"] == preset["config_hash"]  # the preset point is the plain preset run
+    k64 = [s for g, s in runs if g.name == "k" and s.hp["k"] == 64 and s.seed == 1]
+    assert k64[0].config_hash == preset.config_hash  # the preset point is the plain preset run
     assert main(["reproduce", str(path), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("sensitivity-lastfm: 33 runs") and len(lines) == 35
@@ -143,8 +147,8 @@ def test_the_sensitivity_section_renders_from_real_runs(tmp_path: Path, capsys: 
                    '[[runs]]\nname = "init"\nmodels = ["elcrec"]\nseeds = [1, 2]\nset = ["elcrec.init=random"]\n')
     assert main(["reproduce", str(exp)]) == 0
     recs = read_records([tmp_path / "runs"])
-    assert len(recs) == 6 and all(r["model_config"]["k"] in (4, 8) for r in recs)
-    assert all(0 < r["diagnostics"]["effective_share"] <= 1 and r["diagnostics_init"] for r in recs)
+    assert len(recs) == 6 and all(r.model_config["k"] in (4, 8) for r in recs)
+    assert all(0 < r.diagnostics["effective_share"] <= 1 and r.diagnostics_init for r in recs)
     report = tmp_path / "report"
     md = (report / "report.md").read_text()
     assert "### Sensitivity: elcrec, k" in md and "### Sensitivity: elcrec, init" in md

@@ -24,7 +24,8 @@ from bench.data import item_attributes, load_dataset
 from bench.evaluate import evaluate, mean_pooled_train_outputs
 from bench.modelio import build_model
 from bench.presets import preset
-from bench.train import RunSpec, TrainConfig, epoch_generators, pretrain, to_batches, train_run
+from bench.spec import RunSpec
+from bench.train import epoch_generators, pretrain, to_batches, train_run
 from models import REGISTRY
 from models.gsasrec import gbce, gbce_beta, sampled_softmax
 from models.protocol import REGIMES, Batch, RecModel
@@ -40,7 +41,7 @@ def data() -> Any:
 
 
 def run(name: str, epochs: int, seed: int = 1) -> dict[str, Any]:
-    tc = TrainConfig(epochs=epochs, batch_size=64, patience=epochs)
+    tc = {"epochs": epochs, "batch_size": 64, "patience": epochs}
     rec = train_run(RunSpec(name, DATA, seed, preset(DATA, name), tc, threads=1))
     assert rec["model_info"]["samples"] in REGIMES and rec["model_info"]["objective"]
     return rec
@@ -179,7 +180,7 @@ def test_a_pretraining_stage_trains(name: str, data: Any) -> None:
     if model.pretraining() is None:
         pytest.skip(f"{name} has no pre-training stage")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    curve = pretrain(RunSpec(name, DATA, 1, train=TrainConfig(batch_size=64)), model, data, torch.device("cpu"))
+    curve = pretrain(RunSpec(name, DATA, 1, train={"batch_size": 64}), model, data, torch.device("cpu"))
     assert curve and all(np.isfinite(v) for epoch in curve for v in epoch.values())
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 

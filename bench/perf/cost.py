@@ -30,7 +30,9 @@ from bench.config import from_namespace, opt, require_device
 from bench.errors import BenchError
 from bench.lifeline import PARENT_ENV
 from bench.results import stats
-from bench.results.records import append_record, new_id, provenance
+from bench.results.records import append_record, provenance
+from bench.results.schema import CostEpoch, CostRecord, Device, Memory, new_id
+from bench.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,12 @@ class CostConfig:
 class _Worker:
     """One model's training process: `epoch` -> one JSON line of timings; `end` -> its memory."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: RunSpec) -> None:
         from bench.runner import WORKER_ENV
 
-        self.model = spec["model"]
+        self.model = spec.model
         env = {**WORKER_ENV, **os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.perf.cost_worker", json.dumps(spec)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.perf.cost_worker", json.dumps(spec.as_dict())],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.ready = self._read()
 
@@ -117,7 +119,7 @@ def cmd_cost(ns: argparse.Namespace) -> int:
 
     run_cfg = RunConfig(models=cfg.models, datasets=(cfg.dataset,), profile="paper", seeds=(cfg.seed,),
                         device=cfg.device, data_dir=cfg.data_dir, threads=cfg.threads)
-    specs = {s["model"]: s for s in expand(run_cfg)}  # the paper runs' settings and config hashes
+    specs = {s.model: s for s in expand(run_cfg)}  # the paper runs' settings and config hashes
     _validate(specs)
     workers: dict[str, _Worker] = {}
     try:
@@ -131,23 +133,23 @@ def cmd_cost(ns: argparse.Namespace) -> int:
     summary = summarise(epochs, cfg.models)
     pair = new_id()
     for m in cfg.models:
-        spec = specs[m]
-        append_record(cfg.out, {"kind": "cost", "status": "ok", "pair": pair, "model": m, "dataset": cfg.dataset,
-                                "seed": cfg.seed, "config_hash": spec["config_hash"], "config": spec,
-                                "models": list(cfg.models), "warmup": cfg.warmup, "rounds": cfg.rounds,
-                                "epochs": epochs[m], "summary": summary, "device": workers[m].ready["device"],
-                                "memory": ends[m]["memory"], "provenance": provenance()})
+        append_record(cfg.out, CostRecord(
+            pair=pair, model=m, dataset=cfg.dataset, seed=cfg.seed, config_hash=specs[m].config_hash,
+            config=specs[m].as_dict(), models=cfg.models, warmup=cfg.warmup, rounds=cfg.rounds,
+            epochs=tuple(CostEpoch.from_json(e) for e in epochs[m]), summary=summary,
+            device=Device.from_json(workers[m].ready["device"]), memory=Memory.from_json(ends[m]["memory"]),
+            provenance=provenance()))
     _print_summary(summary, cfg)
     return 0
 
 
-def _validate(specs: dict[str, dict[str, Any]]) -> None:
+def _validate(specs: dict[str, RunSpec]) -> None:
     from bench.data import check_dataset
     from bench.modelio import model_config
 
     for spec in specs.values():
-        check_dataset(spec["dataset"], Path(spec["data_dir"]) if spec["data_dir"] else None)
-        model_config(spec["model"], spec["hp"])
+        check_dataset(spec.dataset, Path(spec.data_dir) if spec.data_dir else None)
+        model_config(spec.model, spec.hp)
 
 
 def _print_summary(summary: dict[str, Any], cfg: CostConfig) -> None:

@@ -27,8 +27,8 @@ from bench.evaluate import device_info
 from bench.modelio import build_model
 from bench.protocol import PHASES
 from bench.results.records import peak_rss_mb
+from bench.spec import RunSpec
 from bench.train import PhaseClock, Progress, _one_epoch, make_optimizer, memory_summary
-from bench.worker import spec_from_dict
 
 
 def reply(obj: dict[str, Any]) -> None:
@@ -36,7 +36,7 @@ def reply(obj: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    spec = spec_from_dict(json.loads(argv[0]))
+    spec = RunSpec.from_dict(json.loads(argv[0]))
     if spec.threads:
         torch.set_num_threads(spec.threads)
     device = torch.device(spec.device)
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
                         lambda: item_attributes(spec.dataset, data, data_dir))
     model.reset_parameters(torch.Generator().manual_seed(spec.seed))
     model.to(device)  # type: ignore[attr-defined]
-    opt, prog, clock = make_optimizer(model, spec.train), Progress(), PhaseClock(device)
+    opt, prog, clock = make_optimizer(model, spec.train_config), Progress(), PhaseClock(device)
     best = copy.deepcopy(model.state_dict())
     clock.mem.start()
     reply({"ready": True, "device": device_info(spec.device)})

@@ -223,16 +223,21 @@ def time_process(cfg: PerfConfig) -> dict[str, float]:
         _run_child(cmd, "`bench run`")
         wall = time.perf_counter() - t0
         from bench.results.records import read_records
+        from bench.results.schema import RunRecord
 
         (rec,) = read_records([Path(tmp)])
-    t = rec["timing"]
-    phases = {f"{k}_s": v for k, v in t["phase_total_s"].items()}  # clustering is the k-means initialisation
-    inside = t["setup_s"] + t["train_total_s"] + t["test_s"]
-    return {"wall_s": wall, "setup_s": t["setup_s"], **phases, "test_s": t["test_s"],
+    if not isinstance(rec, RunRecord):
+        raise BenchError(f"the timed `bench run` failed: its record is a {rec.kind} record, {rec.status}")
+    t, peak = rec.timing, rec.memory.peak_rss_mb
+    if t.setup_s is None or t.train_total_s is None or t.test_s is None or peak is None:
+        raise BenchError("the timed `bench run`'s record lacks its setup, training or test time or its peak memory")
+    phases = {f"{k}_s": v for k, v in t.phase_total_s.items()}  # clustering is the k-means initialisation
+    inside = t.setup_s + t.train_total_s + t.test_s
+    return {"wall_s": wall, "setup_s": t.setup_s, **phases, "test_s": t.test_s,
             "outside_phases_s": wall - inside,  # start-up, diagnostics, record, exit
             # the run process's own peak, from its record: RUSAGE_CHILDREN would also count this
             # process's memory, which a child shares between fork and exec
-            "peak_rss_mb_run": rec["memory"]["peak_rss_mb"]}
+            "peak_rss_mb_run": peak}
 
 
 def machine_gflops() -> dict[str, float]:
@@ -368,7 +373,7 @@ def cmd_perf(ns: argparse.Namespace) -> int:
     cfg = from_namespace(PerfConfig, ns)
     _preflight(cfg)
     results: dict[str, Any] = {"dataset": cfg.dataset, "repeat": cfg.repeat, "cpu": cpu_model(),
-                               "device": _device_name(cfg.device), "provenance": provenance()}
+                               "device": _device_name(cfg.device), "provenance": provenance().to_json()}
     if cfg.shared:
         from bench.perf.fixture import fixture_errors
 

@@ -225,9 +225,10 @@ def shape_from_records(path: Path) -> Shape:
     first two models (their first seeds), and the mean measured seed spread of NDCG@5."""
     from bench.errors import BenchError
     from bench.results.frame import load_frame, per_user_matrix
+    from bench.results.schema import Evaluated
 
     df = load_frame([path])
-    ok = df[(df.status == "ok") & df["record"].map(lambda r: bool(r.get("per_user_file")))]
+    ok = df[(df.status == "ok") & df["record"].map(lambda r: isinstance(r, Evaluated) and bool(r.per_user_file))]
     if ok.empty:
         raise BenchError(f"{path}: no finished records with per-user metrics")
     key: tuple[str, str] = tuple(ok.groupby(["dataset", "protocol"]).size().idxmax())  # type: ignore[arg-type,assignment]

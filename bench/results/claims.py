@@ -37,7 +37,8 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.results import stats
-from bench.results.frame import best_valid, epoch_times, per_user_matrix, time_to_target
+from bench.results.frame import best_valid, curve, epoch_times, per_user_matrix, time_to_target
+from bench.results.schema import CostRecord, Measured, Record, RunRecord
 
 COST_METRICS = ("epoch_time", "train_time", "time_to_target", "gpu_memory")
 CHECKS = ("paper", "released-checkpoints", "transfer")
@@ -189,33 +190,37 @@ def judge(claim: Claim, ok: pd.DataFrame, costs: pd.DataFrame | None = None) -> 
 
 
 def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str
-                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+                  ) -> tuple[np.ndarray, np.ndarray, CostRecord] | None:
     """The per-round epoch seconds (warm-up rounds left out) of the latest `bench cost` pair that
     timed both models, and that pair's subject record; None without one."""
     if costs is None or costs.empty:
         return None
-    recs = [r for r in costs["record"] if r.get("kind") == "cost"]
-    for pair in sorted({r["pair"] for r in recs}, key=lambda p: max(r["created"] for r in recs if r["pair"] == p),
+    recs = [r for r in costs["record"] if isinstance(r, CostRecord)]
+    for pair in sorted({r.pair for r in recs}, key=lambda p: max(r.created for r in recs if r.pair == p),
                        reverse=True):
-        by_model = {r["model"]: r for r in recs if r["pair"] == pair}
+        by_model = {r.model: r for r in recs if r.pair == pair}
         if subject in by_model and reference in by_model:
-            a, b = ({e["round"]: e["epoch_s"] for e in by_model[m]["epochs"] if not e["warmup"]}
+            a, b = ({e.round: e.epoch_s for e in by_model[m].epochs if not e.warmup}
                     for m in (subject, reference))
             rounds = sorted(set(a) & set(b))
             return np.array([a[k] for k in rounds]), np.array([b[k] for k in rounds]), by_model[subject]
     return None
 
 
-def _device(rec: dict[str, Any]) -> str:
+def _device(rec: Measured) -> str:
     """"cpu: AMD EPYC, 2 threads": a per-epoch cost holds for the device it was measured on."""
-    dev = rec.get("device") or {}
-    return f"{dev.get('type', '?')}: {dev.get('name', '?')}, {dev.get('torch_threads', '?')} threads"
+    dev = rec.device
+    return f"{_known(dev.type)}: {_known(dev.name)}, {_known(dev.torch_threads)} threads"
 
 
-def _judge_paired_cost(claim: Claim, ref: str, s: np.ndarray, r: np.ndarray, rec: dict[str, Any]) -> Verdict:
+def _known(v: Any) -> str:
+    return "?" if v is None else str(v)
+
+
+def _judge_paired_cost(claim: Claim, ref: str, s: np.ndarray, r: np.ndarray, rec: CostRecord) -> Verdict:
     est = stats.paired_ratio(s, r)
     e, lo, hi = _effect(est, claim.direction)
-    loads = [e_["loadavg_before"][0] for e_ in rec["epochs"]]
+    loads = [e_.loadavg_before[0] for e_ in rec.epochs]
     v = Verdict(claim, ref, "", "", e, lo, hi, _p_third(est, claim.claimed, claim.direction), est.p_two_sided(),
                 n=f"{len(s)} paired rounds (bench cost on {_device(rec)}, load average {min(loads):.2f}-"
                   f"{max(loads):.2f})")
@@ -231,16 +236,16 @@ def time_to_target_ratio(subj: pd.DataFrame, refs: pd.DataFrame, cost: stats.Log
     reference's own time to it, per seed: (epochs the subject needs / epochs the reference needs)
     x the paired per-epoch cost ratio, with the variances of both added. Returns (estimate or None,
     a note: seeds used, seeds where the subject never got there)."""
-    s_runs = {int(rec["seed"]): rec for rec in subj["record"] if rec.get("curve")}
-    r_runs = {int(rec["seed"]): rec for rec in refs["record"] if rec.get("curve")}
+    s_runs = {int(rec.seed): rec for rec in subj["record"] if curve(rec)}
+    r_runs = {int(rec.seed): rec for rec in refs["record"] if curve(rec)}
     logs, never = [], []
     for seed in sorted(set(s_runs) & set(r_runs)):
         target = best_valid(r_runs[seed])
-        reached = [c["epoch"] for c in s_runs[seed]["curve"] if c["valid_NDCG@20"] >= target]
+        reached = [c.epoch for c in curve(s_runs[seed]) if c.valid["NDCG@20"] >= target]
         if not reached:
             never.append(seed)
             continue
-        logs.append(math.log((reached[0] + 1) / (int(r_runs[seed]["best_epoch"]) + 1)))
+        logs.append(math.log((reached[0] + 1) / (int(r_runs[seed].best_epoch) + 1)))
     note = f"{len(logs)} seed(s)" + (f"; never reached in seed(s) {', '.join(map(str, never))}" if never else "")
     if not logs or cost is None:
         return None, note + ("" if cost is not None else "; no paired per-epoch cost")
@@ -309,17 +314,19 @@ def _cut_short(claim: Claim, *frames: pd.DataFrame) -> str:
     """Why the training runs are not the paper's protocol ("" if they are, or are checkpoints)."""
     for df in frames:
         for rec in df["record"]:
-            budget = (rec.get("train_config") or {}).get("epochs", claim.protocol_epochs)
-            if rec.get("kind") == "run" and rec.get("stop_reason") == "max_epochs" and budget < claim.protocol_epochs:
-                return (f"{rec['model']} was trained for {rec.get('epochs_run')} epochs and stopped by the epoch "
+            if not isinstance(rec, RunRecord) or rec.stop_reason != "max_epochs":
+                continue
+            budget = rec.train_config.epochs if rec.train_config else claim.protocol_epochs
+            if budget < claim.protocol_epochs:
+                return (f"{rec.model} was trained for {rec.epochs_run} epochs and stopped by the epoch "
                         f"budget, not by early stopping: not the paper's protocol ({claim.protocol_epochs} epochs)")
     return ""
 
 
-def avg_gpu_mb(rec: dict) -> float:
+def avg_gpu_mb(rec: Record) -> float:
     """Average GPU memory of a run (MB): the largest phase of `memory.gpu_avg_by_phase` (written
     by GPU runs; the paper's Table 2 reports average, not peak, memory); nan where absent."""
-    phases = ((rec.get("memory") or {}).get("gpu_avg_by_phase") or {}).values()
+    phases = rec.memory.gpu_avg_by_phase.values() if isinstance(rec, Measured) else ()
     return max((p["reserved"] for p in phases), default=math.nan) / 2**20
 
 
@@ -329,7 +336,8 @@ def _cost_groups(claim: Claim, rows: pd.DataFrame, target: float) -> list[np.nda
         if claim.metric == "epoch_time":
             g = epoch_times(rec)
         elif claim.metric == "train_time":
-            g = np.array([(rec.get("timing") or {}).get("train_total_s", np.nan)])
+            total = rec.timing.train_total_s if isinstance(rec, RunRecord) else None
+            g = np.array([np.nan if total is None else total])
         elif claim.metric == "time_to_target":
             g = np.array([time_to_target(rec, target)])
         else:

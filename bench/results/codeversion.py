@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.fileio import now, write_atomic
+from bench.results.schema import Attempt, CodeChange, CodeVersion, Record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("bench", "models")
@@ -49,29 +50,27 @@ def source_sha256(root: Path = REPO_ROOT) -> str:
 
 
 @functools.cache
-def code_version() -> dict[str, Any]:
+def code_version() -> CodeVersion:
     """This process's code: computed once, at the first call (a worker calls it as it starts), so
     that an edit during a long run is not taken for the code that runs."""
+    return CodeVersion(**git_state(), source_sha256=source_sha256())
 
-    return {**git_state(), "source_sha256": source_sha256()}
 
-
-def describe(v: dict[str, Any] | None) -> str:
+def describe(v: CodeVersion | None) -> str:
     """`abc1234+dirty (sources 1a2b3c4d5e6f)`; "unknown" for a state or record without one."""
-    if not v:
+    if v is None:
         return "unknown"
-    commit = str(v.get("commit") or "no git")[:7] + ("+dirty" if v.get("dirty") else "")
-    src = v.get("source_sha256")
-    return f"{commit} (sources {src[:12]})" if src else commit
+    commit = str(v.commit or "no git")[:7] + ("+dirty" if v.dirty else "")
+    return f"{commit} (sources {v.source_sha256[:12]})" if v.source_sha256 else commit
 
 
-def same_code(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+def same_code(a: CodeVersion | None, b: CodeVersion | None) -> bool:
     """Equal source hashes, or (for records without one) the same clean commit."""
-    if not a or not b:
+    if a is None or b is None:
         return False
-    if a.get("source_sha256") and b.get("source_sha256"):
-        return bool(a["source_sha256"] == b["source_sha256"])
-    return bool(a.get("commit")) and a.get("commit") == b.get("commit") and not a.get("dirty") and not b.get("dirty")
+    if a.source_sha256 and b.source_sha256:
+        return a.source_sha256 == b.source_sha256
+    return bool(a.commit) and a.commit == b.commit and not a.dirty and not b.dirty
 
 
 # ---------------------------------------------------------------- state sidecars
@@ -84,7 +83,7 @@ def sidecar_path(state: Path) -> Path:
 def write_sidecar(state: Path, progress: dict[str, Any]) -> None:
     """Next to a state, written just before it: its progress and this process's code version (atomic)."""
 
-    body = {**progress, "code": code_version(), "saved": now()}
+    body = {**progress, "code": code_version().to_json(), "saved": now()}
     write_atomic(sidecar_path(state), (json.dumps(body, sort_keys=True) + "\n").encode())
 
 
@@ -95,18 +94,23 @@ def read_sidecar(state: Path) -> dict[str, Any] | None:
         return None
 
 
-def resume_check(state: Path, allow: bool) -> dict[str, Any]:
-    """Before resuming `state`: {} when there is nothing to resume or the code is the same; with
-    `allow`, {"code_change": {...}} for the record; otherwise a one-line BenchError naming both
-    versions."""
+def sidecar_code(side: dict[str, Any] | None) -> CodeVersion | None:
+    """The code version a sidecar recorded (None: none, or a state saved before sidecars)."""
+    code = (side or {}).get("code")
+    return CodeVersion.from_json(code, "state sidecar: code") if code else None
+
+
+def resume_check(state: Path, allow: bool) -> CodeChange | None:
+    """Before resuming `state`: None when there is nothing to resume or the code is the same; with
+    `allow`, the code change for the record; otherwise a one-line BenchError naming both versions."""
     if not state.exists():
-        return {}
-    saved = (read_sidecar(state) or {}).get("code")
+        return None
+    saved = sidecar_code(read_sidecar(state))
     now_v = code_version()
     if same_code(saved, now_v):
-        return {}
+        return None
     if allow:
-        return {"code_change": {"state_code": saved, "code": now_v, "allowed": True}}
+        return CodeChange(state_code=saved, code=now_v, allowed=True)
     why = "was saved before code versions were recorded" if not saved else f"was saved by code {describe(saved)}"
     raise BenchError(f"refusing to resume {state.name}: it {why}, this is {describe(now_v)}; rerun that code, "
                      f"pass --allow-code-change to go on anyway (recorded), or delete the state to start over")
@@ -115,25 +119,27 @@ def resume_check(state: Path, allow: bool) -> dict[str, Any]:
 # ---------------------------------------------------------------- report warnings
 
 
-def _key(v: dict[str, Any]) -> tuple[Any, ...]:
-    return ("src", v["source_sha256"]) if v.get("source_sha256") else ("git", v.get("commit"), v.get("dirty"))
+def _key(v: CodeVersion | None) -> tuple[Any, ...]:
+    if v is None:
+        return ("git", None, None)
+    return ("src", v.source_sha256) if v.source_sha256 else ("git", v.commit, v.dirty)
 
 
-def _label(rec: dict[str, Any]) -> str:
-    return f"{rec.get('model')} s{rec.get('seed')}"
+def _label(rec: Record) -> str:
+    return f"{rec.model} s{rec.seed}"
 
 
-def code_warnings(records: list[dict[str, Any]]) -> list[str]:
+def code_warnings(records: list[Record]) -> list[str]:
     """Warnings for the runs of one comparison: several code versions, dirty trees whose code cannot
     be compared, runs resumed under other code. Empty when every run ran the same code."""
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[Record]] = defaultdict(list)
     for rec in records:
-        groups[_key(((rec.get("provenance") or {}).get("git")) or {})].append(rec)
+        groups[_key(rec.provenance.git)].append(rec)
     for rs in groups.values():
-        rs.sort(key=lambda r: (str(r.get("model")), r.get("seed") or 0))
+        rs.sort(key=lambda r: (str(r.model), r.seed or 0))
     out = []
     if len(groups) > 1:
-        parts = [f"{describe((rs[0].get('provenance') or {}).get('git'))}: {', '.join(map(_label, rs))}"
+        parts = [f"{describe(rs[0].provenance.git)}: {', '.join(map(_label, rs))}"
                  for rs in sorted(groups.values(), key=lambda rs: _label(rs[0]))]
         out.append(f"these runs come from {len(groups)} code versions ({'; '.join(parts)}): differences may be "
                    "the code's, not the models'")
@@ -142,8 +148,8 @@ def code_warnings(records: list[dict[str, Any]]) -> list[str]:
         out.append(f"{len(unknown)} run(s) ran from a dirty tree without a source hash "
                    f"({', '.join(map(_label, unknown))}): whether their code was the same cannot be checked")
     for rec in records:
-        change = rec.get("code_change")
-        if change:
-            out.append(f"{_label(rec)} was resumed under other code ({describe(change.get('state_code'))} -> "
-                       f"{describe(change.get('code'))}, --allow-code-change)")
+        change = rec.code_change if isinstance(rec, Attempt) else None
+        if change is not None:
+            out.append(f"{_label(rec)} was resumed under other code ({describe(change.state_code)} -> "
+                       f"{describe(change.code)}, --allow-code-change)")
     return out

@@ -17,61 +17,75 @@ import pandas as pd
 
 from bench.metrics import METRIC_NAMES
 from bench.results.records import load_per_user, read_records
+from bench.results.schema import (
+    Attempt,
+    CostRecord,
+    CurvePoint,
+    Device,
+    Evaluated,
+    FailureRecord,
+    Measured,
+    Memory,
+    Record,
+    RecordedProtocol,
+    RunRecord,
+    Timing,
+)
 
 COST_COLUMNS = ("epoch_mean_s", "train_total_s", "time_to_best_s", "peak_rss_mb", "peak_gpu_mb")
 
 
-def _row(rec: dict[str, Any]) -> dict[str, Any]:
-    timing, memory = rec.get("timing") or {}, rec.get("memory") or {}
-    gpu = memory.get("gpu_peak_by_phase") or {}
-    proto = rec.get("protocol") or {}
+def _row(rec: Record) -> dict[str, Any]:
+    """One record as flat columns; a part the record's kind lacks reads as an empty one."""
+    run = rec if isinstance(rec, RunRecord) else None
+    timing = run.timing if run else Timing()
+    memory = rec.memory if isinstance(rec, Measured) else Memory()
+    dev = rec.device if isinstance(rec, Measured) else Device()
+    proto = rec.protocol if isinstance(rec, Evaluated) else RecordedProtocol()
+    gpu = memory.gpu_peak_by_phase
     row = {
-        "id": rec.get("id"), "kind": rec.get("kind"), "status": rec.get("status"), "model": variant(rec),
-        "base_model": rec.get("model"),
-        "dataset": rec.get("dataset"), "seed": rec.get("seed"), "reason": rec.get("reason"),
-        "protocol": proto.get("hash"), "seen_items": proto.get("seen_items"),
-        "dataset_sha256": proto.get("dataset_sha256"), "config_hash": rec.get("config_hash"),
-        "epochs_run": rec.get("epochs_run"), "stop_reason": rec.get("stop_reason"),
-        "epoch_mean_s": timing.get("epoch_mean_s"), "train_total_s": timing.get("train_total_s"),
-        "time_to_best_s": timing.get("time_to_best_s"), "peak_rss_mb": memory.get("peak_rss_mb"),
+        "id": rec.id, "kind": rec.kind, "status": rec.status, "model": variant(rec), "base_model": rec.model,
+        "dataset": rec.dataset, "seed": rec.seed, "reason": rec.reason if isinstance(rec, FailureRecord) else None,
+        "protocol": proto.hash, "seen_items": proto.seen_items, "dataset_sha256": proto.dataset_sha256,
+        "config_hash": rec.config_hash if isinstance(rec, Attempt | CostRecord) else None,
+        "epochs_run": run.epochs_run if run else None, "stop_reason": run.stop_reason if run else None,
+        "epoch_mean_s": timing.epoch_mean_s, "train_total_s": timing.train_total_s,
+        "time_to_best_s": timing.time_to_best_s, "peak_rss_mb": memory.peak_rss_mb,
         "peak_gpu_mb": max((v["reserved"] for v in gpu.values()), default=np.nan) / 2**20 if gpu else np.nan,
-        "host": (rec.get("provenance") or {}).get("host"),
-        "machine": _machine(rec),
-        "threads": (rec.get("device") or {}).get("torch_threads"),
-        "kernels": (rec.get("device") or {}).get("kernels"),
-        "record": rec,
+        "host": rec.provenance.host, "machine": _machine(rec.provenance.machine, rec.provenance.cpu_count, dev),
+        "threads": dev.torch_threads, "kernels": dev.kernels, "record": rec,
     }
-    row.update({m: (rec.get("metrics") or {}).get(m, np.nan) for m in METRIC_NAMES})
+    metrics = rec.metrics if isinstance(rec, Evaluated) else {}
+    row.update({m: metrics.get(m, np.nan) for m in METRIC_NAMES})
     return row
 
 
-def variant(rec: dict[str, Any]) -> str:
+def variant(rec: Record) -> str:
     """The model as the report names it: its registry name when it ran with the dataset's preset,
     else the name with the settings that differ, e.g. "sasrec_ce[prefixes=true]" or "elcrec[k=64]".
     Runs of one model under different settings are different models to compare, never seeds of one
     (a claim about "elcrec" is a claim about its preset). Epochs and patience are the protocol's."""
     from bench.presets import preset  # a dict of settings, no torch
 
-    model, spec = rec.get("model"), rec.get("config")
-    if not isinstance(spec, dict) or not isinstance(spec.get("hp"), dict):
-        return str(model)
-    base = preset(str(rec.get("dataset")), str(model))
+    spec = rec.config if isinstance(rec, Attempt) else {}
+    if not isinstance(spec.get("hp"), dict):
+        return str(rec.model)
+    base = preset(str(rec.dataset), str(rec.model))
     diff = {k: v for k, v in spec["hp"].items() if k not in base or base[k] != v}
     diff.update({k: v for k, v in (spec.get("train") or {}).items() if k not in ("epochs", "patience")})
     if not diff:
-        return str(model)
+        return str(rec.model)
     text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in diff.items()}  # init=random, prefixes=true
-    return f"{model}[{','.join(f'{k}={v}' for k, v in sorted(text.items()))}]"
+    return f"{rec.model}[{','.join(f'{k}={v}' for k, v in sorted(text.items()))}]"
 
 
-def _machine(rec: dict[str, Any]) -> str:
-    prov = rec.get("provenance") or {}
-    dev = rec.get("device") or {}
-    return f"{prov.get('machine')}/{prov.get('cpu_count')} cpus/{dev.get('type', 'cpu')}:{dev.get('name', '')}"
+def _machine(machine: str | None, cpus: int | None, dev: Device) -> str:
+    return f"{machine}/{cpus} cpus/{dev.type or 'cpu'}:{dev.name or ''}"
 
 
 def load_frame(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per record of the given record files or folders (failed runs included)."""
+    """One row per record of the given record files or folders (failed runs included); the typed
+    record itself is in the `record` column."""
     recs = read_records([Path(p) for p in paths])
     df = pd.DataFrame([_row(r) for r in recs])
     if df.empty:
@@ -86,18 +100,23 @@ def per_user_matrix(rows: pd.DataFrame, metric: str) -> np.ndarray:
     return np.stack([load_per_user(r)[metric] for r in rows["record"]])
 
 
-def epoch_times(rec: dict[str, Any]) -> np.ndarray:
+def curve(rec: Record) -> tuple[CurvePoint, ...]:
+    """A training run's validation curve; none for the other kinds (an eval record has no training)."""
+    return rec.curve if isinstance(rec, RunRecord) else ()
+
+
+def epoch_times(rec: Record) -> np.ndarray:
     """Per-epoch wall seconds (all phases) of a run record."""
-    return np.array([sum(c["seconds"].values()) for c in rec.get("curve") or []], dtype=np.float64)
+    return np.array([sum(c.seconds.values()) for c in curve(rec)], dtype=np.float64)
 
 
-def time_to_target(rec: dict[str, Any], target: float) -> float:
+def time_to_target(rec: Record, target: float) -> float:
     """Training wall time until validation NDCG@20 first reaches `target` (nan if never)."""
-    for c in rec.get("curve") or []:
-        if c["valid_NDCG@20"] >= target:
-            return float(c["elapsed"])
+    for c in curve(rec):
+        if c.valid["NDCG@20"] >= target:
+            return float(c.elapsed)
     return float("nan")
 
 
-def best_valid(rec: dict[str, Any]) -> float:
-    return max((c["valid_NDCG@20"] for c in rec.get("curve") or []), default=float("nan"))
+def best_valid(rec: Record) -> float:
+    return max((c.valid["NDCG@20"] for c in curve(rec)), default=float("nan"))

@@ -18,7 +18,6 @@ Exit codes: 0 pass, 1 regression, 2 usage error, 3 inconclusive.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -34,7 +33,7 @@ from bench.config import from_namespace, opt
 from bench.errors import BenchError
 from bench.results import stats
 from bench.results.frame import epoch_times, load_frame, per_user_matrix
-from bench.results.records import RECORDS_FILE, read_records
+from bench.results.records import read_records, save_copies
 
 PASS, FAIL, INCONCLUSIVE = "pass", "REGRESSION", "inconclusive"
 
@@ -194,14 +193,7 @@ def update_baseline(cfg: GateConfig) -> None:
     target = cfg.baseline
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    lines = []
-    for rec in recs:
-        src_dir = Path(rec.pop("_dir"))
-        if rec.get("per_user_file"):
-            (tmp / rec["per_user_file"]).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src_dir / rec["per_user_file"], tmp / rec["per_user_file"])
-        lines.append(json.dumps(rec, sort_keys=True))
-    (tmp / RECORDS_FILE).write_text("\n".join(lines) + "\n")
+    save_copies(recs, tmp)
     if target.exists():
         old = target.with_name(f".{target.name}.old")
         os.replace(target, old)

@@ -17,14 +17,15 @@ from matplotlib.figure import Figure
 
 from bench.protocol import PHASES
 from bench.results import stats
-from bench.results.frame import epoch_times
+from bench.results.frame import curve, epoch_times
 from bench.results.report import Report, Section
+from bench.results.schema import Measured, Record
 from bench.results.sensitivity import METRICS, Grid, diag_values, label, plot_captions
 
 
 def _trained(sec: Section) -> pd.DataFrame:
     """The section's training runs (records with a validation curve)."""
-    return sec.ok[sec.ok["record"].map(lambda r: bool(r.get("curve")))]
+    return sec.ok[sec.ok["record"].map(lambda r: bool(curve(r)))]
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -35,7 +36,7 @@ def _save(fig: Figure, path: Path) -> None:
 
 def _curves(runs: pd.DataFrame, ax: plt.Axes, dataset: str) -> None:
     for model, g in runs.groupby("model"):
-        curves = [np.array([c["valid_NDCG@20"] for c in r["curve"]]) for r in g["record"]]
+        curves = [np.array([c.valid["NDCG@20"] for c in curve(r)]) for r in g["record"]]
         n = min(map(len, curves))
         m = np.stack([c[:n] for c in curves])
         x = np.arange(n)
@@ -48,7 +49,7 @@ def _phases(runs: pd.DataFrame, ax: plt.Axes, dataset: str) -> None:
     models = sorted(runs.model.unique())
     bottom = np.zeros(len(models))
     for phase in PHASES:
-        vals = np.array([np.mean([np.mean([c["seconds"][phase] for c in r["curve"]])
+        vals = np.array([np.mean([np.mean([c.seconds[phase] for c in curve(r)])
                                   for r in runs[runs.model == m]["record"]]) for m in models])
         ax.bar(models, vals, bottom=bottom, label=phase)
         bottom += vals
@@ -63,8 +64,9 @@ def _scatter(runs: pd.DataFrame, ax: plt.Axes, dataset: str) -> None:
     ax.set(xlabel="seconds per epoch", ylabel="test NDCG@10", title=f"{dataset}: quality vs cost")
 
 
-def _timeline(rec: dict[str, Any]) -> dict[str, Any] | None:
-    return ((rec.get("memory") or {}).get("sampled") or {}).get("timeline")
+def _timeline(rec: Record) -> dict[str, Any] | None:
+    sampled = rec.memory.sampled if isinstance(rec, Measured) else None
+    return sampled.timeline if sampled else None
 
 
 def _memory(runs: pd.DataFrame, ax: plt.Axes, dataset: str) -> None:
@@ -107,8 +109,8 @@ def make_plots(report: Report, out: Path) -> dict[str, dict[str, str]]:
     """Writes the plots; returns {section key: {caption: file name}} for the markdown to link."""
     result: dict[str, dict[str, str]] = {}
     for sec in report.sections:
-        key = f"{sec.dataset}/{sec.protocol.get('hash')}"
-        stem = f"{sec.dataset.split(':')[0]}-{sec.protocol.get('hash')}"
+        key = f"{sec.dataset}/{sec.protocol.hash}"
+        stem = f"{sec.dataset.split(':')[0]}-{sec.protocol.hash}"
         made: dict[str, str] = {}
         runs = _trained(sec)
         for caption, draw, prefix, width in _RUN_PLOTS if not runs.empty else ():

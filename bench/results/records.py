@@ -1,44 +1,46 @@
 """Append-only JSON-lines records with provenance, and their per-user sidecars. No torch here.
 
-A record is one JSON object on one line of `<out>/records.jsonl`. Per-user arrays go to
-`<out>/per_user/<id>.npz`, written (atomically) before the line that names them, so a reader never
-sees a line whose sidecar is missing. Lines are appended with one `write` under an exclusive
-`flock`, so concurrent workers never interleave.
+A record (one of the typed records of `bench.results.schema`) is one JSON object on one line of
+`<out>/records.jsonl`. Per-user arrays go to `<out>/per_user/<id>.npz`, written (atomically) before
+the line that names them, so a reader never sees a line whose sidecar is missing. Lines are appended
+with one `write` under an exclusive `flock`, so concurrent workers never interleave.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import io
 import json
 import os
 import platform
+import shutil
 import socket
 import sys
-import uuid
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from bench.errors import BenchError
-from bench.fileio import now, write_atomic
+from bench.fileio import write_atomic
 from bench.results.codeversion import code_version
+from bench.results.schema import (
+    CodeChange,
+    Device,
+    Evaluated,
+    FailureRecord,
+    Provenance,
+    Record,
+    RunRecord,
+    parse_record,
+)
+from bench.spec import RunSpec
 
-SCHEMA_VERSION = 1
 RECORDS_FILE = "records.jsonl"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex[:16]
-
-
-
-
-
-
+R = TypeVar("R", bound=Record)
 
 
 def library_versions() -> dict[str, str | None]:
@@ -77,21 +79,30 @@ def cpu_model() -> str:
     return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine())
 
 
-def provenance() -> dict[str, Any]:
-
-    return {
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "libraries": library_versions(),
-        "git": code_version(),  # commit, dirty flag and the source files' sha256
-    }
+def provenance() -> Provenance:
+    """This process's machine, libraries and code version (fixed at its first use: a run's start)."""
+    return Provenance(host=socket.gethostname(), platform=platform.platform(), machine=platform.machine(),
+                      cpu=cpu_model(), cpu_count=os.cpu_count(), python=platform.python_version(),
+                      libraries=library_versions(), git=code_version())
 
 
+def run_record(spec: RunSpec, attempt: str, result: dict[str, Any], device: dict[str, Any], resumed: bool,
+               code_change: CodeChange | None) -> RunRecord:
+    """The record of a finished run, from `bench.train.train_run`'s measurements (less `per_user`)."""
+    body = {**result, "model": spec.model, "dataset": spec.dataset, "seed": spec.seed,
+            "config_hash": spec.config_hash, "config": spec.as_dict(), "attempt": attempt}
+    rec = RunRecord.from_json(body, f"the measurements of {spec.model}/{spec.dataset}/s{spec.seed}")
+    return dataclasses.replace(rec, device=Device.from_json(device), resumed=resumed, code_change=code_change,
+                               provenance=provenance())
 
+
+def failure_record(spec: RunSpec, attempt: str, reason: str, stderr_tail: str, *, resumed: bool | None = None,
+                   code_change: CodeChange | None = None, wall_s: float | None = None) -> FailureRecord:
+    """The record of a run that failed: in the worker (a reason it can name) or in the runner (a
+    worker that died without a record, or a timeout)."""
+    return FailureRecord(model=spec.model, dataset=spec.dataset, seed=spec.seed, config_hash=spec.config_hash,
+                         config=spec.as_dict(), attempt=attempt, reason=reason, stderr_tail=stderr_tail,
+                         resumed=resumed, code_change=code_change, wall_s=wall_s, provenance=provenance())
 
 
 def save_per_user(out_dir: Path, rec_id: str, arrays: dict[str, np.ndarray]) -> str:
@@ -103,13 +114,20 @@ def save_per_user(out_dir: Path, rec_id: str, arrays: dict[str, np.ndarray]) -> 
     return rel
 
 
-def append_record(out_dir: Path, record: dict[str, Any], per_user: dict[str, np.ndarray] | None = None) -> dict:
-    """Adds schema, id and time, writes the sidecar, then appends the line atomically."""
+def _line(record: Record) -> bytes:
+    """The one JSON form of a record on disk."""
+    return (json.dumps(record.to_json(), sort_keys=True, allow_nan=True) + "\n").encode()
+
+
+def append_record(out_dir: Path, record: R, per_user: dict[str, np.ndarray] | None = None) -> R:
+    """Writes the sidecar (an evaluated record's per-user arrays), then appends the line atomically;
+    returns the record as written, with its folder."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {"schema": SCHEMA_VERSION, "id": record.get("id") or new_id(), "created": now(), **record}
     if per_user is not None:
-        record["per_user_file"] = save_per_user(out_dir, record["id"], per_user)
-    line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode()
+        if not isinstance(record, Evaluated):
+            raise TypeError(f"a {type(record).__name__} has no per-user arrays")
+        record = dataclasses.replace(record, per_user_file=save_per_user(out_dir, record.id, per_user))
+    line = _line(record)
     fd = os.open(out_dir / RECORDS_FILE, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -119,7 +137,7 @@ def append_record(out_dir: Path, record: dict[str, Any], per_user: dict[str, np.
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-    return record
+    return dataclasses.replace(record, folder=out_dir)
 
 
 def _drop_torn_tail(fd: int) -> None:
@@ -144,13 +162,14 @@ def record_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def read_records(paths: list[Path]) -> list[dict[str, Any]]:
-    """Every record of the given files/directories; each gets `_dir` (where its sidecar lives).
+def read_records(paths: list[Path]) -> list[Record]:
+    """Every record of the given files/directories, typed (schema 1 lines upgraded: see
+    `bench.results.schema`); each knows its `folder` (where its sidecar lives).
 
     A last line without a newline (a writer killed mid-write) is skipped with a warning naming
     file:line on stderr; any other bad line is an error naming file:line.
     """
-    out: list[dict[str, Any]] = []
+    out: list[Record] = []
     for f in record_files(paths):
         text = f.read_text()
         lines = text.split("\n")
@@ -162,19 +181,25 @@ def read_records(paths: list[Path]) -> list[dict[str, Any]]:
                       "record written there cuts it off)", file=sys.stderr)
                 continue
             try:
-                rec = json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise BenchError(f"{f}:{no}: not a JSON record ({e.msg})") from None
-            if rec.get("schema") != SCHEMA_VERSION:
-                raise BenchError(f"{f}:{no}: schema {rec.get('schema')!r}, this version reads {SCHEMA_VERSION}")
-            rec["_dir"] = str(f.parent)
-            out.append(rec)
+            out.append(dataclasses.replace(parse_record(obj, f"{f}:{no}"), folder=f.parent))
     return out
 
 
-def load_per_user(record: dict[str, Any]) -> dict[str, np.ndarray]:
-    rel = record.get("per_user_file")
-    if not rel:
-        raise BenchError(f"record {record.get('id')} has no per-user arrays")
-    with np.load(Path(record["_dir"]) / rel) as z:
+def load_per_user(record: Record) -> dict[str, np.ndarray]:
+    if not isinstance(record, Evaluated) or not record.per_user_file or record.folder is None:
+        raise BenchError(f"record {record.id} has no per-user arrays")
+    with np.load(record.folder / record.per_user_file) as z:
         return {k.replace("_at_", "@"): z[k] for k in z.files}
+
+
+def save_copies(records: Sequence[Record], dest: Path) -> None:
+    """Copies of the records (as the current schema) and their per-user sidecars into the folder
+    `dest`, which becomes a self-contained records folder."""
+    for rec in records:
+        if isinstance(rec, Evaluated) and rec.per_user_file and rec.folder is not None:
+            (dest / rec.per_user_file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(rec.folder / rec.per_user_file, dest / rec.per_user_file)
+    write_atomic(dest / RECORDS_FILE, b"".join(map(_line, records)))

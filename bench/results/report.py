@@ -25,7 +25,8 @@ from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES
 from bench.results import stats
 from bench.results.claims import INCONCLUSIVE, Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
-from bench.results.frame import COST_COLUMNS, best_valid, load_frame, per_user_matrix, time_to_target
+from bench.results.frame import COST_COLUMNS, best_valid, curve, load_frame, per_user_matrix, time_to_target
+from bench.results.schema import CodeVersion, CostRecord, Measured, RecordedProtocol
 from bench.results.sensitivity import (
     Grid,
     RangeClaim,
@@ -84,7 +85,7 @@ class Comparison:
 @dataclass
 class Section:
     dataset: str
-    protocol: dict[str, Any]
+    protocol: RecordedProtocol
     rows: list[ModelRow]
     comparisons: list[Comparison]
     verdicts: list[Verdict]
@@ -117,7 +118,7 @@ def _model_rows(ok: pd.DataFrame, target: tuple[str, float] | None) -> list[Mode
         std = g[list(METRIC_NAMES)].std(ddof=1) if len(g) > 1 else pd.Series(math.nan, index=list(METRIC_NAMES))
         cost = {c: float(g[c].mean()) for c in COST_COLUMNS}
         cost["time_to_target_s"] = float(np.nanmean([time_to_target(r, target[1]) for r in g["record"]])) \
-            if target and g["record"].map(lambda r: bool(r.get("curve"))).all() else math.nan
+            if target and g["record"].map(lambda r: bool(curve(r))).all() else math.nan
         mean = {str(k): float(v) for k, v in g[list(METRIC_NAMES)].mean().items()}
         out.append(ModelRow(str(model), len(g), mean, {str(k): float(v) for k, v in std.items()}, cost))
     return out
@@ -168,7 +169,7 @@ def _spread(ok: pd.DataFrame, rows: list[ModelRow]) -> None:
 
 
 def _target(ok: pd.DataFrame, reference: str | None) -> tuple[str, float] | None:
-    runs = ok[ok["record"].map(lambda r: bool(r.get("curve")))]
+    runs = ok[ok["record"].map(lambda r: bool(curve(r)))]
     if runs.empty:
         return None
     best = runs.groupby("model")["record"].agg(lambda rs: float(np.nanmean([best_valid(r) for r in rs])))
@@ -227,8 +228,8 @@ def _unjudged(claim: Any, costs: pd.DataFrame) -> Verdict:
         if "paired" in v.test:
             return v
     if claim.metric == "gpu_memory" and not mine.empty:
-        rss = ", ".join(f"{r['model']} {r['memory']['rss_avg_mb']:.0f} / {r['memory']['peak_rss_mb']:.0f} MB"
-                        for r in mine["record"] if r["model"] in (claim.subject, claim.reference))
+        rss = ", ".join(f"{r.model} {r.memory.rss_avg_mb:.0f} / {r.memory.peak_rss_mb:.0f} MB"
+                        for r in mine["record"] if r.model in (claim.subject, claim.reference))
         return Verdict(claim, claim.reference, INCONCLUSIVE, "needs a GPU: the paired cost benchmark ran on CPU "
                        f"(average / peak RSS during training: {rss})")
     return Verdict(claim, claim.reference, "NOT RUN", f"no records of {claim.dataset}")
@@ -242,8 +243,7 @@ def _section(dataset: str, ok: pd.DataFrame, claims: list[Any], cfg: ReportConfi
     comps = _comparisons(ok, rows, cfg) if len(rows) > 1 else []
     _spread(ok, rows)
     verdicts = [judge(c, ok, costs) for c in claims if c.dataset == dataset and c.runnable]
-    proto = dict(ok.iloc[0]["record"]["protocol"])
-    sec = Section(dataset, proto, rows, comps, verdicts, n_tests, target, ok)
+    sec = Section(dataset, ok.iloc[0]["record"].protocol, rows, comps, verdicts, n_tests, target, ok)
     sec.paired = _paired_costs(ok, costs)
     sec.grids = find_grids(ok, dataset)
     return sec
@@ -269,18 +269,17 @@ def _paired_costs(ok: pd.DataFrame, costs: pd.DataFrame | None) -> list[PairedCo
     if costs is None or costs.empty:
         return out
     for rec in costs["record"]:
-        models = rec.get("models") or []
-        if rec["model"] != models[0]:
+        if not isinstance(rec, CostRecord) or rec.model != rec.models[0]:
             continue  # one entry per pair: its subject's record
-        for ref in models[1:]:
-            pair = paired_epochs(costs, rec["model"], ref)
+        for ref in rec.models[1:]:
+            pair = paired_epochs(costs, rec.model, ref)
             if pair is None:
                 continue
             est = stats.paired_ratio(pair[0], pair[1])
-            tt, note = time_to_target_ratio(ok[ok.model == rec["model"]], ok[ok.model == ref], est)
-            loads = [e["loadavg_before"][0] for e in rec["epochs"]]
-            out.append(PairedCost(rec["model"], ref, len(pair[0]), est, tt, note, (min(loads), max(loads)),
-                                  f"{rec['device'].get('name')}, {rec['device'].get('torch_threads')} threads"))
+            tt, note = time_to_target_ratio(ok[ok.model == rec.model], ok[ok.model == ref], est)
+            loads = [e.loadavg_before[0] for e in rec.epochs]
+            out.append(PairedCost(rec.model, ref, len(pair[0]), est, tt, note, (min(loads), max(loads)),
+                                  f"{rec.device.name}, {rec.device.torch_threads} threads"))
     return out
 
 
@@ -339,17 +338,19 @@ def provenance_table(sec: Section) -> list[list[str]]:
     at the same commit and thread count."""
     table = []
     for r in sec.rows:
-        recs = list(sec.ok[sec.ok.model == r.model].record)
-        prov = [rec.get("provenance") or {} for rec in recs]
-        gits = [p.get("git") or {} for p in prov]
-        commits = [str(g.get("commit", ""))[:7] + ("+dirty" if g.get("dirty") else "") for g in gits]
-        devices = [rec.get("device") or {} for rec in recs]
-        machines = [f"{d.get('type', 'cpu')}: {d.get('name') or p.get('cpu') or p.get('machine')}"
-                    for p, d in zip(prov, devices, strict=True)]
+        recs = [rec for rec in sec.ok[sec.ok.model == r.model].record if isinstance(rec, Measured)]
+        commits = [_commit(rec.provenance.git) for rec in recs]
+        machines = [f"{rec.device.type or 'cpu'}: {rec.device.name or rec.provenance.cpu or rec.provenance.machine}"
+                    for rec in recs]
         table.append([r.model, str(len(recs)), _distinct(commits), _distinct(machines),
-                      _distinct([d.get("torch_threads") for d in devices]),
-                      _distinct([(p.get("libraries") or {}).get("torch") for p in prov])])
+                      _distinct([rec.device.torch_threads for rec in recs]),
+                      _distinct([rec.provenance.libraries.get("torch") for rec in recs])])
     return table
+
+
+def _commit(git: CodeVersion | None) -> str:
+    """`abc1234+dirty`; "" for a record of code before code versions were recorded."""
+    return "" if git is None else str(git.commit)[:7] + ("+dirty" if git.dirty else "")
 
 
 PROVENANCE_HEADERS = ["model", "runs", "commit", "machine", "torch threads", "torch"]
@@ -406,7 +407,7 @@ def summary_rows(report: Report) -> list[dict[str, Any]]:
     out = []
     for sec in report.sections:
         for r in sec.rows:
-            row: dict[str, Any] = {"dataset": sec.dataset, "protocol": sec.protocol.get("hash"), "model": r.model,
+            row: dict[str, Any] = {"dataset": sec.dataset, "protocol": sec.protocol.hash, "model": r.model,
                                    "n": r.n}
             row.update({f"{m} mean": r.mean[m] for m in METRIC_NAMES})
             row.update({f"{m} std": r.std[m] for m in METRIC_NAMES})

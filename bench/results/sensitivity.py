@@ -28,7 +28,7 @@ import json
 import math
 import tomllib
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from bench.metrics import METRIC_NAMES
 from bench.results import stats
 from bench.results.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decide
 from bench.results.frame import per_user_matrix
+from bench.results.schema import Record, RunRecord
 
 METRICS = ("HR@5", "NDCG@5", "HR@20", "NDCG@20")  # the report's headline metrics
 RULES = ("near-best", "range-matters")
@@ -47,14 +48,13 @@ UNSET = "(unset)"  # a key a record does not name (records written before `model
 DIAG_KEYS = ("centres_used", "usage_entropy_nats", "effective_clusters", "effective_share")
 
 
-def settings(rec: dict[str, Any]) -> dict[str, Any] | None:
+def settings(rec: Record) -> dict[str, Any] | None:
     """Every setting of a training run (None for other records): its model's hyper-parameters and its
     training settings, prefixed `train.`."""
-    cfg = rec.get("config") or {}
-    if rec.get("kind") != "run" or not cfg:
+    if not isinstance(rec, RunRecord) or not rec.config:
         return None
-    hp = rec.get("model_config") or cfg.get("hp") or {}
-    train = rec.get("train_config") or cfg.get("train") or {}
+    hp = rec.model_config or rec.config.get("hp") or {}
+    train = asdict(rec.train_config) if rec.train_config is not None else rec.config.get("train") or {}
     return {**hp, **{f"train.{k}": v for k, v in train.items()}}
 
 
@@ -64,7 +64,7 @@ def _canon(d: dict[str, Any]) -> str:
     return json.dumps(num, sort_keys=True, default=str)
 
 
-def distinct_settings(records: list[dict[str, Any]]) -> int:
+def distinct_settings(records: list[Record]) -> int:
     """How many different settings the training runs among `records` have."""
     return len({_canon(st) for st in map(settings, records) if st is not None})
 
@@ -105,10 +105,10 @@ class Grid:
         return bool(vals) and min(vals) > 0 and max(vals) >= 10 * min(vals)
 
 
-def _run_diag(rec: dict[str, Any], key: str) -> dict[str, float] | None:
+def _run_diag(rec: RunRecord, key: str) -> dict[str, float] | None:
     """A run's cluster diagnostics under `key` with k; the effective number of clusters is
     exp(usage entropy) and its share of k exp(entropy - log k) where older records lack them."""
-    d = rec.get(key)
+    d = rec.diagnostics if key == "diagnostics" else rec.diagnostics_init
     if not d or "usage_entropy_nats" not in d:
         return None
     eff, k = math.exp(d["usage_entropy_nats"]), math.exp(d["max_usage_entropy_nats"])
@@ -117,7 +117,7 @@ def _run_diag(rec: dict[str, Any], key: str) -> dict[str, float] | None:
             "effective_share": d.get("effective_share", eff / k)}
 
 
-def _diag(recs: list[dict[str, Any]], key: str) -> dict[str, float]:
+def _diag(recs: list[RunRecord], key: str) -> dict[str, float]:
     """Means over runs of the cluster diagnostics under `key` ({} where no run has them)."""
     rows = [d for d in (_run_diag(r, key) for r in recs) if d is not None]
     return {k: float(np.mean([r[k] for r in rows])) for k in (*DIAG_KEYS, "k")} if rows else {}
@@ -130,14 +130,14 @@ def diag_values(point: Point, key: str, name: str) -> np.ndarray:
 
 
 def _point(value: Any, rows: pd.DataFrame) -> Point:
-    rows = rows.assign(_created=rows["record"].map(lambda r: r.get("created", ""))).sort_values("_created")
+    rows = rows.assign(_created=rows["record"].map(lambda r: r.created or "")).sort_values("_created")
     rows = rows.drop_duplicates("seed", keep="last").sort_values("seed")  # a seed run twice: the latest
     recs = list(rows["record"])
     metrics = {m: stats.mean_interval(rows[m].to_numpy(dtype=np.float64)) for m in METRIC_NAMES}
-    best = [r["best_epoch"] + 1 for r in recs if r.get("best_epoch") is not None]
+    best = [r.best_epoch + 1 for r in recs if r.best_epoch is not None]
     return Point(value, rows, len(rows), metrics, _diag(recs, "diagnostics"), _diag(recs, "diagnostics_init"),
-                 float(np.mean([r.get("epochs_run") or 0 for r in recs])), float(np.mean(best)) if best else math.nan,
-                 dict(Counter(str(r.get("stop_reason")) for r in recs)))
+                 float(np.mean([r.epochs_run or 0 for r in recs])), float(np.mean(best)) if best else math.nan,
+                 dict(Counter(str(r.stop_reason) for r in recs)))
 
 
 def _sort_key(grid_numeric: bool, value: Any) -> tuple[int, Any]:
@@ -176,12 +176,10 @@ def find_grids(ok: pd.DataFrame, dataset: str) -> list[Grid]:
 def provenance_line(grid: Grid) -> str:
     """Commits, machines and torch threads of a grid's runs: a report names where its numbers come from."""
     recs = [r for p in grid.points for r in p.rows["record"]]
-    commits = sorted({str(((r.get("provenance") or {}).get("git") or {}).get("commit", ""))[:7]
-                      + ("+dirty" if ((r.get("provenance") or {}).get("git") or {}).get("dirty") else "")
-                      for r in recs} - {""})
-    machines = sorted({f"{(r.get('device') or {}).get('type', 'cpu')}: {(r.get('device') or {}).get('name')}"
-                       for r in recs})
-    threads = sorted({str((r.get("device") or {}).get("torch_threads")) for r in recs})
+    gits = [r.provenance.git for r in recs if r.provenance.git is not None]
+    commits = sorted({(g.commit or "")[:7] + ("+dirty" if g.dirty else "") for g in gits} - {""})
+    machines = sorted({f"{r.device.type or 'cpu'}: {r.device.name}" for r in recs})
+    threads = sorted({str(r.device.torch_threads) for r in recs})
     return (f"{len(recs)} runs from commit(s) {', '.join(commits) or '–'} on {', '.join(machines)}, "
             f"{', '.join(threads)} torch thread(s) per run")
 
