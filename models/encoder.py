@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models import native
-from models.kernels import (
+from models.fast import native
+from models.fast.kernels import (
     dropout,
     dropout_add,
     gram_matrix,

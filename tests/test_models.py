@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from bench.modelio import build_model, load_checkpoint
 from bench.perf.fixture import fixture_errors, load_batch
-from models import encoder, kernels
+from models import encoder
+from models.fast import kernels
 from models.protocol import Batch
 
 REL = 1e-5
@@ -113,7 +114,7 @@ def test_a_training_pass_on_blocks_of_rows_computes_the_one_block_function(monke
     model.train()
     blocked = _train_pass(model, ids, 2)
     monkeypatch.setattr(encoder, "row_blocks", lambda fn, x, gen, params: fn(x, gen))  # one block
-    whole = _train_pass(model, ids, 1)  # one thread, as each block had: the same kernels (models/native.py)
+    whole = _train_pass(model, ids, 1)  # one thread, as each block had: the same kernels (models/fast/native.py)
     for a, b in zip(blocked, whole, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 

@@ -1,4 +1,4 @@
-"""The native CPU kernels (models/native.c) against the torch path they replace."""
+"""The native CPU kernels (models/fast/native.c) against the torch path they replace."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 
 from bench.modelio import build_model
 from bench.perf.fixture import fixture_errors
-from models import kernels, native
 from models.encoder import SeqEncoder
+from models.fast import kernels, native
 
 needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler: the native kernels are not built")
 

@@ -28,7 +28,7 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "models").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "models").rglob("*.py")), ids=lambda p: p.relative_to(REPO).as_posix())
 def test_models_never_import_the_harness(path: Path) -> None:
     bad = sorted(m for m in imported_modules(path) if m == "bench" or m.startswith("bench."))
     assert not bad, f"{path.name} imports {', '.join(bad)}: models must not depend on bench"

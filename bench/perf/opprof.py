@@ -46,10 +46,10 @@ def profile_steps(model: Any, opt: Any, batches: list[Any], top: int, cuda: bool
     under the timer: entering the mode the first time costs a second).
 
     A dispatch mode sees the ops of its own thread only, so every pass runs as one block of rows
-    here (no `models.kernels.row_blocks` worker threads): the profile is of the one-stream step.
+    here (no `models.fast.kernels.row_blocks` worker threads): the profile is of the one-stream step.
     Returns the step's wall time, the summed op time and the `top` ops by time, all per step."""
     from bench.train import train_steps
-    from models import kernels
+    from models.fast import kernels
 
     min_tokens, kernels.ROW_BLOCK_MIN_TOKENS = kernels.ROW_BLOCK_MIN_TOKENS, 2**62
     try:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models import native
+from models.fast import native
 
 _BIT_TABLES: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
