@@ -203,7 +203,7 @@ class _Attention(torch.autograd.Function):
 def attention(qkv: Tensor, valid: Tensor, heads: int, bits: Tensor | None) -> Tensor:
     """(B, L, 3*H*dh) q/k/v projection (scale folded into q), (B, L) bool real-item keys, (H, words)
     int64 dropout bits or None (no dropout) -> (B, L, H*dh) context. The kernel adds the additive mask
-    of `models.encoder.attention_mask`, -10000 at padding and future keys, built from valid."""
+    of `SeqEncoder.attention_mask`, -10000 at padding and future keys, built from valid."""
     return _Attention.apply(qkv, valid.to(torch.uint8).contiguous(), bits, heads)  # type: ignore[no-any-return]
 
 
