@@ -28,10 +28,8 @@ if TYPE_CHECKING:
 ENV = "INTENTBENCH_BACKEND"
 BACKENDS = ("fast", "reference")
 # Below this many input tokens per training pass, the two row blocks' per-op overhead outweighs their
-# gain (2-core CPU, interleaved steps: SASRec's 12,800 tokens 11% slower, CL4SRec's 38,400 even,
-# ICLRec's and ELCRec's 64,000 3-4% faster). It depends on the input only, so the dropout masks do not
-# depend on threads (the float sums of some reductions do, in passes below it: see bench/train.py,
-# _keep_threads).
+# gain (docs/perf.md). It depends on the input only, so the dropout masks do not depend on threads
+# (the float sums of some reductions do, in passes below it: see bench/train.py, _keep_threads).
 ROW_BLOCK_MIN_TOKENS = 48_000
 ATTENTION = ("native", "explicit", "sdpa")
 
