@@ -22,7 +22,7 @@ from bench.data import SeqData, concat_ranges, windows
 from bench.metrics import per_user_metrics, summarise
 from bench.protocol import SEEN_RULES, Protocol
 from bench.results.records import cpu_model
-from models import native
+from models import fast
 from models.protocol import RecModel
 
 
@@ -111,11 +111,11 @@ def mean_pooled_train_outputs(model: RecModel, data: SeqData, device: torch.devi
 
 def device_info(name: str) -> dict[str, Any]:
     """What a record says of the device it ran on: type, model name, torch threads, and on CPU whether
-    the native kernels (models/native.c) or the torch path computed the training passes."""
+    the native kernels (models/fast/native.c) or the torch path computed the training passes."""
     if name == "cuda" and torch.cuda.is_available():
         return {"type": "cuda", "name": torch.cuda.get_device_name(), "torch_threads": torch.get_num_threads()}
     return {"type": "cpu", "name": cpu_model(), "torch_threads": torch.get_num_threads(),
-            "kernels": "native" if native.library() is not None else "torch"}
+            "kernels": fast.describe()}
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:

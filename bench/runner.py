@@ -40,7 +40,7 @@ Outcome = RunRecord | FailureRecord  # what a run's try ends with
 WORKER = [sys.executable, "-m", "bench.worker"]
 # glibc returns big freed buffers to the OS by default, so every activation of every step would be
 # page-faulted in afresh; they stay in the heap instead. One arena: the training pass's worker
-# threads (models/kernels.py, row_blocks) would each get their own, whose freed buffers the others
+# threads (models/fast/kernels.py, row_blocks) would each get their own, whose freed buffers the others
 # never reuse. OpenMP (libgomp, torch's CPU threads): after each parallel region an idle thread spins
 # for GOMP_SPINCOUNT pause loops (default 300,000) before it sleeps, and at the start of a row-block
 # pass the main thread's idle thread would take a core from the block workers. Measurements of both:

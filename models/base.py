@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.kernels import dropout
+from models.fast import dropout
 from models.protocol import Batch, EmbedUsers, Pretraining
 
 

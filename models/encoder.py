@@ -1,39 +1,42 @@
-"""The SASRec-style encoder shared by SASRec, CL4SRec, ICLRec and ELCRec.
+"""The SASRec-style Transformer encoder of the ICLRec family (SASRec, CL4SRec, ICLRec, ELCRec; also
+SASRec-CE, gSASRec, DuoRec, S3-Rec), written plainly: the reference every backend computes.
 
-Reference: the `SASRecModel` / `Encoder` of the ICLRec code (salesforce/ICLRec, `src/models.py`,
-`src/modules.py`), re-used unchanged by ELCRec (yueliu1999/ELCRec). Attribute names mirror that
-code so the authors' state dicts load with `strict=True`.
+Reference: the ICLRec code (salesforce/ICLRec), `src/modules.py` (Encoder, Layer, SelfAttention,
+Intermediate, LayerNorm, gelu) and `src/models.py` (SASRecModel: add_position_embedding, the extended
+attention mask of forward, init_weights), re-used unchanged by ELCRec (yueliu1999/ELCRec). Attribute
+names mirror that code so the authors' state dicts load with `strict=True`.
 
 Faithful details (they decide exact numbers, see shared/reference/README.md):
-- post-norm BERT blocks, exact (erf) GELU, LayerNorm eps 1e-12;
+- post-norm BERT blocks: LayerNorm(x + dropout(dense(attention(x)))), then
+  LayerNorm(x + dropout(dense_2(gelu(dense_1(x))))); exact (erf) GELU; LayerNorm eps 1e-12;
 - the attention mask is *additive* -10000, not -inf: a left-padding query whose keys are all masked
   attends over all raw scores, future items included;
-- padding positions are computed like any other position.
+- padding positions are computed like any other position;
+- weights N(0, init_std) for every Linear and Embedding (the padding row too), zero biases,
+  LayerNorm (1, 0).
 
-Deviations (numerically equivalent up to float32 summation order, faster):
-- q/k/v are one fused GEMM over the concatenated weights, with the attention scale folded in;
-- on CPU the linear layers run oneDNN's GEMM with the bias added inside it, and their weight gradient
-  is one batched GEMM over two blocks of tokens, summed, in the faster orientation;
-- the InfoNCE logits are one Gram matrix whose backward is one GEMM, and its float32
-  subnormal gradient entries (< 1e-30) are flushed to zero (they slow x86 arithmetic ~100x);
-- dropout masks are drawn from an explicit `torch.Generator` (seedable, no global RNG); for p=0.5 the
-  mask is one random bit per element, which is an exact Bernoulli(0.5) draw;
-- a large CPU training pass (ELCRec's and ICLRec's five passes of a batch) runs on two blocks of rows
-  side by side (rows are independent sequences), each block drawing its masks from its own generator
-  seeded from the model's;
-- passes without dropout and autograd (scoring, k-means input) run torch's fused
-  `scaled_dot_product_attention` with the same additive mask, and oneDNN adds the GELU and the
-  residuals inside the GEMMs;
-- `forward(..., last_only=True)` computes the last block only for the final position, which is all
-  that scoring needs (keys/values still see every position, so the output is identical).
-- on CPU at one torch thread (each block of rows above, or a one-thread run), the attention of a pass
-  with autograd (softmax, dropout and both products, per sequence and head), the p = 0.5 dropouts,
-  the linear layers' weight and bias gradients and the LayerNorm backward (its affine gradients summed
-  in blocks of rows) run native kernels (`models/native.c`, compiled on first use): the
-  same masks from the same generator; the attention's float32 sums and its exp (a polynomial, ~1 ulp;
-  exp(x) = 0 below x = -87) differ in the last bits (the loss fixture still matches to < 2e-6), the
-  dropouts are bit for bit the torch expressions. Without a C compiler the torch path runs.
-The linear, Gram-matrix and dropout kernels behind these items are in `models/kernels.py`.
+Deviations from that code:
+- dropout draws from an explicit `torch.Generator` (the model's), not torch's global RNG
+  (`models.dropout`): for p = 0.5 one random bit per element (an exact Bernoulli(0.5) draw); the
+  attention dropout draws one mask per head, head after head;
+- `reset_parameters(gen)` draws the initial weights from an explicit generator;
+- torch's `nn.LayerNorm` and `F.gelu` stand for their hand-written LayerNorm and gelu (the same
+  functions and parameter names; float32 rounding may differ);
+- the mask is where(keep, 0, -10000), where theirs is (1 - keep) * -10000 (-0.0 at kept keys: the
+  same sums);
+- an input shorter than max_len (some models cut batches to their longest sequence) takes the *last*
+  L position embeddings; their inputs are always max_len long. At its real positions the output is
+  that of the whole left-padded window (a masked key's weight, exp(-10000 + s), is 0 in float32);
+- `last_only=True` computes the last block for the final position only (keys and values still see
+  every position), all that scoring needs: the same values there.
+
+How a pass runs: `SeqEncoder.forward` asks `models.fast.select` (explicit inputs: device, dtype,
+training, autograd, size of the pass, the native build, INTENTBENCH_BACKEND=reference to force this
+code) and runs `reference` below or the fast path (`models/fast/encoder.py`, which lists its own
+float32 differences), the same function of the same parameters: tests/test_backends.py checks both
+on every registry model that holds this encoder.
+
+Also here: the losses the family shares (next-item BCE, InfoNCE) and config validation helpers.
 """
 
 from __future__ import annotations
@@ -45,18 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models import native
-from models.kernels import (
-    dropout,
-    dropout_add,
-    gram_matrix,
-    linear,
-    linear_add,
-    linear_gelu,
-    random_bits,
-    row_blocks,
-    use_row_blocks,
-)
+from models import fast
+from models.dropout import SeededDropout
 
 
 def require(ok: bool, problem: str) -> None:
@@ -94,33 +87,72 @@ class EncoderConfig:
 
 
 class _Attention(nn.Module):
+    """ICLRec's SelfAttention: multi-head self-attention, dense output, dropout, residual, LayerNorm."""
+
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         d = cfg.hidden
         self.query, self.key, self.value, self.dense = (nn.Linear(d, d) for _ in range(4))
         self.LayerNorm = nn.LayerNorm(d, eps=1e-12)
         self.heads = cfg.heads
+        self.p_attn, self.p = cfg.attn_dropout, cfg.dropout
+
+    def forward(self, x: Tensor, mask: Tensor, drop: SeededDropout, last_only: bool = False) -> Tensor:
+        """x (B, L, D), additive mask (B, 1, L, L) -> (B, Lq, D); Lq = 1, the final position, if last_only."""
+        b, _, d = x.shape
+        h, dh = self.heads, d // self.heads
+        x_q = x[:, -1:] if last_only else x  # (B, Lq, D): the positions whose output is needed
+
+        def split(t: Tensor) -> Tensor:  # (B, L', D) -> (B, h, L', dh)
+            return t.view(b, -1, h, dh).transpose(1, 2)
+
+        q, k, v = split(self.query(x_q)), split(self.key(x)), split(self.value(x))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + (mask[:, :, -1:] if last_only else mask)  # (B, h, Lq, L)
+        probs = drop.per_head(torch.softmax(scores, dim=-1), self.p_attn)
+        ctx = (probs @ v).transpose(1, 2).reshape(b, -1, d)  # (B, Lq, D)
+        return self.LayerNorm(drop(self.dense(ctx), self.p) + x_q)
 
 
 class _FeedForward(nn.Module):
+    """ICLRec's Intermediate: Linear(4D), exact GELU, Linear(D), dropout, residual, LayerNorm."""
+
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         self.dense_1 = nn.Linear(cfg.hidden, 4 * cfg.hidden)
         self.dense_2 = nn.Linear(4 * cfg.hidden, cfg.hidden)
         self.LayerNorm = nn.LayerNorm(cfg.hidden, eps=1e-12)
+        self.p = cfg.dropout
+
+    def forward(self, x: Tensor, drop: SeededDropout) -> Tensor:
+        """(B, L, D) -> (B, L, D)."""
+        inner = F.gelu(self.dense_1(x))  # (B, L, 4D)
+        return self.LayerNorm(drop(self.dense_2(inner), self.p) + x)
 
 
 class _Layer(nn.Module):
+    """ICLRec's Layer: self-attention, then the feed-forward block."""
+
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         self.attention = _Attention(cfg)
         self.intermediate = _FeedForward(cfg)
 
+    def forward(self, x: Tensor, mask: Tensor, drop: SeededDropout, last_only: bool = False) -> Tensor:
+        return self.intermediate(self.attention(x, mask, drop, last_only), drop)  # type: ignore[no-any-return]
+
 
 class _Stack(nn.Module):
+    """ICLRec's Encoder: `layers` blocks, one after the other."""
+
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         self.layer = nn.ModuleList(_Layer(cfg) for _ in range(cfg.layers))
+
+    def forward(self, x: Tensor, mask: Tensor, drop: SeededDropout, last_only: bool = False) -> Tensor:
+        """(B, L, D) -> (B, L, D), or (B, 1, D) if last_only: the last block computes the final position."""
+        for i, layer in enumerate(self.layer):
+            x = layer(x, mask, drop, last_only and i == len(self.layer) - 1)
+        return x
 
 
 class SeqEncoder(nn.Module):
@@ -135,8 +167,6 @@ class SeqEncoder(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden, eps=1e-12)
         self.item_encoder = _Stack(cfg)
         self.generator: torch.Generator | None = None
-        causal = torch.tril(torch.ones(cfg.max_len, cfg.max_len, dtype=torch.bool))
-        self.register_buffer("causal", causal, persistent=False)
         self.apply(self._init_weights)
 
     def _init_weights(self, m: nn.Module) -> None:
@@ -151,96 +181,31 @@ class SeqEncoder(nn.Module):
         self.generator = gen
         self.apply(self._init_weights)
 
-    def _attention_mask(self, input_ids: Tensor) -> Tensor:
-        """(B, L, L) additive mask: 0 where the key is a real, non-future item, else -10000."""
+    @staticmethod
+    def attention_mask(input_ids: Tensor) -> Tensor:
+        """(B, L) -> (B, 1, L, L) additive mask: 0 where the key is a real item at or before the query,
+        else -10000 (float32)."""
         n = input_ids.shape[1]
-        causal: Tensor = self.causal  # type: ignore[assignment]
-        keep = (input_ids > 0)[:, None, :] & causal[None, :n, :n]
-        return torch.where(keep, 0.0, -10000.0)  # float32
-
-    def _native_attention(self, last_only: bool) -> bool:
-        """Whether the layers' attention runs the native kernel: passes with autograd on CPU (training
-        steps, the loss fixture) where torch runs one thread (each block of rows of a large pass, or a
-        one-thread run), with p = 0.5 attention dropout or none."""
-        p = self.cfg.attn_dropout if self.training else 0.0
-        return (torch.is_grad_enabled() and not last_only and p in (0.0, 0.5) and native.usable(
-            self.position_embeddings.weight) and native.attention_fits(3 * self.cfg.hidden, self.cfg.heads))
-
-    def _attend(self, qkv: Tensor, mask: Tensor | None, valid: Tensor, heads: int, last_only: bool,
-                gen: torch.Generator | None) -> Tensor:
-        """(B, L, 3D) projections, (B, L, L) additive mask (None: the native kernel, which builds it from
-        valid, the (B, L) real-item keys) -> (B, Lq, D) attention context."""
-        b, n, d3 = qkv.shape
-        dh = d3 // (3 * heads)
-        if mask is None:
-            bits = None
-            if self.training and self.cfg.attn_dropout > 0:  # the torch path's draws, head by head
-                bits = torch.stack([random_bits(b * n * n, gen, qkv.device) for _ in range(heads)])
-            return native.attention(qkv, valid, heads, bits)
-        if last_only:
-            mask = mask[:, -1:]
-        if not self.training and not torch.is_grad_enabled():
-            # scoring and embedding passes (no dropout, no autograd): torch's fused attention kernel
-            # computes the same softmax(q.k + mask) v (additive mask, fully masked rows included)
-            # without a (B, L, L) tensor per head. Its backward is further from the authors'
-            # gradients (1.2e-5 relative on the fixture), so autograd passes keep the explicit path.
-            q, k, v = (t.transpose(1, 2) for t in qkv.view(b, n, 3, heads, dh).unbind(2))  # (B, h, L, dh)
-            q = q[:, :, -1:] if last_only else q
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], scale=1.0)  # scale is folded
-            return ctx.transpose(1, 2).reshape(b, -1, d3 // 3)
-        # per-head views of the projection: the batched GEMMs read them strided, so no head-major
-        # copies are made, and split's backward is a single concatenation
-        parts = qkv.split(dh, dim=-1)  # q_0..q_h-1, k_0.., v_0..: (B, L, dh) each
-        out = []
-        for i in range(heads):
-            q = parts[i][:, -1:] if last_only else parts[i]
-            scores = torch.baddbmm(mask, q, parts[heads + i].transpose(1, 2))  # (B, Lq, L), mask added
-            probs = dropout(torch.softmax(scores, dim=-1), self.cfg.attn_dropout, gen, self.training)
-            out.append(torch.bmm(probs, parts[2 * heads + i]))
-        return torch.cat(out, dim=-1)  # (B, Lq, D)
-
-    def _block(self, layer: _Layer, x: Tensor, mask: Tensor | None, valid: Tensor, last_only: bool,
-               gen: torch.Generator | None) -> Tensor:
-        att = layer.attention
-        scale = 1.0 / math.sqrt(x.shape[-1] // att.heads)  # folded into the query projection: one pass less
-        w = torch.cat([att.query.weight * scale, att.key.weight, att.value.weight])  # (3D, D)
-        bias = torch.cat([att.query.bias * scale, att.key.bias, att.value.bias])
-        ctx = self._attend(linear(x, w, bias), mask, valid, att.heads, last_only, gen)  # x: (B, L, D)
-        if last_only:  # only the final position is needed downstream
-            x = x[:, -1:]
-        ff = layer.intermediate
-        if not self.training:  # no dropout between the GEMMs and the residuals: fused where possible
-            x = native.layer_norm(linear_add(ctx, att.dense.weight, att.dense.bias, x), att.LayerNorm)
-            inner = linear_gelu(x, ff.dense_1.weight, ff.dense_1.bias)  # (B, Lq, 4D)
-            return native.layer_norm(linear_add(inner, ff.dense_2.weight, ff.dense_2.bias, x), ff.LayerNorm)
-        p = self.cfg.dropout
-        attended = dropout_add(linear(ctx, att.dense.weight, att.dense.bias), x, p, gen, True)
-        x = native.layer_norm(attended, att.LayerNorm)
-        inner = F.gelu(linear(x, ff.dense_1.weight, ff.dense_1.bias))  # (B, Lq, 4D)
-        y = linear(inner, ff.dense_2.weight, ff.dense_2.bias)
-        return native.layer_norm(dropout_add(y, x, p, gen, True), ff.LayerNorm)
+        causal = torch.ones(n, n, dtype=torch.bool, device=input_ids.device).tril()  # (L, L)
+        keep = (input_ids > 0)[:, None, None, :] & causal  # (B, 1, L, L)
+        return torch.where(keep, 0.0, -10000.0)
 
     def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
         """(B, L) item ids, left-padded with 0 -> (B, L, D) hidden states ((B, 1, D) if last_only).
 
-        L may be shorter than max_len: the input is then the *last* L positions of the window.
-        A large CPU training pass with autograd runs on blocks of rows side by side (`row_blocks`).
-        """
-        if self.training and torch.is_grad_enabled() and not last_only and use_row_blocks(input_ids):
-            params = [p for p in self.parameters() if p.requires_grad]
-            return row_blocks(self._encode, input_ids, self.generator, params)
-        return self._encode(input_ids, self.generator, last_only)
+        L may be shorter than max_len: the input is then the *last* L positions of the window. The pass
+        runs on the backend `models.fast.select` picks: `reference`, or the fast path (same function)."""
+        w = self.item_embeddings.weight
+        backend = fast.select(w.device, w.dtype, self.cfg, training=self.training, grad=torch.is_grad_enabled(),
+                              tokens=input_ids.numel(), last_only=last_only)
+        return backend.encode(self, input_ids, last_only)
 
-    def _encode(self, input_ids: Tensor, gen: torch.Generator | None, last_only: bool = False) -> Tensor:
-        pos = self.position_embeddings.weight[self.cfg.max_len - input_ids.shape[1] :]
-        x = native.layer_norm(self.item_embeddings(input_ids) + pos, self.LayerNorm)
-        x = dropout(x, self.cfg.dropout, gen, self.training)
-        mask = None if self._native_attention(last_only) else self._attention_mask(input_ids)
-        valid = input_ids > 0
-        layers = self.item_encoder.layer
-        for i, layer in enumerate(layers):
-            x = self._block(layer, x, mask, valid, last_only and i == len(layers) - 1, gen)  # type: ignore[arg-type]
-        return x
+    def reference(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
+        """`forward` in plain torch, as ICLRec's SASRecModel.forward computes it (module docstring)."""
+        drop = SeededDropout(self.generator, self.training)
+        pos = self.position_embeddings.weight[self.cfg.max_len - input_ids.shape[1] :]  # (L, D): the last L
+        x = drop(self.LayerNorm(self.item_embeddings(input_ids) + pos), self.cfg.dropout)  # (B, L, D)
+        return self.item_encoder(x, self.attention_mask(input_ids), drop, last_only)  # type: ignore[no-any-return]
 
     def user_repr(self, input_ids: Tensor, users: Tensor | None = None) -> Tensor:
         """(B, L) -> (B, D): the hidden state at the last position, used for scoring (users unused)."""
@@ -281,7 +246,7 @@ def info_nce_stacked(z: Tensor, temperature: float = 1.0) -> Tensor:
     so one (2B, F) x (F, 2B) product does (one GEMM instead of three, same value).
     """
     b = z.shape[0] // 2
-    gram = gram_matrix(z)  # (2B, 2B)
+    gram = fast.gram_matrix(z)  # (2B, 2B): its backward is one GEMM
     if temperature != 1.0:  # dividing by 1 is exact, so the paper's setting skips the pass
         gram = gram / temperature
     eye = torch.eye(2 * b, dtype=torch.bool, device=z.device)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.encoder import EncoderConfig, info_nce, info_nce_stacked, rec_loss, require_ranges
-from models.kernels import linear
+from models.fast import linear
 from models.kmeans import kmeans
 from models.protocol import Batch, EmbedUsers
 from models.sasrec import SASRec, encode_views

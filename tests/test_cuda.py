@@ -18,7 +18,7 @@ import torch
 from bench.perf.fixture import fixture_errors
 from bench.results.records import read_records
 from bench.results.schema import RunRecord
-from models.kernels import dropout_scale
+from models.fast.kernels import dropout_scale
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from bench.modelio import build_model, load_checkpoint
 from bench.perf.fixture import fixture_errors, load_batch
-from models import encoder, kernels
+from models.dropout import dropout_factors
+from models.fast import backend, kernels
 from models.protocol import Batch
 
 REL = 1e-5
@@ -70,7 +71,7 @@ def test_the_fast_linear_has_the_gradients_of_f_linear(n_in: int, n_out: int, ro
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        fast = torch.autograd.grad(kernels.linear(x, w, b), (x, w, b), g)
+        fast = torch.autograd.grad(kernels.linear(x, w, b, onednn=kernels.ONEDNN, native=False), (x, w, b), g)
     finally:
         torch.set_num_threads(threads)
     plain = torch.autograd.grad(F.linear(x.double(), w.double(), b.double()), (x, w, b), g.double())
@@ -83,8 +84,10 @@ def test_the_residual_dropout_has_the_value_and_gradients_of_its_plain_expressio
     gen = torch.Generator().manual_seed(0)
     x, y = (torch.randn(40, 7, 64, generator=gen, requires_grad=True) for _ in range(2))
     g = torch.randn(40, 7, 64, generator=gen)
-    out = kernels.dropout_add(y, x, p, torch.Generator().manual_seed(5), True)
+    out = kernels.dropout_add(y, x, p, torch.Generator().manual_seed(5), native=False)
     scale = kernels.dropout_scale(y, p, torch.Generator().manual_seed(5))  # the same draw
+    reference = dropout_factors((40, 7, 64), p, torch.Generator().manual_seed(5), y.device)
+    assert torch.equal(scale.view(torch.int32), reference.view(torch.int32))  # the reference's factors, bit for bit
     plain = x + y * scale
     assert torch.allclose(out, plain, rtol=1e-6, atol=1e-6)  # addcmul may round once (fused multiply-add)
     assert scale.unique().tolist() == pytest.approx([0.0, 1 / (1 - p)])
@@ -105,21 +108,8 @@ def _train_pass(model: torch.nn.Module, ids: torch.Tensor, threads: int) -> list
         torch.set_num_threads(before)
 
 
-def test_a_training_pass_on_blocks_of_rows_computes_the_one_block_function(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels, "ROW_BLOCK_MIN_TOKENS", 0)  # small inputs take the blocks too
-    ids = torch.randint(1, 40, (64, 50))
-    ids[:20, :40] = 0
-    model = build_model("sasrec", 40, {"layers": 2, "dropout": 0.0, "attn_dropout": 0.0})
-    model.train()
-    blocked = _train_pass(model, ids, 2)
-    monkeypatch.setattr(encoder, "row_blocks", lambda fn, x, gen, params: fn(x, gen))  # one block
-    whole = _train_pass(model, ids, 1)  # one thread, as each block had: the same kernels (models/native.py)
-    for a, b in zip(blocked, whole, strict=True):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
-
-
 def test_a_seed_fixes_the_dropout_masks_whatever_the_number_of_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels, "ROW_BLOCK_MIN_TOKENS", 0)
+    monkeypatch.setattr(backend, "ROW_BLOCK_MIN_TOKENS", 0)  # small inputs take the row blocks too
     ids = torch.randint(1, 40, (64, 50))
     model = build_model("sasrec", 40, {"layers": 1})
     model.train()

@@ -1,4 +1,4 @@
-"""The native CPU kernels (models/native.c) against the torch path they replace."""
+"""The native CPU kernels (models/fast/native.c) against the torch path they replace."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 
 from bench.modelio import build_model
 from bench.perf.fixture import fixture_errors
-from models import kernels, native
 from models.encoder import SeqEncoder
+from models.fast import kernels, native, select
+from models.fast.encoder import explicit_attention, native_attention
 
 needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler: the native kernels are not built")
 
@@ -35,9 +36,12 @@ def _ids(rows: int, length: int, seed: int) -> torch.Tensor:
     return ids
 
 
-def _attention(enc: SeqEncoder, qkv: torch.Tensor, ids: torch.Tensor, use_native: bool) -> torch.Tensor:
-    mask = None if use_native else enc._attention_mask(ids)
-    return enc._attend(qkv, mask, ids > 0, enc.cfg.heads, False, torch.Generator().manual_seed(11))
+def _attention(qkv: torch.Tensor, ids: torch.Tensor, heads: int, p: float, use_native: bool) -> torch.Tensor:
+    """The C kernel or the explicit per-head torch ops, dropout p drawn from the same seed."""
+    gen = torch.Generator().manual_seed(11)
+    if use_native:
+        return native_attention(qkv, ids > 0, heads, p, gen)
+    return explicit_attention(qkv, SeqEncoder.attention_mask(ids)[:, 0], heads, False, p, gen, native=False)
 
 
 @needs_native
@@ -46,13 +50,12 @@ def _attention(enc: SeqEncoder, qkv: torch.Tensor, ids: torch.Tensor, use_native
                          [(2, 50, True), (2, 50, False), (4, 7, True), (4, 40, True), (1, 23, True), (2, 1, True)])
 def test_the_native_attention_has_the_values_and_gradients_of_the_torch_path(heads: int, length: int,
                                                                              training: bool) -> None:
-    enc = SeqEncoder(100, build_model("sasrec", 100, {"heads": heads, "layers": 1}).cfg)
-    enc.train(training)
+    p = 0.5 if training else 0.0
     gen = torch.Generator().manual_seed(0)
     ids = _ids(37, length, 1)
     qkv = torch.randn(37, length, 192, generator=gen, requires_grad=True)
     g = torch.randn(37, length, 64, generator=gen)
-    ours, ref = _attention(enc, qkv, ids, True), _attention(enc, qkv, ids, False)  # the same dropout draws
+    ours, ref = _attention(qkv, ids, heads, p, True), _attention(qkv, ids, heads, p, False)  # the same draws
     assert ours.shape == ref.shape
     # A padding query has every key masked: its scores are s - 10000, on float32's grid of 2^-10 there,
     # so two summation orders of s may land on neighbouring grid points (~1e-3 relative, seen on AMD
@@ -65,7 +68,7 @@ def test_the_native_attention_has_the_values_and_gradients_of_the_torch_path(hea
             ref, qkv, g_out, retain_graph=True)
         assert torch.allclose(g_ours, g_ref, rtol=0, atol=tol * g_ref.abs().max().item())
     if training:  # dropout was on: the outputs differ from the evaluation-mode ones
-        assert not torch.allclose(ours, _attention(enc.eval(), qkv, ids, True))
+        assert not torch.allclose(ours, _attention(qkv, ids, heads, 0.0, True))
 
 
 @needs_native
@@ -77,9 +80,9 @@ def test_the_native_dropout_is_the_torch_expression_bit_for_bit(shape: tuple[int
     x.view(-1)[0] = -0.0  # signed zeros and NaN go through x * 0 as in torch
     y.view(-1)[-1] = float("nan")
     scale = kernels.dropout_scale(x, 0.5, torch.Generator().manual_seed(3))
-    dropped = kernels.dropout(x, 0.5, torch.Generator().manual_seed(3), True)
+    dropped = kernels.dropout(x, 0.5, torch.Generator().manual_seed(3), native=True)
     assert torch.equal((x * scale).view(torch.int32), dropped.view(torch.int32))
-    added = kernels.dropout_add(y, x, 0.5, torch.Generator().manual_seed(3), True)
+    added = kernels.dropout_add(y, x, 0.5, torch.Generator().manual_seed(3), native=True)
     assert torch.equal((x + y * scale).view(torch.int32), added.view(torch.int32))
 
 
@@ -95,7 +98,7 @@ def test_the_native_weight_gradient_is_the_linear_layers_gradient(tokens: int, n
     b = torch.randn(n_out, generator=gen, requires_grad=True)
     g = torch.randn(tokens, n_out, generator=gen)
     assert native.wgrad_fits(n_out, n_in)
-    gx, gw, gb = torch.autograd.grad(kernels.linear(x, w, b), (x, w, b), g)
+    gx, gw, gb = torch.autograd.grad(kernels.linear(x, w, b, onednn=True, native=True), (x, w, b), g)
     ref = g.double().T @ x.double()
     torch_err = (g.T @ x.detach() - ref).abs().max()
     assert (gw.double() - ref).abs().max() <= 4 * torch_err + 1e-12
@@ -113,7 +116,9 @@ def test_at_one_thread_the_native_kernels_pass_the_authors_fixture(model: str, f
     """Every loss term and gradient within 1e-5 of the authors'. The torch path at one thread does not:
     its LayerNorm backward sums ELCRec's embedding LayerNorm weight gradient over 64,000 largely
     cancelling rows in one pass (1.3e-4 off); `ln_bwd` sums blocks of rows (1.0e-6)."""
-    assert native.usable(torch.zeros(1))  # the fixture's passes take the native kernels here
+    cfg = build_model(model, 100, {"layers": 1}).cfg  # type: ignore[attr-defined]
+    plan = select(torch.device("cpu"), torch.float32, cfg, grad=True, tokens=256 * 50)  # an eval-mode pass
+    assert plan.native and plan.native_layer_norm and plan.attention == "native"  # the fixture's passes here
     errors = fixture_errors(model, fixtures=fixtures_dir, checkpoints=checkpoints)
     assert max(errors.values()) <= 1e-5, {k: f"{v:.2e}" for k, v in errors.items() if v > 1e-5}
 
@@ -140,13 +145,18 @@ def test_the_native_layer_norm_backward_is_the_layer_norms_gradient(rows: int, w
         assert torch.allclose(a.double(), b, rtol=0, atol=2e-6 * b.abs().max().item())
 
 
+@needs_native
 def test_with_several_torch_threads_a_pass_takes_the_torch_path() -> None:
+    cfg = build_model("sasrec", 100, {"layers": 1}).cfg  # type: ignore[attr-defined]
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert not native.usable(torch.zeros(1))
+        small = select(torch.device("cpu"), torch.float32, cfg, training=True, grad=True, tokens=256 * 50)
+        large = select(torch.device("cpu"), torch.float32, cfg, training=True, grad=True, tokens=1280 * 50)
     finally:
         torch.set_num_threads(before)
+    assert not small.native and small.attention == "explicit" and not small.row_blocks
+    assert large.row_blocks and large.native and large.attention == "native"  # one thread in each block
 
 
 @needs_native
@@ -177,6 +187,7 @@ def test_without_a_compiler_the_torch_path_runs_and_says_so(monkeypatch: pytest.
     assert torch.isfinite(out).all() and model.item_embeddings.weight.grad is not None
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_native_kernels_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTENTBENCH_NATIVE", "0")
-    assert native.library() is None and not native.usable(torch.zeros(3))
+    assert native.library() is None and not select(torch.device("cpu"), torch.float32).native

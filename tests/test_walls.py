@@ -28,10 +28,33 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "models").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "models").rglob("*.py")), ids=lambda p: p.relative_to(REPO).as_posix())
 def test_models_never_import_the_harness(path: Path) -> None:
     bad = sorted(m for m in imported_modules(path) if m == "bench" or m.startswith("bench."))
     assert not bad, f"{path.name} imports {', '.join(bad)}: models must not depend on bench"
+
+
+def _fence_exports() -> set[str]:
+    """The names `models/fast/__init__.py` lists in `__all__`, read without importing it (or torch)."""
+    tree = ast.parse((REPO / "models" / "fast" / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "models").glob("*.py")), ids=lambda p: p.name)
+def test_model_code_reaches_the_fast_path_only_through_its_fence(path: Path) -> None:
+    """models/fast/ holds the speed machinery; the model files import its public names only."""
+    exports, bad = _fence_exports(), []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            bad += [a.name for a in node.names if a.name.startswith("models.fast.")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("models.fast."):
+            bad.append(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module == "models.fast":
+            bad += [f"models.fast.{a.name}" for a in node.names if a.name not in exports]
+    assert exports and not bad, f"{path.name} imports {', '.join(bad)}: use the names models.fast exports"
 
 
 @pytest.mark.parametrize("module", RESULTS)

@@ -46,12 +46,12 @@ def profile_steps(model: Any, opt: Any, batches: list[Any], top: int, cuda: bool
     under the timer: entering the mode the first time costs a second).
 
     A dispatch mode sees the ops of its own thread only, so every pass runs as one block of rows
-    here (no `models.kernels.row_blocks` worker threads): the profile is of the one-stream step.
+    here (no `models.fast` row-block worker threads): the profile is of the one-stream step.
     Returns the step's wall time, the summed op time and the `top` ops by time, all per step."""
     from bench.train import train_steps
-    from models import kernels
+    from models.fast import backend
 
-    min_tokens, kernels.ROW_BLOCK_MIN_TOKENS = kernels.ROW_BLOCK_MIN_TOKENS, 2**62
+    min_tokens, backend.ROW_BLOCK_MIN_TOKENS = backend.ROW_BLOCK_MIN_TOKENS, 2**62
     try:
         train_steps(model, opt, batches[:2], 0)
         with OpTimer(cuda):
@@ -63,7 +63,7 @@ def profile_steps(model: Any, opt: Any, batches: list[Any], top: int, cuda: bool
             train_steps(model, opt, timed, 0)
         wall = time.perf_counter() - t0
     finally:
-        kernels.ROW_BLOCK_MIN_TOKENS = min_tokens
+        backend.ROW_BLOCK_MIN_TOKENS = min_tokens
     n = len(timed)
     rows = sorted(timer.seconds.items(), key=lambda kv: -kv[1])
     return {"steps": n, "step_ms": wall / n * 1000,

@@ -1,15 +1,15 @@
-"""The native CPU kernels of `models/native.c`: built with the system C compiler on first use, loaded
+"""The native CPU kernels of `models/fast/native.c`: built with the system C compiler on first use, loaded
 through ctypes, and wrapped here as autograd Functions.
 
 The build is cached per source, flags, compiler and CPU (`-march=native`) under `$INTENTBENCH_CACHE`
 (default `~/.cache/intentbench`); concurrent runs build into their own temporary file and rename it
-into place. Without a C compiler, or with `INTENTBENCH_NATIVE=0`, `library()` is None and the encoder
-runs its torch path: the same function, with float32 sums in another order (see `models/encoder.py`).
-The kernels are single-threaded: they run where torch runs one thread, as in each block of rows of a
-large training pass (`models.kernels.row_blocks`, one block per core; ctypes releases the GIL, so the
-blocks run side by side) or in a one-thread run. With more torch threads a pass takes the torch path:
-calling native code from extra threads while torch's OpenMP workers spin-wait for their next region
-was slower (docs/perf.md).
+into place. Without a C compiler, or with `INTENTBENCH_NATIVE=0`, `library()` is None and the fast
+path runs torch ops in their place: the same function, with float32 sums in another order.
+The kernels are single-threaded: `models.fast.select` picks them where torch runs one thread, as in
+each block of rows of a large training pass (`kernels.row_blocks`, one block per core; ctypes releases
+the GIL, so the blocks run side by side) or in a one-thread run. With more torch threads a pass takes
+the torch ops: calling native code from extra threads while torch's OpenMP workers spin-wait for their
+next region was slower (docs/perf.md).
 """
 
 from __future__ import annotations
@@ -95,12 +95,6 @@ def library() -> ctypes.CDLL | None:
     return _STATE["lib"]  # type: ignore[no-any-return]
 
 
-def usable(x: Tensor) -> bool:
-    """Whether the native kernels take x: CPU float32, built, and torch on one thread here."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.get_num_threads() == 1 and (
-        library() is not None)
-
-
 def _lib() -> ctypes.CDLL:
     lib = library()
     assert lib is not None, "the native kernels are not built"
@@ -163,14 +157,16 @@ class _LayerNorm(torch.autograd.Function):
         return dx, dw, db, None
 
 
+def layer_norm_fits(width: int) -> bool:
+    """Whether `ln_bwd` takes LayerNorms of this width (a multiple of 16 floats)."""
+    return width % 16 == 0
+
+
 def layer_norm(x: Tensor, ln: torch.nn.LayerNorm) -> Tensor:
-    """ln(x); where the native kernels run, with autograd, and the width is a multiple of 16, its backward
-    is `ln_bwd` (the same dx; the weight and bias gradients summed in blocks of rows, so a one-thread
-    pass sums them as accurately as a multi-threaded one)."""
-    affine = ln.weight is not None and ln.bias is not None
-    if affine and torch.is_grad_enabled() and x.shape[-1] % 16 == 0 and usable(x):
-        return _LayerNorm.apply(x, ln.weight, ln.bias, ln.eps)  # type: ignore[no-any-return]
-    return ln(x)  # type: ignore[no-any-return]
+    """ln(x) (an affine LayerNorm of a `layer_norm_fits` width) whose backward is `ln_bwd`: the same dx;
+    the weight and bias gradients summed in blocks of rows, so a one-thread pass sums them as
+    accurately as a multi-threaded one."""
+    return _LayerNorm.apply(x, ln.weight, ln.bias, ln.eps)  # type: ignore[no-any-return]
 
 
 class _Attention(torch.autograd.Function):
@@ -206,8 +202,8 @@ class _Attention(torch.autograd.Function):
 
 def attention(qkv: Tensor, valid: Tensor, heads: int, bits: Tensor | None) -> Tensor:
     """(B, L, 3*H*dh) q/k/v projection (scale folded into q), (B, L) bool real-item keys, (H, words)
-    int64 dropout bits or None -> (B, L, H*dh) context. The additive mask is -10000 at padding and
-    future keys, as in `SeqEncoder._attention_mask`."""
+    int64 dropout bits or None (no dropout) -> (B, L, H*dh) context. The kernel adds the additive mask
+    of `SeqEncoder.attention_mask`, -10000 at padding and future keys, built from valid."""
     return _Attention.apply(qkv, valid.to(torch.uint8).contiguous(), bits, heads)  # type: ignore[no-any-return]
 
 

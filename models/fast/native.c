@@ -1,4 +1,4 @@
-/* Native CPU kernels of the encoder's training pass (models/native.py compiles this file with the
+/* Native CPU kernels of the encoder's training pass (models/fast/native.py compiles this file with the
    system C compiler on first use and calls it through ctypes; without a compiler the torch path runs).
 
    - attn_fwd / attn_bwd: the attention of one layer, softmax(q.k + additive mask), dropout, times v,
@@ -13,7 +13,7 @@
      thread, where ATen sums them in one pass).
 
    Dropout bits: element e of a tensor is kept (factor 2) when bit (e & 7) of byte e >> 3 is set;
-   the bytes are those of the int64 words that models/kernels.py draws from a torch.Generator. */
+   the bytes are those of the int64 words that models/dropout.py draws from a torch.Generator. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,12 @@
-"""Fast paths of the encoder's building blocks: seeded dropout masks, oneDNN linears (CPU), the Gram
-matrix of InfoNCE, a training pass on blocks of rows side by side (CPU). Each has the value of the
-plain torch expression its docstring names, up to float32 summation order; `models/encoder.py` lists
-them among its deviations from the authors' code.
+"""Fast implementations of the encoder's building blocks: seeded dropout masks applied from their
+random bits, oneDNN linear layers (CPU), the Gram matrix of InfoNCE, a training pass on blocks of rows
+side by side (CPU). Each has the value of the plain torch expression its docstring names, up to
+float32 summation order.
+
+Which of them runs is decided once per pass by `models.fast.select`; the choices arrive here as
+explicit arguments (`onednn`, `native`), never read off the data (a mask's dtype, a missing mask).
+What remains here are the kernels' own limits: the C dropout takes p = 0.5 only (one bit per
+element), the C weight gradient whole tiles only (`native.wgrad_fits`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models import native
+from models.dropout import dropout_factors, random_bits
+from models.fast.native import drop_add, drop_mul, linear_wgrad, wgrad_fits
 
 _BIT_TABLES: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
@@ -28,56 +34,54 @@ def _bit_table(device: torch.device, dtype: torch.dtype) -> Tensor:
     return _BIT_TABLES[key]
 
 
-def random_bits(n: int, gen: torch.Generator | None, device: torch.device) -> Tensor:
-    """(ceil(n / 64),) int64 words of random bits from `gen`: element e's bit is bit e % 8 of byte e // 8."""
-    return torch.randint(-(2**63), 2**63 - 1, ((n + 63) // 64,), generator=gen, dtype=torch.int64, device=device)
-
-
 def dropout_scale(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
-    """Inverted-dropout factors shaped like x (0 or 1/(1-p)), drawn from `gen`, never the global RNG."""
+    """`models.dropout.dropout_factors` for x's shape: the same draw, the same values. For p = 0.5 the
+    random words are expanded through a byte -> 8 factors table (one lookup per byte instead of a shift
+    and a mask per element)."""
     if p == 0.5:
-        # one random bit per element is an exact Bernoulli(0.5) draw: 64 bits per random int64,
-        # expanded through a byte -> 8 scale factors table (far cheaper than F.dropout's float draws)
         words = random_bits(x.numel(), gen, x.device)
         scale = F.embedding(words.view(torch.uint8).int(), _bit_table(x.device, x.dtype))  # (n/8, 8)
         return scale.view(-1)[: x.numel()].view(x.shape)
-    keep = torch.rand(x.shape, generator=gen, device=x.device) >= p
-    return keep.to(x.dtype) / (1.0 - p)
-
-
-def _dropout_mask(x: Tensor, p: float, gen: torch.Generator | None) -> Tensor:
-    """The dropout mask of x from `gen`: for p = 0.5 where the native kernels run, the random bits
-    themselves (int64 words, `random_bits`), which they apply without a float tensor of factors; else
-    the factors (`dropout_scale`). Both are the same draw, so both give the same masks."""
-    if p == 0.5 and native.usable(x):
-        return random_bits(x.numel(), gen, x.device)
-    return dropout_scale(x, p, gen)
-
-
-def _masked(x: Tensor, mask: Tensor) -> Tensor:
-    """x times the dropout factors of `mask` (`_dropout_mask`)."""
-    return native.drop_mul(x, mask) if mask.dtype == torch.int64 else x * mask
+    return dropout_factors(tuple(x.shape), p, gen, x.device, x.dtype)
 
 
 class _Dropout(torch.autograd.Function):
     """x * factors; its backward is the same product with the incoming gradient."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, mask: Tensor) -> Tensor:
-        ctx.save_for_backward(mask)
-        return _masked(x, mask)
+    def forward(ctx: Any, x: Tensor, factors: Tensor) -> Tensor:
+        ctx.save_for_backward(factors)
+        return x * factors
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        (mask,) = ctx.saved_tensors
-        return _masked(g, mask), None
+        (factors,) = ctx.saved_tensors
+        return g * factors, None
 
 
-def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
-    """Inverted dropout of x (native for p = 0.5 on CPU float32: the same masks and values)."""
-    if not training or p == 0.0:
+class _BitDropout(torch.autograd.Function):
+    """x * keep for p = 0.5 from the random words themselves (C kernel `drop_mul`): no float tensor of
+    factors is made, forward or backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, words: Tensor) -> Tensor:
+        ctx.save_for_backward(words)
+        return drop_mul(x, words)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        (words,) = ctx.saved_tensors
+        return drop_mul(g, words), None
+
+
+def dropout(x: Tensor, p: float, gen: torch.Generator | None, native: bool) -> Tensor:
+    """Inverted dropout of x in a training pass (`models.dropout.dropout`, the same masks); with
+    `native`, a p = 0.5 mask is applied from its random bits by the C kernel (bit for bit the product)."""
+    if p == 0.0:
         return x
-    return _Dropout.apply(x, _dropout_mask(x, p, gen))  # type: ignore[no-any-return]
+    if native and p == 0.5:
+        return _BitDropout.apply(x, random_bits(x.numel(), gen, x.device))  # type: ignore[no-any-return]
+    return _Dropout.apply(x, dropout_scale(x, p, gen))  # type: ignore[no-any-return]
 
 
 class _DropoutAdd(torch.autograd.Function):
@@ -85,30 +89,41 @@ class _DropoutAdd(torch.autograd.Function):
     argument (1), a pass over a (tokens, D) tensor per call; this one does not."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
-        ctx.save_for_backward(mask)
-        return native.drop_add(x, y, mask) if mask.dtype == torch.int64 else torch.addcmul(x, y, mask)
+    def forward(ctx: Any, x: Tensor, y: Tensor, factors: Tensor) -> Tensor:
+        ctx.save_for_backward(factors)
+        return torch.addcmul(x, y, factors)
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        (mask,) = ctx.saved_tensors
-        return g, (_masked(g, mask) if ctx.needs_input_grad[1] else None), None
+        (factors,) = ctx.saved_tensors
+        return g, (g * factors if ctx.needs_input_grad[1] else None), None
 
 
-def dropout_add(y: Tensor, x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
-    """x + dropout(y) in one pass (the residual connections)."""
-    if not training or p == 0.0:
+class _BitDropoutAdd(torch.autograd.Function):
+    """x + y * keep for p = 0.5 from the random words (C kernels `drop_add`, `drop_mul`)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, y: Tensor, words: Tensor) -> Tensor:
+        ctx.save_for_backward(words)
+        return drop_add(x, y, words)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        (words,) = ctx.saved_tensors
+        return g, (drop_mul(g, words) if ctx.needs_input_grad[1] else None), None
+
+
+def dropout_add(y: Tensor, x: Tensor, p: float, gen: torch.Generator | None, native: bool) -> Tensor:
+    """x + dropout(y) in one pass (the residual connections of a training pass)."""
+    if p == 0.0:
         return y + x
-    # the native kernel reads x and y element by element: no broadcasting
-    mask = _dropout_mask(y, p, gen) if x.shape == y.shape else dropout_scale(y, p, gen)
-    return _DropoutAdd.apply(x, y, mask)  # type: ignore[no-any-return]
+    if native and p == 0.5 and x.shape == y.shape:  # the C kernel reads x and y element by element
+        return _BitDropoutAdd.apply(x, y, random_bits(y.numel(), gen, y.device))  # type: ignore[no-any-return]
+    return _DropoutAdd.apply(x, y, dropout_scale(y, p, gen))  # type: ignore[no-any-return]
 
 
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def _onednn(x: Tensor) -> bool:
-    return _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32
+#: whether this torch has oneDNN's linear with post-ops (`models.fast.select` asks, for CPU float32)
+ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def _dnn_linear(x: Tensor, w: Tensor, b: Tensor | None, post: str = "none", algorithm: str = "") -> Tensor:
@@ -120,11 +135,6 @@ def _dnn_linear(x: Tensor, w: Tensor, b: Tensor | None, post: str = "none", algo
 # Blocks of rows that the training pass splits work into. A constant, not the number of threads,
 # so that a seed gives the same numbers whatever the number of threads.
 ROW_BLOCKS = 2
-# Below this many input tokens per pass, the two blocks' per-op overhead outweighs their gain (2-core
-# CPU, interleaved steps: SASRec's 12,800 tokens 11% slower, CL4SRec's 38,400 even, ICLRec's and
-# ELCRec's 64,000 3-4% faster). It depends on the input only, so the dropout masks do not depend on
-# threads (the float sums of some reductions do, in passes below it: see bench/train.py, _keep_threads).
-ROW_BLOCK_MIN_TOKENS = 48_000
 
 
 def _weight_grad(g: Tensor, x: Tensor) -> Tensor:
@@ -150,14 +160,16 @@ class _Linear(torch.autograd.Function):
     broadcast bias into the whole output, one more pass over it); so does the input gradient
     (g @ w as a linear with the transposed weight). The weight gradient is one batched GEMM over
     blocks of rows (`_weight_grad`), and the bias gradient a matrix-vector product, which reads the
-    gradient faster than a sum reduction; where the native kernels run (one torch thread), both come
-    from one pass of `native.linear_wgrad` instead (blocked sums; where MKL takes its AVX2 path on an
-    AVX-512 CPU, also faster: docs/perf.md). Same values as F.linear up to float32 summation order.
+    gradient faster than a sum reduction; with `native_wgrad` (the C kernels run, one torch thread),
+    both come from one pass of `native.linear_wgrad` instead (blocked sums; where MKL takes its AVX2
+    path on an AVX-512 CPU, also faster: docs/perf.md). Same values as F.linear up to float32
+    summation order.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, native_wgrad: bool) -> Tensor:
         ctx.save_for_backward(x, w)
+        ctx.native_wgrad = native_wgrad
         return _dnn_linear(x, w, b)
 
     @staticmethod
@@ -168,41 +180,35 @@ class _Linear(torch.autograd.Function):
         gx = _dnn_linear(g, w.t().contiguous(), None) if ctx.needs_input_grad[0] else None
         gw: Tensor | None = None
         gb: Tensor | None = None
-        if ctx.needs_input_grad[1] and native.usable(g2) and native.wgrad_fits(w.shape[0], w.shape[1]):
-            gw, gb = native.linear_wgrad(g2, x2, ctx.needs_input_grad[2])  # one pass, blocked sums
-            return gx, gw, gb
+        if ctx.needs_input_grad[1] and ctx.native_wgrad:
+            gw, gb = linear_wgrad(g2, x2, ctx.needs_input_grad[2])  # one pass, blocked sums
+            return gx, gw, gb, None
         if ctx.needs_input_grad[1]:
             gw = _weight_grad(g2, x2)
         if ctx.needs_input_grad[2]:
             gb = g2.new_ones(g2.shape[0]) @ g2  # (out,)
-        return gx, gw, gb
+        return gx, gw, gb, None
 
 
-def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    """(..., in) -> (..., out): `_Linear` on CPU float32 where oneDNN is built in, else F.linear."""
-    if _onednn(x):
-        return _Linear.apply(x, w, b)  # type: ignore[no-any-return]
+def linear(x: Tensor, w: Tensor, b: Tensor, onednn: bool, native: bool) -> Tensor:
+    """(..., in) -> (..., out): `_Linear` with `onednn` (CPU float32), else F.linear. With `native`, its
+    weight gradient is the C kernel's where the weight's shape fits the kernel's tiles."""
+    if onednn:
+        return _Linear.apply(x, w, b, native and wgrad_fits(w.shape[0], w.shape[1]))  # type: ignore[no-any-return]
     return F.linear(x, w, b)
 
 
-def _onednn_inference(x: Tensor) -> bool:
-    return _onednn(x) and not torch.is_grad_enabled()
-
-
 def linear_gelu(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    """gelu(x @ w.T + b); without autograd on CPU the exact GELU runs inside oneDNN's GEMM (same values,
-    one pass over the (tokens, 4D) activation less)."""
-    if _onednn_inference(x):
-        return _dnn_linear(x, w, b, "gelu", "none")  # algorithm "none": the exact (erf) GELU
-    return F.gelu(linear(x, w, b))
+    """gelu(x @ w.T + b) with the exact GELU inside oneDNN's GEMM (one pass over the (tokens, 4D)
+    activation less). Forward only: for passes without autograd."""
+    return _dnn_linear(x, w, b, "gelu", "none")  # algorithm "none": the exact (erf) GELU
 
 
 def linear_add(x: Tensor, w: Tensor, b: Tensor, res: Tensor) -> Tensor:
-    """x @ w.T + b + res; without autograd on CPU the residual is added inside oneDNN's GEMM."""
-    if _onednn_inference(x):
-        x2, r2 = x.reshape(-1, x.shape[-1]).contiguous(), res.reshape(-1, w.shape[0]).contiguous()
-        return torch.ops.mkldnn._linear_pointwise.binary(x2, r2, w, b, "add").view(res.shape)
-    return linear(x, w, b) + res
+    """x @ w.T + b + res with the residual added inside oneDNN's GEMM. Forward only: for passes without
+    autograd."""
+    x2, r2 = x.reshape(-1, x.shape[-1]).contiguous(), res.reshape(-1, w.shape[0]).contiguous()
+    return torch.ops.mkldnn._linear_pointwise.binary(x2, r2, w, b, "add").view(res.shape)
 
 
 def _flush_subnormal(grad: Tensor) -> Tensor:
@@ -213,10 +219,10 @@ def _flush_subnormal(grad: Tensor) -> Tensor:
     return grad.masked_fill(grad.abs() < 1e-30, 0.0)
 
 
-def _matmul_t(a: Tensor, b: Tensor) -> Tensor:
-    """a @ b.T; on CPU through oneDNN (a linear with b as its weight), faster than MKL for the
-    InfoNCE Gram's (512, 512) x (512, 3200) where MKL takes its AVX2 path (docs/perf.md)."""
-    return _dnn_linear(a, b.contiguous(), None) if _onednn(a) else a @ b.T
+def _matmul_t(a: Tensor, b: Tensor, onednn: bool) -> Tensor:
+    """a @ b.T; with `onednn` a linear with b as its weight, faster than MKL for the InfoNCE Gram's
+    (512, 512) x (512, 3200) where MKL takes its AVX2 path (docs/perf.md)."""
+    return _dnn_linear(a, b.contiguous(), None) if onednn else a @ b.T
 
 
 class _Gram(torch.autograd.Function):
@@ -228,20 +234,21 @@ class _Gram(torch.autograd.Function):
     gradient close to its 1e-5 limit (docs/perf.md)."""
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor) -> Tensor:
+    def forward(ctx: Any, z: Tensor, onednn: bool) -> Tensor:
         ctx.save_for_backward(z)
+        ctx.onednn = onednn
         return z @ z.T  # (2B, 2B)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> Tensor:
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         (z,) = ctx.saved_tensors
         g = _flush_subnormal(g)
-        return _matmul_t(g + g.T, z.T)  # (2B, F)
+        return _matmul_t(g + g.T, z.T, ctx.onednn), None  # (2B, F)
 
 
-def gram_matrix(z: Tensor) -> Tensor:
+def gram_matrix(z: Tensor, onednn: bool) -> Tensor:
     """z @ z.T (2B, F) -> (2B, 2B); with autograd its backward is one GEMM (`_Gram`)."""
-    return _Gram.apply(z) if z.requires_grad else z @ z.T  # type: ignore[no-any-return]
+    return _Gram.apply(z, onednn) if z.requires_grad else z @ z.T  # type: ignore[no-any-return]
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -256,6 +263,11 @@ def _pool() -> ThreadPoolExecutor | None:
     if n not in _POOLS:
         _POOLS[n] = ThreadPoolExecutor(ROW_BLOCKS, initializer=torch.set_num_threads, initargs=(n // ROW_BLOCKS,))
     return _POOLS[n]
+
+
+def block_threads(threads: int) -> int:
+    """The torch threads each block of a `row_blocks` pass runs with, out of `threads` (see `_pool`)."""
+    return threads // ROW_BLOCKS if threads >= ROW_BLOCKS else threads
 
 
 def _map(fn: Any, *args: Any) -> list[Any]:
@@ -294,11 +306,6 @@ class _RowBlocks(torch.autograd.Function):
 
         per_block = _map(grads, outs, g.split([o.shape[0] for o in outs]))
         return (None, None, None, *(_sum_in_order(parts) for parts in zip(*per_block, strict=True)))
-
-
-def use_row_blocks(x: Tensor) -> bool:
-    """Whether a training pass over the (rows, positions) input x runs as `row_blocks`."""
-    return x.device.type == "cpu" and x.numel() >= ROW_BLOCK_MIN_TOKENS
 
 
 def row_blocks(fn: Any, x: Tensor, gen: torch.Generator | None, params: Sequence[Tensor]) -> Tensor:

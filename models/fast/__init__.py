@@ -1,0 +1,47 @@
+"""The fence around the models' speed machinery: oneDNN linear layers, dropout applied from random
+bits, the InfoNCE Gram matrix with a one-GEMM backward, training passes on blocks of rows side by side,
+and the native C kernels (`native.c`, built on first use by `native.py`).
+
+Model code sees only what is exported here. The encoder (`models/encoder.py`) is written plainly, as
+the papers' code; its `forward` asks `select` for the pass's `Backend` and runs it: the reference, or
+the fast path of `encoder.py` here, the same function of the same parameters (tests/test_backends.py).
+`select` is the one place that decides, from explicit inputs (see `backend.py`); setting
+INTENTBENCH_BACKEND=reference runs the plain code everywhere. The three ops below serve model code
+outside the encoder, on the backend `select` picks for their input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from models.dropout import dropout as reference_dropout
+from models.fast import kernels
+from models.fast.backend import ENV, REFERENCE, Backend, describe, select
+
+__all__ = ["ENV", "REFERENCE", "Backend", "describe", "dropout", "gram_matrix", "linear", "select"]
+
+
+def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
+    """`models.dropout.dropout` (the same masks), for model code outside the encoder (the zoo's toolkit)."""
+    if not training or p == 0.0:
+        return x
+    backend = select(x.device, x.dtype)
+    if backend.name == "reference":
+        return reference_dropout(x, p, gen, training)
+    return kernels.dropout(x, p, gen, backend.native)
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """x @ w.T + b (..., in) -> (..., out), F.linear's value; on CPU float32 one oneDNN GEMM with the
+    bias added inside it."""
+    backend = select(x.device, x.dtype)
+    return kernels.linear(x, w, b, backend.onednn, backend.native)
+
+
+def gram_matrix(z: Tensor) -> Tensor:
+    """z @ z.T, (2B, F) -> (2B, 2B); with autograd its backward is one GEMM (`kernels.gram_matrix`)."""
+    backend = select(z.device, z.dtype)
+    if backend.name == "reference":
+        return z @ z.T
+    return kernels.gram_matrix(z, backend.onednn)
