@@ -22,7 +22,10 @@ from bench.data.beautylike import (
     plant,
     resolve_shape,
 )
+from bench.data.datasets import manifest
 from bench.errors import BenchError
+
+SHA = manifest()["beauty"].sha256
 
 
 def popularity_curve(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -38,9 +41,9 @@ def length_ks(flat_offsets: np.ndarray, pmf: np.ndarray) -> float:
 
 @pytest.mark.parametrize("shape_name", ["beauty", "parametric"])
 def test_lengths_and_popularity_follow_beautys(shared_data: Path, shape_name: str) -> None:
-    beauty = beauty_shape(shared_data / "Beauty.txt")
+    beauty = beauty_shape(shared_data / "Beauty.txt", SHA)
     cfg = parse_spec(f"beauty-like:scale=0.2,shape={shape_name}")
-    shape = resolve_shape(cfg, shared_data)
+    shape = resolve_shape(cfg, [shared_data], SHA)
     flat, offsets, _ = generate(cfg, shape)
     assert len(offsets) - 1 == round(0.2 * BEAUTY_USERS)
     assert length_ks(offsets, beauty.length_pmf) < 0.02
@@ -52,16 +55,19 @@ def test_lengths_and_popularity_follow_beautys(shared_data: Path, shape_name: st
 
 
 def test_parametric_shape_is_close_to_beauty(shared_data: Path) -> None:
-    beauty, fit = beauty_shape(shared_data / "Beauty.txt"), parametric_shape()
+    beauty, fit = beauty_shape(shared_data / "Beauty.txt", SHA), parametric_shape()
     assert np.abs(np.cumsum(beauty.length_pmf) - np.cumsum(fit.length_pmf)).max() < 0.005
     assert np.abs(np.sort(beauty.item_weights)[::-1].cumsum()[[120, 1210, 6050]]
                   - np.sort(fit.item_weights)[::-1].cumsum()[[120, 1210, 6050]]).max() < 0.01
 
 
 def test_without_beautys_file_auto_falls_back_and_beauty_refuses(tmp_path: Path) -> None:
-    assert resolve_shape(parse_spec("beauty-like:shape=auto"), roots=[tmp_path]).source == "parametric"
+    assert resolve_shape(parse_spec("beauty-like:shape=auto"), [tmp_path], SHA).source == "parametric"
     with pytest.raises(BenchError, match=r"needs Beauty\.txt"):
-        resolve_shape(parse_spec("beauty-like:shape=beauty"), roots=[tmp_path])
+        resolve_shape(parse_spec("beauty-like:shape=beauty"), [tmp_path], SHA)
+    (tmp_path / "Beauty.txt").write_text("1 1 2 3 4 5\n")
+    with pytest.raises(BenchError, match="is not Beauty"):
+        resolve_shape(parse_spec("beauty-like:shape=auto"), [tmp_path], SHA)
 
 
 def test_deterministic_per_seed_and_loadable_by_name() -> None:

@@ -7,11 +7,12 @@ each item has `successors` preferred successors in its group (drawn by popularit
 1-3 intents (the first, its label, weighted 3:1:1). A user's intents are drawn in proportion to their
 groups' popularity mass, so that the items' marginal popularity stays Beauty's.
 
-The shape comes from Beauty.txt where it is found (`--data-dir`, $INTENTBENCH_DATA_DIR, the dataset
-cache, ../shared/datasets), sha256-checked; otherwise (`shape=parametric`, or `auto` without the file)
-from a parametric fit to it: P(length = 5 + j) proportional to (j + 5.38)^-3.083 for j = 0..199 and
-the popularity of the item of rank r proportional to (r + 211)^-0.92 (maximum likelihood and log
-least squares on Beauty.txt; docs/scaling.md gives the fit's quality).
+The shape comes from Beauty.txt where it is found (`bench.data.datasets.beauty_search`: `--data-dir`,
+$INTENTBENCH_DATA_DIR, the dataset cache, ../shared/datasets), sha256-checked; otherwise
+(`shape=parametric`, or `auto` without the file) from a parametric fit to it: P(length = 5 + j)
+proportional to (j + 5.38)^-3.083 for j = 0..199, and the popularity of the item of rank r
+proportional to (r + 211)^-0.92 (maximum likelihood and log least squares on Beauty.txt;
+docs/scaling.md gives the fit's quality).
 
 Generation runs in chunks of users straight into the CSR arrays `SeqData` holds (flat int64 items,
 int64 offsets), so its peak memory is the output plus one chunk's buffers, never a list of per-user
@@ -23,7 +24,6 @@ Spec strings: "beauty-like:scale=3,seed=0" (options: scale, seed, intents, shape
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -84,25 +84,18 @@ def parse_spec(spec: str) -> BeautyLikeConfig:
     return cfg
 
 
-def search_roots(data_dir: Path | None) -> list[Path]:
-    """Where Beauty.txt is looked for: `--data-dir`, $INTENTBENCH_DATA_DIR, the cache, ../shared/datasets."""
-    from bench.data.datasets import DATASETS_DIR, ENV_DATA_DIR, REPO_ROOT
-
-    roots = [data_dir, os.environ.get(ENV_DATA_DIR), DATASETS_DIR / "cache", REPO_ROOT.parent / "shared" / "datasets"]
-    return [Path(r) for r in roots if r]
-
-
 def beauty_file(roots: list[Path]) -> Path | None:
     return next((r / "Beauty.txt" for r in roots if (r / "Beauty.txt").is_file()), None)
 
 
-def beauty_shape(path: Path) -> Shape:
-    """Beauty's length histogram and per-item counts, read from the file (checked against the manifest)."""
-    from bench.data.datasets import manifest, sha256_file
-
-    digest = sha256_file(path)
-    if digest != manifest()["beauty"].sha256:
-        raise BenchError(f"{path}: sha256 {digest} is not Beauty.txt's")
+def beauty_shape(path: Path, sha256: str) -> Shape:
+    """Beauty's length histogram and per-item counts, read from the file (which must have `sha256`)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != sha256:
+        raise BenchError(f"{path}: sha256 {h.hexdigest()} is not Beauty.txt's")
     lengths, items = [], []
     with open(path) as f:
         for line in f:
@@ -111,7 +104,7 @@ def beauty_shape(path: Path) -> Shape:
             items.extend(ids)
     hist = np.bincount(np.array(lengths), minlength=MAX_LEN + 1)[MIN_LEN:MAX_LEN + 1]
     counts = np.bincount(np.array(items, dtype=np.int64), minlength=BEAUTY_ITEMS + 1)[1:BEAUTY_ITEMS + 1]
-    return Shape("beauty", digest, hist / hist.sum(), counts / counts.sum())
+    return Shape("beauty", sha256, hist / hist.sum(), counts / counts.sum())
 
 
 def parametric_shape() -> Shape:
@@ -125,12 +118,12 @@ def parametric_shape() -> Shape:
     return Shape("parametric", digest, pmf / pmf.sum(), weights / weights.sum())
 
 
-def resolve_shape(cfg: BeautyLikeConfig, data_dir: Path | None = None, roots: list[Path] | None = None) -> Shape:
-    """Beauty's shape from its file (shape=auto or beauty), else the parametric fit (parametric, or auto
-    without the file); `roots`: where to look (default `search_roots(data_dir)`)."""
-    path = beauty_file(search_roots(data_dir) if roots is None else roots) if cfg.shape != "parametric" else None
+def resolve_shape(cfg: BeautyLikeConfig, roots: list[Path], sha256: str) -> Shape:
+    """Beauty's shape from Beauty.txt in the first of `roots` holding it (shape=auto or beauty; the file
+    must have `sha256`), else the parametric fit (shape=parametric, or auto without the file)."""
+    path = beauty_file(roots) if cfg.shape != "parametric" else None
     if path is not None:
-        return beauty_shape(path)
+        return beauty_shape(path, sha256)
     if cfg.shape == "beauty":
         raise BenchError(f"{NAME}: shape=beauty needs Beauty.txt (--data-dir DIR, or `python -m bench fetch`)")
     return parametric_shape()
@@ -248,8 +241,15 @@ def data_digest(shape: Shape, flat: np.ndarray, offsets: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def beautylike_from_spec(spec: str, data_dir: Path | None = None) -> SeqData:
+def beautylike_from_spec(spec: str, roots: list[Path], sha256: str) -> SeqData:
+    """The data of a spec; `roots` and `sha256`: where Beauty.txt may be and its checksum (bench.data.datasets)."""
     cfg = parse_spec(spec)
-    shape = resolve_shape(cfg, data_dir)
+    shape = resolve_shape(cfg, roots, sha256)
     flat, offsets, labels = generate(cfg, shape)
     return SeqData(spec, data_digest(shape, flat, offsets), flat, offsets, labels)
+
+
+def shape_source(spec: str, roots: list[Path], sha256: str) -> str:
+    """Which shape a spec resolves to here: "beauty (Beauty.txt, sha256 226cce9c...)" or "parametric fit"."""
+    shape = resolve_shape(parse_spec(spec), roots, sha256)
+    return f"beauty (Beauty.txt, sha256 {shape.sha256[:8]}...)" if shape.source == "beauty" else "parametric fit"

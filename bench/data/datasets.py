@@ -171,6 +171,13 @@ def _is_beautylike(name: str) -> bool:
     return name.split(":")[0] == "beauty-like"
 
 
+def beauty_search(data_dir: Path | None = None) -> tuple[list[Path], str]:
+    """Where the Beauty-shaped data looks for Beauty.txt (`--data-dir`, $INTENTBENCH_DATA_DIR, the cache,
+    ../shared/datasets next to this checkout), and the file's sha256."""
+    roots = [data_dir, os.environ.get(ENV_DATA_DIR), DATASETS_DIR / "cache", REPO_ROOT.parent / "shared" / "datasets"]
+    return [Path(r) for r in roots if r], manifest()["beauty"].sha256
+
+
 def check_dataset(name: str, data_dir: Path | None = None) -> None:
     """Fails fast, without loading: an unknown name, a malformed synthetic spec, or a local folder
     (`--data-dir` or the environment variable) that lacks the file. A download is left to the run."""
@@ -180,9 +187,10 @@ def check_dataset(name: str, data_dir: Path | None = None) -> None:
         parse_spec(name)
         return
     if _is_beautylike(name):
-        from bench.data import beautylike
+        from bench.data.beautylike import parse_spec as parse_beautylike
+        from bench.data.beautylike import resolve_shape
 
-        beautylike.resolve_shape(beautylike.parse_spec(name), data_dir)  # shape=beauty without the file fails here
+        resolve_shape(parse_beautylike(name), *beauty_search(data_dir))  # shape=beauty without the file fails
         return
     _local_file(_entry(name), data_dir)
 
@@ -196,7 +204,7 @@ def load_dataset(name: str, data_dir: Path | None = None) -> SeqData:
     if _is_beautylike(name):
         from bench.data.beautylike import beautylike_from_spec
 
-        return beautylike_from_spec(name, data_dir)
+        return beautylike_from_spec(name, *beauty_search(data_dir))
     entry = _entry(name)
     path = resolve_file(entry, data_dir)
     digest = sha256_file(path)
