@@ -144,7 +144,8 @@ def test_the_report_names_code_machine_settings_extrapolation_limits_and_verdict
     for needle in ("python -m bench reproduce experiments/scaling.toml", "- code: ", "test CPU", "RAM 23.4 GiB",
                    "**extrapolated**", "20 training batches", "**NOT REPRODUCED**", "scaling-advantage-grows",
                    "Largest size measured for every model: 100x", "too big: predicted peak RSS 30.0 GiB",
-                   "held by the epoch's training samples", "Generation's peak RSS at most", "![cost against users]"):
+                   "most of it added by the epoch's training samples", "Generation's peak RSS at most",
+                   "![cost against users]"):
         assert needle in md, needle
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary["fits"]["elcrec"]["epoch_s"]["slope"] == pytest.approx(1.0, abs=0.02)

@@ -297,18 +297,25 @@ PHASES = ("generate", "model", "init", "epoch_start", "batches", "warmup", "trai
 
 
 def peak_phase(rec: dict[str, Any]) -> str:
-    """The phase that raised the process's peak RSS to (within 2% of) its maximum: the allocator keeps
-    freed memory (bench.runner.WORKER_ENV), so every later phase starts at that level again."""
-    phases = (rec.get("memory") or {}).get("phase_peak_rss_mb") or {}
+    """The phase that raised the process's high-water mark the most. The allocator keeps freed memory
+    (bench.runner.WORKER_ENV), so every phase starts at the level the ones before it reached, and the
+    phase whose own growth was largest is the one that sets the size that fits."""
+    mem = rec.get("memory") or {}
+    phases = mem.get("phase_peak_rss_mb") or {}
     if not phases:
         return "?"
-    top = max(phases.values())
-    return next(p for p in (*PHASES, *phases) if phases.get(p, 0.0) >= 0.98 * top)
+    level, best, grew = mem.get("rss_start_mb", 0.0), "?", -1.0
+    for p in (*PHASES, *(q for q in phases if q not in PHASES)):
+        if p in phases:
+            if phases[p] - level > grew:
+                best, grew = p, phases[p] - level
+            level = max(level, phases[p])
+    return best
 
 
 def fit_limits(recs: list[dict[str, Any]], model: str, ram_mb: float) -> dict[str, Any]:
-    """What fits: the largest measured scale, the smallest that did not fit and why, the phase that held
-    the peak at the largest, and the users at which the linear memory fit reaches the machine's RAM."""
+    """What fits: the largest measured scale, the smallest that did not fit and why, the phase that added
+    most to the peak at the largest, and the users at which the linear memory fit reaches the machine's RAM."""
     mine = [r for r in recs if r["model"] == model]
     ok = [r for r in mine if r["status"] == "ok"]
     bad = sorted((r for r in mine if r["status"] in ("too_big", "out_of_memory")), key=lambda r: r["scale"])

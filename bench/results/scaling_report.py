@@ -153,8 +153,9 @@ def limit_lines(recs: list[dict[str, Any]], ram_mb: float) -> list[str]:
         if lim["largest_ok_scale"] is None:
             lines.append(f"- {m}: no point measured")
             continue
+        what = PHASE_WHAT.get(lim["peak_phase"], lim["peak_phase"])
         text = (f"- {m}: largest measured {lim['largest_ok_scale']:g}x ({lim['largest_ok_users']:,} users), peak RSS "
-                f"{lim['peak_rss_mb'] / GIB:.2f} GiB, held by {PHASE_WHAT.get(lim['peak_phase'], lim['peak_phase'])}")
+                f"{lim['peak_rss_mb'] / GIB:.2f} GiB, most of it added by {what}")
         if "mb_per_user" in lim:
             text += (f"; peak RSS ~ {lim['mb_base']:.0f} MiB + {lim['mb_per_user'] * 1024:.2f} KiB per user, which "
                      f"reaches this machine's {ram_mb / GIB:.1f} GiB at ~{lim['users_at_ram']:,.0f} users "
