@@ -105,7 +105,7 @@ def mean_pooled_train_outputs(model: RecModel, data: SeqData, device: torch.devi
     model.eval()
     # one output array, filled chunk by chunk: chunk results kept in a list each pinned the top of the heap
     # under the workers' allocator settings (freed memory is kept, bench.runner.WORKER_ENV), and in some
-    # processes the heap then grew by every chunk's temporaries, ~1.5 GB at 3x Beauty's users (docs/scaling.md)
+    # processes the heap then grew by every chunk's temporaries, linearly in users (docs/perf.md)
     out: torch.Tensor | None = None  # (U, D)
     with torch.inference_mode():
         for i in range(0, len(inputs), 1024):

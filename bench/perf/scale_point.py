@@ -120,7 +120,7 @@ class Watch:
                 self._stop("out_of_memory")
             elif self.timeout and time.monotonic() - self._t0 > self.timeout:
                 self._stop("timeout")
-            time.sleep(0.1)  # a 100x point allocates a few GB a second at most: 0.1 s overshoots little
+            time.sleep(0.1)  # the limit is overshot by what the point allocates between two polls
 
     def _stop(self, why: str) -> None:
         self.stopped = why

@@ -3,12 +3,12 @@ their states, run by `python -m bench reproduce FILE`.
 
 A point is (model, scale, repeat): one fresh process (`bench.perf.scale_worker`, started and watched by
 `bench.perf.scale_point`) on Beauty-shaped synthetic data (`bench.data.beautylike`) at `scale` x Beauty's
-users, with Beauty's preset. Points run one at a time, scales ascending, the models' order rotated
-per repeat. Each point appends one record of kind "scaling" to `out`; a rerun skips the points that
-have an ok record for the same settings (`config_hash`), so a killed study resumes where it was. A
-point that cannot fit (predicted from the same model's smaller points, or stopped at the memory
-limit, or killed by the kernel) is recorded with what limits it and is tried again only when more
-memory is available (`bench.perf.scale_point`, which also has the command). Then the report
+users, with Beauty's preset. Points run one at a time, repeat after repeat (`points`). Each point
+appends one record of kind "scaling" to `out`; a rerun skips the points that have an ok record for
+the same settings (`config_hash`), so a killed study resumes where it was. A point that cannot fit
+(predicted from the same model's smaller points, or stopped at the memory limit, or killed by the
+kernel) is recorded with what limits it and is tried again only when more memory is available
+(`bench.perf.scale_point`, which also has the command). Then the report
 (`bench.results.scaling_report`) is written. No torch here.
 """
 
@@ -142,12 +142,14 @@ def point_spec(study: ScalingStudy, model: str, scale: float, repeat: int) -> di
 
 
 def points(study: ScalingStudy) -> list[dict[str, Any]]:
-    """Scales ascending (the smaller ones size the larger ones' memory); within a scale, repeats, with
-    the models' order rotated per repeat, so that drift of the machine hits no model always first."""
+    """Repeat after repeat; scales ascending in odd repeats (the first one's smaller scales size the
+    larger ones' memory) and descending in even ones, and the models' order rotated per repeat, so that
+    a drift of the machine's speed over the hours of a study cancels out of the slopes, as the ABAB
+    order of `bench cost` cancels it out of a ratio."""
     out = []
-    for scale in study.scales:
-        for r in range(1, study.repeats + 1):
-            k = (r - 1) % len(study.models)
+    for r in range(1, study.repeats + 1):
+        k = (r - 1) % len(study.models)
+        for scale in study.scales if r % 2 else reversed(study.scales):
             for model in (*study.models[k:], *study.models[:k]):
                 out.append(point_spec(study, model, scale, r))
     return out

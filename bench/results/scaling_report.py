@@ -287,14 +287,18 @@ def summary(recs: list[dict[str, Any]], verdicts: list[ScalingVerdict], settings
 
 
 def points_csv(recs: list[dict[str, Any]]) -> str:
-    cols = ["model", "scale", "users", "repeat", "status", *METRICS, "peak_phase", "reason"]
-    lines = [",".join(cols)]
+    import csv
+    import io
+
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(["model", "scale", "users", "repeat", "status", *METRICS, "peak_phase", "reason"])
     for r in recs:
-        vals = [r["model"], r["scale"], r["users"], r["repeat"], r["status"],
-                *(METRICS[m].get(r) if r["status"] == "ok" else "" for m in METRICS),
-                peak_phase(r) if r["status"] == "ok" else "", json.dumps(r.get("reason", ""))]
-        lines.append(",".join(str(v) for v in vals))
-    return "\n".join(lines) + "\n"
+        ok = r["status"] == "ok"
+        out.writerow([r["model"], r["scale"], r["users"], r["repeat"], r["status"],
+                      *(METRICS[m].get(r) if ok else "" for m in METRICS), peak_phase(r) if ok else "",
+                      r.get("reason", "")])
+    return buf.getvalue()
 
 
 def write_scaling_report(out: Path, report: Path, claims: Path | None, settings: dict[str, Any]) -> list[Path]:
