@@ -17,6 +17,8 @@ def cmd_list(ns: argparse.Namespace) -> int:
     for name, e in manifest().items():
         print(f"  {name:9s} {e.file}: {e.users} users, {e.items} items, {e.interactions} interactions")
     print("  synthetic built in, planted intents; options synthetic:users=N,items=N,intents=N,seed=N")
+    print("  beauty-like built in, Beauty's lengths and popularity at a scale, planted intents; options "
+          "beauty-like:scale=X,seed=N,intents=N,shape=auto|beauty|parametric")
     print("presets (dataset -> model -> hyper-parameters):")
     for ds, table in PRESETS.items():
         print(f"  {ds}: " + "; ".join(f"{m} {v}" for m, v in table.items()))

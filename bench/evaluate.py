@@ -103,9 +103,18 @@ def mean_pooled_train_outputs(model: RecModel, data: SeqData, device: torch.devi
     inputs = torch.from_numpy(windows(data.flat, starts, np.maximum(ends, starts)))
     was_training = model.training  # type: ignore[attr-defined]
     model.eval()
+    # one output array, filled chunk by chunk: chunk results kept in a list each pinned the top of the heap
+    # under the workers' allocator settings (freed memory is kept, bench.runner.WORKER_ENV), and in some
+    # processes the heap then grew by every chunk's temporaries, linearly in users (docs/perf.md)
+    out: torch.Tensor | None = None  # (U, D)
     with torch.inference_mode():
-        out = torch.cat([model(inputs[i : i + 1024].to(device)).mean(1).cpu() for i in range(0, len(inputs), 1024)])
+        for i in range(0, len(inputs), 1024):
+            chunk = model(inputs[i : i + 1024].to(device)).mean(1).cpu()  # (C, D)
+            if out is None:
+                out = torch.empty(len(inputs), chunk.shape[1])
+            out[i : i + 1024] = chunk
     model.train(was_training)
+    assert out is not None  # every dataset has users
     return out.numpy()
 
 

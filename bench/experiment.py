@@ -34,13 +34,16 @@ _TABLES = (lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, dict)
 TOP_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "name": _STR, "description": _STR, "profile": _STR, "datasets": _STRS, "claims": _STR, "out": _STR,
     "report": _STR, "formats": _STRS, "epochs": _INT, "set": _STRS, "device": _STR, "jobs": _INT,
-    "threads": _INT, "timeout": _NUM, "data_dir": _STR, "runs": _TABLES, "compare": _STRS,
+    "threads": _INT, "timeout": _NUM, "data_dir": _STR, "runs": _TABLES, "compare": _STRS, "kind": _STR,
 }
 GROUP_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "name": _STR, "models": _STRS, "seeds": _INTS, "optional": _BOOL, "set": _STRS, "datasets": _STRS,
 }
 REQUIRED_TOP = ("profile", "out", "report", "runs")
 REQUIRED_GROUP = ("models", "seeds")
+# what a file's top-level `kind` may be: "runs" (the default: [[runs]] groups of `bench run`), or a study
+# whose points are no training runs ("scaling": bench.perf.scaling)
+STUDY_KINDS = ("runs", "scaling")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,15 @@ def _read(path: Path) -> dict[str, Any]:
         raise BenchError(f"{path}: no such experiment file") from None
     except tomllib.TOMLDecodeError as e:
         raise BenchError(f"{path}: not valid TOML ({e})") from None
+
+
+def study_kind(path: Path) -> tuple[str, dict[str, Any]]:
+    """The file's `kind` (default "runs") and its parsed table; an unknown kind is a one-line BenchError."""
+    top = _read(path)
+    kind = top.get("kind", "runs")
+    if kind not in STUDY_KINDS:
+        raise BenchError(f"{path}: unknown kind {kind!r}; known: {', '.join(STUDY_KINDS)}")
+    return kind, top
 
 
 def _group(raw: dict[str, Any], i: int, top: dict[str, Any], path: Path) -> Group:

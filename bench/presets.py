@@ -73,6 +73,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "s3rec": {"pretrain_epochs": 2, "layers": 1}, "gsasrec": {"negatives": 16, "layers": 1}},
 }
 
+# Beauty-shaped synthetic data at a scale (bench/data/beautylike.py, the scaling study): Beauty's settings,
+# since the data has Beauty's lengths, items and popularity
+PRESETS["beauty-like"] = PRESETS["beauty"]
+
 
 def preset(dataset: str, model: str) -> dict[str, Any]:
     table = PRESETS.get(dataset.split(":")[0], {})

@@ -5,6 +5,7 @@ same run specs and config hashes), so finished runs are skipped and killed ones 
 groups run with `--extended` only. Then the records of the experiment's runs (with their per-user
 sidecars) are copied into `<report>/records/` and the report is written from that copy, so the
 report folder is self-contained. `--dry-run` lists each run with its state and runs nothing.
+A file with `kind = "scaling"` is a scaling study instead (`bench.perf.scaling`): points, not runs.
 """
 
 from __future__ import annotations
@@ -16,10 +17,20 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.config import from_namespace, opt
 from bench.errors import BenchError
-from bench.experiment import Experiment, Group, latest_records, load_experiment, override, run_state, validate
+from bench.experiment import (
+    Experiment,
+    Group,
+    latest_records,
+    load_experiment,
+    override,
+    run_state,
+    study_kind,
+    validate,
+)
 from bench.spec import RunSpec
 
 
@@ -124,10 +135,31 @@ def _run_groups(groups: list[Group]) -> int:
     return rc
 
 
+def _other_kind(cfg: ReproduceConfig) -> int | None:
+    """A study of another kind than [[runs]] groups runs here (None: the file is a runs experiment).
+    Scaling: each point is a measurement, so --jobs, --extended and --allow-code-change do not apply."""
+    if len(cfg.experiment) != 1:
+        return None
+    kind, top = study_kind(cfg.experiment[0])
+    if kind != "scaling":
+        return None
+    from bench.perf.scale_point import cmd_scaling
+    from bench.perf.scaling import load_study
+
+    study = load_study(cfg.experiment[0], top)
+    changes: dict[str, Any] = {"out": cfg.out, "report": cfg.report, "data_dir": cfg.data_dir,
+                               "threads": cfg.threads, "device": cfg.device}
+    study = dataclasses.replace(study, **{k: v for k, v in changes.items() if v is not None})
+    return cmd_scaling(study, cfg.dry_run, cfg.report_only)
+
+
 def cmd_reproduce(ns: argparse.Namespace) -> int:
     from bench.runner import check_resumes
 
     cfg = from_namespace(ReproduceConfig, ns)
+    other = _other_kind(cfg)
+    if other is not None:
+        return other
     exp = _experiment(cfg)
     runs = validate(exp)
     if cfg.dry_run:

@@ -13,7 +13,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # everything that reads records and judges them: a reader of results must not need torch installed
 RESULTS = ("bench.results", *(f"bench.results.{p.stem}" for p in sorted((REPO / "bench" / "results").glob("*.py"))
-                              if p.stem != "__init__"), "bench.perf.cost")
+                              if p.stem != "__init__"), "bench.perf.cost",
+           "bench.perf.scaling", "bench.perf.scale_point", "bench.data.beautylike")
 
 
 def imported_modules(path: Path) -> set[str]:

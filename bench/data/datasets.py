@@ -45,7 +45,7 @@ def manifest() -> dict[str, DatasetEntry]:
 
 
 def known_datasets() -> list[str]:
-    return [*manifest(), "synthetic"]
+    return [*manifest(), "synthetic", "beauty-like"]
 
 
 def sha256_file(path: Path) -> str:
@@ -167,6 +167,17 @@ def _is_synthetic(name: str) -> bool:
     return name.split(":")[0] == "synthetic"
 
 
+def _is_beautylike(name: str) -> bool:
+    return name.split(":")[0] == "beauty-like"
+
+
+def beauty_search(data_dir: Path | None = None) -> tuple[list[Path], str]:
+    """Where the Beauty-shaped data looks for Beauty.txt (`--data-dir`, $INTENTBENCH_DATA_DIR, the cache,
+    ../shared/datasets next to this checkout), and the file's sha256."""
+    roots = [data_dir, os.environ.get(ENV_DATA_DIR), DATASETS_DIR / "cache", REPO_ROOT.parent / "shared" / "datasets"]
+    return [Path(r) for r in roots if r], manifest()["beauty"].sha256
+
+
 def check_dataset(name: str, data_dir: Path | None = None) -> None:
     """Fails fast, without loading: an unknown name, a malformed synthetic spec, or a local folder
     (`--data-dir` or the environment variable) that lacks the file. A download is left to the run."""
@@ -175,15 +186,25 @@ def check_dataset(name: str, data_dir: Path | None = None) -> None:
 
         parse_spec(name)
         return
+    if _is_beautylike(name):
+        from bench.data.beautylike import parse_spec as parse_beautylike
+        from bench.data.beautylike import resolve_shape
+
+        resolve_shape(parse_beautylike(name), *beauty_search(data_dir))  # shape=beauty without the file fails
+        return
     _local_file(_entry(name), data_dir)
 
 
 def load_dataset(name: str, data_dir: Path | None = None) -> SeqData:
-    """Loads, verifies and parses a dataset by name ("synthetic[:k=v,...]" is generated)."""
+    """Loads, verifies and parses a dataset by name ("synthetic[:k=v,...]", "beauty-like[:k=v,...]" are generated)."""
     if _is_synthetic(name):
         from bench.data.synthetic import synthetic_from_spec
 
         return synthetic_from_spec(name)
+    if _is_beautylike(name):
+        from bench.data.beautylike import beautylike_from_spec
+
+        return beautylike_from_spec(name, *beauty_search(data_dir))
     entry = _entry(name)
     path = resolve_file(entry, data_dir)
     digest = sha256_file(path)
