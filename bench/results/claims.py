@@ -30,7 +30,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ from bench.results import stats
 from bench.results.frame import best_valid, curve, epoch_times, per_user_matrix, time_to_target
 from bench.results.schema import CostRecord, Measured, Record, RunRecord
 
+C = TypeVar("C")
 COST_METRICS = ("epoch_time", "train_time", "time_to_target", "gpu_memory")
 CHECKS = ("paper", "released-checkpoints", "transfer")
 DEFAULT_CLAIMS = Path(__file__).parents[1] / "claims" / "elcrec.toml"
@@ -92,19 +93,29 @@ class Verdict:
     diffs: np.ndarray | None = field(default=None, repr=False)  # per-user differences, for plots
 
 
-def load_claims(path: Path) -> list[Claim]:
+def claim_tables(path: Path, table: str = "claim") -> list[dict[str, Any]]:
+    """The `[[table]]` entries of a claims file; an unreadable file is a one-line BenchError."""
     try:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise BenchError(f"{path}: cannot read claims ({e})") from None
+    return list(raw.get(table, []))
+
+
+def make_claim(cls: type[C], fields: dict[str, Any], path: Path, where: str) -> C:
+    """A claim dataclass from one table; a missing or unknown key is a one-line BenchError."""
+    try:
+        return cls(**fields)
+    except TypeError as e:
+        raise BenchError(f"{path}: {where}: {e}") from None
+
+
+def load_claims(path: Path) -> list[Claim]:
     claims = []
-    for i, c in enumerate(raw.get("claim", []), 1):
+    for i, c in enumerate(claim_tables(path), 1):
         if c.get("kind") == "scaling":  # judged by the scaling study's report (bench.results.scaling)
             continue
-        try:
-            claim = Claim(**c)
-        except TypeError as e:
-            raise BenchError(f"{path}: claim {i}: {e}") from None
+        claim = make_claim(Claim, c, path, f"claim {i}")
         _validate(path, claim)
         claims.append(claim)
     return claims

@@ -389,8 +389,8 @@ VERDICT_HEADERS = ["claim", "comparison", "metric", "claimed", "measured", "95% 
                    "detectable", "seeds needed", "n", "verdict", "reason"]
 CHECK_TITLES = {"paper": "the paper's own numbers", "released-checkpoints": "the released checkpoints (a separate "
                 "check: the claimed sizes are what the authors' released seed-1 checkpoints score)",
-                "transfer": "transfer to other domains (not the paper's claims: its Beauty effect sizes, asked of data "
-                "the paper names as its limitation)"}
+                "transfer": "transfer to other domains (not the paper's claims: its Beauty effect sizes, asked of "
+                "other domains)"}
 VERDICT_LEGEND = (
     "Claimed and measured sizes are in the claimed direction (\"(lower)\": lower is the claim). "
     "Verdicts (c = the claimed size, 95% CI of the effect in the claimed direction, seeds the unit): "

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,15 @@ import numpy as np
 from scipy import special
 
 from bench.errors import BenchError
-from bench.results.claims import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUNNABLE, REPRODUCED, SMALLER
+from bench.results.claims import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    NOT_RUNNABLE,
+    REPRODUCED,
+    SMALLER,
+    claim_tables,
+    make_claim,
+)
 
 FLOOR_S = 1e-3  # seconds: below this at every size, a phase does no work worth a fit
 STATISTICS = ("slope_difference", "ratio_slope")
@@ -225,18 +232,11 @@ class ScalingClaim:
 
 def load_scaling_claims(path: Path) -> list[ScalingClaim]:
     """The `kind = "scaling"` claims of a claim file (others are left to `bench report`)."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise BenchError(f"{path}: cannot read claims ({e})") from None
     out = []
-    for i, c in enumerate(raw.get("claim", []), 1):
+    for i, c in enumerate(claim_tables(path), 1):
         if c.get("kind") != "scaling":
             continue
-        try:
-            claim = ScalingClaim(**c)
-        except TypeError as e:
-            raise BenchError(f"{path}: claim {i}: {e}") from None
+        claim = make_claim(ScalingClaim, c, path, f"claim {i}")
         if claim.metric not in METRICS or claim.statistic not in STATISTICS or not claim.margin > 0:
             raise BenchError(f"{path}: claim {claim.id}: metric one of {', '.join(METRICS)}, statistic one of "
                              f"{', '.join(STATISTICS)}, margin > 0")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES
 from bench.results import stats
-from bench.results.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decide
+from bench.results.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, claim_tables, decide, make_claim
 from bench.results.frame import per_user_matrix
 from bench.results.schema import Record, RunRecord
 
@@ -233,16 +232,9 @@ class RangeVerdict:
 
 def load_range_claims(path: Path) -> list[RangeClaim]:
     """The `[[sensitivity]]` tables of a claims file (its `[[claim]]` tables are `claims.load_claims`')."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise BenchError(f"{path}: cannot read claims ({e})") from None
     out = []
-    for i, c in enumerate(raw.get("sensitivity", []), 1):
-        try:
-            claim = RangeClaim(**{**c, "range": tuple(c.get("range", ()))})
-        except TypeError as e:
-            raise BenchError(f"{path}: sensitivity claim {i}: {e}") from None
+    for i, c in enumerate(claim_tables(path, "sensitivity"), 1):
+        claim = make_claim(RangeClaim, {**c, "range": tuple(c.get("range", ()))}, path, f"sensitivity claim {i}")
         _check(path, claim)
         out.append(claim)
     return out
