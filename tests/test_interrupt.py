@@ -116,14 +116,14 @@ def _kill_moment(rng: random.Random, state: Path, proc: subprocess.Popen[str]) -
     saved (so that runs are killed mid-training and resumed, and each kill leaves progress behind:
     on a fast machine a sweep of random delays alone can end before ten kills), else after a random
     delay. False if the sweep ended first."""
-    deadline = time.time() + (600 if rng.random() < 0.75 else rng.uniform(0.5, 4.0))
+    deadline = time.time() + (600 if rng.random() < 0.75 else rng.uniform(0.5, 2.0))
     stamp = max((f.stat().st_mtime_ns for f in state.glob("*.pt")), default=0) if state.exists() else 0
     while time.time() < deadline:
         if proc.poll() is not None:
             return False
         now = max((f.stat().st_mtime_ns for f in state.glob("*.pt")), default=0) if state.exists() else 0
         if now > stamp:
-            time.sleep(rng.uniform(0.0, 0.5))
+            time.sleep(rng.uniform(0.0, 0.05))  # smoke epochs are short: longer, and several pass
             break
         time.sleep(0.02)
     return proc.poll() is None
@@ -135,7 +135,7 @@ def test_random_sigkills_lose_nothing_duplicate_nothing_and_change_no_metric(tmp
     go on writing), resumed each time, until the sweep gets through; a finished run is never lost
     or repeated, and in the end every run has exactly one record, ok, with the metrics of an
     uninterrupted sweep."""
-    args = ["--models", "sasrec,elcrec", "--seeds", "1,2", "--epochs", "5", "--jobs", "2", "--threads", "1"]
+    args = ["--models", "sasrec,elcrec", "--seeds", "1,2", "--epochs", "8", "--jobs", "2", "--threads", "1"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     assert run(reference, *args).returncode == 0
     rng, kills, parents, finished = random.Random(7), 0, [], []
