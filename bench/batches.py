@@ -174,13 +174,17 @@ def prefix_samples(data: SeqData, rng: np.random.Generator, same_target: bool = 
     return out
 
 
-def cloze_samples(data: SeqData, rng: np.random.Generator, mask_prob: float) -> Samples:
-    """The training part items[:-2] of each user (last 50), each item masked with probability
-    mask_prob (the last one when none was): masked positions hold the mask token (item_size - 1)
-    in the input and the item in the target, other targets are 0."""
-    users = rng.permutation(data.n_users)
-    seqs = windows(data.flat, data.starts[users], data.ends[users] - 2)
-    mask = (rng.random(seqs.shape) < mask_prob) & (seqs > 0)
+def cloze_samples(data: SeqData, rng: np.random.Generator, mask_prob: float, copies: int = 1,
+                  mask_last: bool = False) -> Samples:
+    """The training part items[:-2] of each user (last 50): `copies` copies of each with every item
+    masked with probability mask_prob (the last one when none was) and, with `mask_last`, one more
+    copy whose last item alone is masked; all shuffled together. Masked positions hold the mask
+    token (item_size - 1) in the input and the item in the target; other targets are 0."""
+    n = data.n_users
+    perm = rng.permutation(n * (copies + int(mask_last)))
+    users, last_only = perm % n, perm >= n * copies  # (N,), (N,)
+    seqs = windows(data.flat, data.starts[users], data.ends[users] - 2)  # (N, L)
+    mask = (rng.random(seqs.shape) < mask_prob) & (seqs > 0) & ~last_only[:, None]
     mask[:, -1] |= ~mask.any(1)  # every sequence has at least one item (three or more per user)
     inputs = np.where(mask, data.item_size - 1, seqs)
     return {"users": users, "input_ids": inputs, "target_pos": np.where(mask, seqs, 0)}

@@ -10,13 +10,19 @@ history and its output scores the next item. Beauty settings of FeiSun's scripts
 hidden 64, mask probability 0.6, hidden dropout 0.5, attention dropout 0.2 (the config defaults).
 (yehjin-shin/BSARec's `bert4rec.py` replaces the Cloze loss with a next-item loss: not followed.)
 
-Training samples ("cloze"): each user's training part (all but the last two items, last 50), masked
-anew every epoch; the mask token is item id item_size - 1 (the ICLRec data convention).
+Training samples ("cloze"), as FeiSun's `gen_data_fin.py` builds its training set: each user's
+training part (all but the last two items, last 50) in dupe_factor (10) copies with random masks,
+plus one copy whose last item alone is masked (`mask_last`, the inference task); one epoch is one
+pass over all of them (so 11 sequences per user). The mask token is item id item_size - 1 (the
+ICLRec data convention).
 
-Deviations: one masked copy per sequence and epoch (FeiSun's data generation makes dupe_factor 10
-static copies, plus copies whose last item alone is masked); a sequence that drew no mask gets its
-last item masked; the scores of padding and mask token are part of the softmax; dropout masks come
-from the run's generator. Known to under-train with short budgets (Petrov & Macdonald, RecSys 2022).
+Deviations: the copies are masked anew every epoch (FeiSun's are drawn once, static); each item is
+masked with probability mask_prob (FeiSun masks exactly round(length x 0.6) items, at most 30); a
+sequence longer than 50 keeps its last 50 items (FeiSun adds sliding windows every 5 items); a
+sequence that drew no mask gets its last item masked; the scores of padding and mask token are
+part of the softmax; Adam at the harness's learning rate, no warm-up or decay (FeiSun: 1e-4, 100
+warm-up steps, linear decay over 400,000 steps); dropout masks come from the run's generator.
+Known to under-train with short budgets (Petrov & Macdonald, RecSys 2022).
 """
 
 from __future__ import annotations
@@ -43,9 +49,11 @@ class BERT4RecConfig:
     dropout: float = 0.5
     attn_dropout: float = 0.2
     mask_prob: float = 0.6
+    dupe_factor: int = 10  # randomly masked copies of each training sequence per epoch
+    mask_last: bool = True  # plus one copy whose last item alone is masked (as at inference)
 
     def __post_init__(self) -> None:
-        require_ranges(self, at_least_1=("layers", "hidden", "heads", "max_len"))
+        require_ranges(self, at_least_1=("layers", "hidden", "heads", "max_len", "dupe_factor"))
         require(self.hidden % self.heads == 0, f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         require(0.0 <= self.dropout < 1.0 and 0.0 <= self.attn_dropout < 1.0, "dropouts must be in [0, 1)")
         require(0.0 < self.mask_prob <= 1.0, f"mask_prob must be in (0, 1], got {self.mask_prob}")
@@ -72,7 +80,7 @@ class BERT4Rec(ZooModel):
         self.output_bias = nn.Parameter(torch.zeros(item_size))
 
     def sample_options(self) -> dict[str, Any]:
-        return {"mask_prob": self.hp.mask_prob}
+        return {"mask_prob": self.hp.mask_prob, "copies": self.hp.dupe_factor, "mask_last": self.hp.mask_last}
 
     def reset_parameters(self, gen: torch.Generator) -> None:
         super().reset_parameters(gen)

@@ -160,6 +160,18 @@ def test_cloze_masks_and_targets_agree(data: Any) -> None:
     assert np.array_equal(masked, s["target_pos"] > 0)
 
 
+def test_cloze_copies_and_last_item_copies(data: Any) -> None:
+    # FeiSun's training set: dupe_factor randomly masked copies of each sequence plus one copy whose
+    # last item alone is masked, shuffled together
+    s = training_samples("cloze", data, np.random.default_rng(0), {"mask_prob": 0.3, "copies": 3, "mask_last": True})
+    assert np.array_equal(np.bincount(s["users"], minlength=data.n_users), np.full(data.n_users, 4))
+    masked = s["input_ids"] == data.item_size - 1
+    last_only = masked[:, -1] & (masked.sum(1) == 1)
+    assert np.array_equal(masked, s["target_pos"] > 0) and s["users"][:data.n_users].std() > 0
+    # every user has at least its one last-only copy; random copies rarely mask the last item alone
+    assert np.array_equal(np.unique(s["users"][last_only]), np.arange(data.n_users))
+
+
 def test_gbce_and_sampled_softmax_equal_hand_values() -> None:
     # one position, logits 0 for the positive and both negatives: sigmoid = 1/2 everywhere
     pos, neg = torch.zeros(1), torch.zeros(1, 2)
