@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from bench.fileio import now
 from bench.lifeline import PARENT_ENV
 from bench.results.records import append_record, failure_record, read_records
 from bench.results.schema import FailureRecord, RunRecord, new_id
-from bench.spec import RunSpec, TrainConfig
+from bench.spec import PROFILES, RunSpec, TrainConfig
 
 Outcome = RunRecord | FailureRecord  # what a run's try ends with
 
@@ -48,31 +48,6 @@ WORKER = [sys.executable, "-m", "bench.worker"]
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 36),
               "MALLOC_TOP_PAD_": str(1 << 30), "MALLOC_ARENA_MAX": "1", "GOMP_SPINCOUNT": "10000"}
 TRAIN_KEYS = ("lr", "beta1", "beta2", "weight_decay", "batch_size", "epochs", "patience", "seen_items")
-
-
-@dataclass(frozen=True)
-class Profile:
-    epochs: int
-    patience: int
-    datasets: tuple[str, ...]
-    note: str
-    train: dict[str, Any] = field(default_factory=dict)  # training settings other than the authors' defaults
-
-    def describe(self) -> str:
-        data = ",".join(self.datasets)
-        extra = "".join(f", {k.replace('_', ' ')} {v}" for k, v in self.train.items())
-        return f"{self.epochs} epochs max, patience {self.patience}{extra}, default data {data}: {self.note}"
-
-
-SMOKE_DATA = "synthetic:users=600,items=120,intents=4"
-PROFILES: dict[str, Profile] = {
-    "paper": Profile(300, 40, ("beauty",), "the authors' full protocol"),
-    "quick": Profile(20, 5, ("beauty",), "20 epochs, patience 5: early learning curves and cost at 1/15 of paper"),
-    # smoke: 10 steps an epoch (batch 64 on 600 users) so that every model leaves the popularity
-    # plateau within the budget; at batch 256 (3 steps an epoch) the contrastive and Cloze models did not
-    "smoke": Profile(10, 10, (SMOKE_DATA,), "a tiny synthetic set: checks the pipeline and that each model learns",
-                     {"batch_size": 64}),
-}
 
 
 @dataclass(frozen=True)

@@ -83,3 +83,30 @@ class RunSpec:
         return cls(model=d["model"], dataset=d["dataset"], seed=int(d["seed"]), hp=dict(d["hp"]),
                    train=dict(d["train"]), device=d.get("device", "cpu"), data_dir=d.get("data_dir"),
                    threads=int(d.get("threads", 0)), allow_code_change=bool(d.get("allow_code_change")))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A training protocol: epoch budget, patience, default data and settings of its own."""
+
+    epochs: int
+    patience: int
+    datasets: tuple[str, ...]
+    note: str
+    train: dict[str, Any] = field(default_factory=dict)  # training settings other than the authors' defaults
+
+    def describe(self) -> str:
+        data = ",".join(self.datasets)
+        extra = "".join(f", {k.replace('_', ' ')} {v}" for k, v in self.train.items())
+        return f"{self.epochs} epochs max, patience {self.patience}{extra}, default data {data}: {self.note}"
+
+
+SMOKE_DATA = "synthetic:users=600,items=120,intents=4"
+PROFILES: dict[str, Profile] = {
+    "paper": Profile(300, 40, ("beauty",), "the authors' full protocol"),
+    "quick": Profile(20, 5, ("beauty",), "20 epochs, patience 5: early learning curves and cost at 1/15 of paper"),
+    # smoke: 10 steps an epoch (batch 64 on 600 users) so that every model leaves the popularity
+    # plateau within the budget; at batch 256 (3 steps an epoch) the contrastive and Cloze models did not
+    "smoke": Profile(10, 10, (SMOKE_DATA,), "a tiny synthetic set: checks the pipeline and that each model learns",
+                     {"batch_size": 64}),
+}

@@ -231,3 +231,17 @@ def test_runs_of_one_model_under_other_settings_are_another_model_not_more_seeds
     assert rows == {"elcrec": 3, "elcrec[k=64]": 3, "iclrec": 3}
     assert [(v.verdict, v.estimate) for v in both.sections[0].verdicts] == \
         [(v.verdict, v.estimate) for v in plain.sections[0].verdicts]
+
+
+def test_a_profiles_own_settings_are_the_protocol_not_a_variant(tmp_path: Path) -> None:
+    """The smoke profile trains at batch 64: its runs are the model itself (the README's smoke report
+    judges "elcrec"); the same model at another batch size is a variant."""
+    from bench.results.frame import variant
+    from bench.results.records import read_records
+    from bench.spec import PROFILES
+
+    rec = next(r for r in read_records([write_fixture(tmp_path / "r")]) if r.model == "elcrec")
+    smoke = {"model": "elcrec", "dataset": "toyset", "hp": {}, "train": {"epochs": 6, **PROFILES["smoke"].train}}
+    assert variant(replace(rec, config=smoke)) == "elcrec"
+    other = {**smoke, "train": {"epochs": 6, "batch_size": 128}}
+    assert variant(replace(rec, config=other)) == "elcrec[batch_size=128]"

@@ -31,6 +31,7 @@ from bench.results.schema import (
     RunRecord,
     Timing,
 )
+from bench.spec import PROFILES
 
 COST_COLUMNS = ("epoch_mean_s", "train_total_s", "time_to_best_s", "peak_rss_mb", "peak_gpu_mb")
 
@@ -60,11 +61,16 @@ def _row(rec: Record) -> dict[str, Any]:
     return row
 
 
+# a profile's own training settings, (key, value): the smoke profile's batch size 64
+PROFILE_SETTINGS = {(k, json.dumps(v)) for prof in PROFILES.values() for k, v in prof.train.items()}
+
+
 def variant(rec: Record) -> str:
     """The model as the report names it: its registry name when it ran with the dataset's preset,
     else the name with the settings that differ, e.g. "sasrec_ce[prefixes=true]" or "elcrec[k=64]".
     Runs of one model under different settings are different models to compare, never seeds of one
-    (a claim about "elcrec" is a claim about its preset). Epochs and patience are the protocol's."""
+    (a claim about "elcrec" is a claim about its preset). Epochs, patience and a profile's own
+    training settings (the smoke profile's batch size) are the protocol's."""
     from bench.presets import preset  # a dict of settings, no torch
 
     spec = rec.config if isinstance(rec, Attempt) else {}
@@ -72,7 +78,9 @@ def variant(rec: Record) -> str:
         return str(rec.model)
     base = preset(str(rec.dataset), str(rec.model))
     diff = {k: v for k, v in spec["hp"].items() if k not in base or base[k] != v}
-    diff.update({k: v for k, v in (spec.get("train") or {}).items() if k not in ("epochs", "patience")})
+    protocol = [(k, v) for k, v in (spec.get("train") or {}).items()
+                if k in ("epochs", "patience") or (k, json.dumps(v)) in PROFILE_SETTINGS]
+    diff.update({k: v for k, v in (spec.get("train") or {}).items() if (k, v) not in protocol})
     if not diff:
         return str(rec.model)
     text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in diff.items()}  # init=random, prefixes=true
