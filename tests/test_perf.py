@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.perf.speed import verdicts
+from bench.perf.speed import PerfConfig, time_epoch, verdicts
+from models import REGISTRY
 
 
 def test_targets_are_judged_on_the_medians_that_were_measured() -> None:
@@ -43,6 +44,16 @@ def test_perf_times_ours_and_the_authors_recipe_on_the_same_data(tmp_path: Path)
     assert proc["wall_s"] > proc["train_s"] > 0 and proc["peak_rss_mb_run"] > 0
     assert res["targets"] == {}
     assert "the authors' way" in done.stdout
+
+
+@pytest.mark.parametrize("model", sorted(REGISTRY))  # every registry entry, without naming it
+@pytest.mark.usefixtures("one_torch_thread")
+def test_perf_times_an_epoch_of_every_model_on_its_own_samples(model: str) -> None:
+    cfg = PerfConfig(dataset="synthetic:users=300,items=60", models=(model,), batches=1)
+    res = time_epoch(model, cfg)
+    assert res["extrapolated_from_batches"] == 1 and res["train_s"] > 0 and res["validation_s"] > 0
+    assert res["epoch_s"] == pytest.approx(res["batches_s"] + res["train_s"] + res["validation_s"])
+    assert res["peak_rss_mb"] > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")

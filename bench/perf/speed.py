@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.config import from_namespace, opt, require_device
 from bench.errors import BenchError
-from bench.results.records import cpu_model
+from bench.results.records import cpu_model, peak_rss_mb
 
 # the targets for Beauty on a 2-core CPU: name -> (limit, "max" or "min", where its median is)
 TARGETS = {"elcrec epoch s": (30.0, "max", ("epochs", "elcrec", "epoch_s")),
@@ -80,15 +80,16 @@ def _setup(model_name: str, cfg: PerfConfig) -> tuple[Any, Any, Any, list[Any], 
     import numpy as np
     import torch
 
-    from bench.batches import epoch_batches
-    from bench.data import load_dataset
+    from bench.batches import training_samples
+    from bench.data import item_attributes, load_dataset
     from bench.evaluate import mean_pooled_train_outputs
     from bench.modelio import build_model
     from bench.presets import preset
     from bench.train import TrainConfig, epoch_generators, make_optimizer, to_batches
 
     data = load_dataset(cfg.dataset, cfg.data_dir)
-    model = build_model(model_name, data.item_size, preset(cfg.dataset, model_name))
+    model = build_model(model_name, data.item_size, preset(cfg.dataset, model_name), data.n_users,
+                        lambda: item_attributes(cfg.dataset, data, cfg.data_dir))
     model.reset_parameters(torch.Generator().manual_seed(1))
     device = torch.device(cfg.device)
     model.to(device)  # type: ignore[attr-defined]
@@ -97,7 +98,9 @@ def _setup(model_name: str, cfg: PerfConfig) -> tuple[Any, Any, Any, list[Any], 
     t0 = time.perf_counter()
     model.epoch_start(0, lambda: mean_pooled_train_outputs(model, data, device), 1)
     t1 = time.perf_counter()
-    batches = to_batches(epoch_batches(data, np.random.default_rng(1)), 256, device)
+    # the model's own training samples (one sequence per user, prefixes, Cloze copies, pairs, ...)
+    samples = training_samples(model.samples, data, np.random.default_rng(1), model.sample_options())
+    batches = to_batches(samples, TrainConfig().batch_size, device)
     _sync(cfg.device)
     return data, model, opt, batches, t1 - t0, time.perf_counter() - t1
 
@@ -130,7 +133,7 @@ def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
     t4 = time.perf_counter()
     out = {"clustering_s": hook_s, "batches_s": batches_s, "train_s": train_s, "validation_s": t4 - t3,
            "epoch_s": batches_s + train_s + (t4 - t3), "sequences_per_s": data.n_users / train_s,
-           "extrapolated_from_batches": len(todo)}
+           "extrapolated_from_batches": len(todo), "peak_rss_mb": peak_rss_mb()}
     if cfg.device == "cuda":
         out["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -301,7 +304,7 @@ def _measure(cfg: PerfConfig) -> dict[str, Any]:
             rounds[m].append(r)
             print(f"  {m}: epoch {r['epoch_s']:.1f} s (train {r['train_s']:.1f}, batches {r['batches_s']:.1f}, "
                   f"validation {r['validation_s']:.1f}), {r['sequences_per_s']:.0f} sequences/s, "
-                  f"epoch-start hook {r['clustering_s']:.2f} s")
+                  f"epoch-start hook {r['clustering_s']:.2f} s, process peak RSS so far {r['peak_rss_mb']:.0f} MB")
         if on_cpu and cfg.recipe_batches and "elcrec" in rounds:
             recipe.append(_recipe_round(cfg, rounds["elcrec"][-1]))
         if cfg.process:
@@ -348,7 +351,7 @@ def _print_summary(results: dict[str, Any]) -> None:
     print(f"medians of {results['repeat']} round(s):")
     for m, r in results["epochs"].items():
         print(f"  {m}: epoch {r['epoch_s']:.1f} s, {r['sequences_per_s']:.0f} sequences/s, "
-              f"epoch-start hook {r['clustering_s']:.2f} s")
+              f"epoch-start hook {r['clustering_s']:.2f} s, process peak RSS so far {r['peak_rss_mb']:.0f} MB")
     if "recipe" in results:
         r = results["recipe"]
         envs = r["epoch_s_by_env"]
