@@ -277,6 +277,10 @@ def finished(out: Path) -> set[tuple[str | None, int | None]]:
 def _run_local(runs: list[RunSpec], cfg: RunConfig, standby: list[subprocess.Popen[str]]) -> list[Outcome]:
     from tqdm import tqdm
 
+    # no monitor thread: the bars refresh on every epoch line anyway, and a sweep whose stderr reader
+    # had gone once hung for good with the monitor and the main thread both waiting on tqdm's write
+    # lock (tqdm issue #469 has the same pair)
+    tqdm.monitor_interval = 0
     sweep = tqdm(total=len(runs), desc="sweep", unit="run", position=0, dynamic_ncols=True)
     lock = threading.Lock()
     slots = list(range(1, cfg.jobs + 1))

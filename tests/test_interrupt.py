@@ -3,6 +3,7 @@ record for an interruption, the same metrics in the end."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,44 @@ SWEEP = ["--profile", "smoke", "--datasets", TINY]
 
 
 def start(out: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "bench", "run", *SWEEP, *args, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # stderr to a file, read back by stderr_of: a pipe read only after the exit could fill and block the sweep
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"{out.name}.stderr", "w") as err:  # the child keeps its own copy
+        return subprocess.Popen([sys.executable, "-m", "bench", "run", *SWEEP, *args, "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True,
+                                preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    # a background job of a non-interactive shell inherits SIGINT ignored (and a Python started so
+    # keeps ignoring it, as it should): the sweep under test gets Ctrl-C's default behaviour back
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stderr_of(out: Path) -> str:
+    return (out.parent / f"{out.name}.stderr").read_text()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_sweeps(tmp_path: Path) -> Iterator[None]:
+    """A sweep that a failed test left running (its --out in this test's folder) is killed with its
+    workers, not left behind."""
+    yield
+    for pid in _sweeps_under(tmp_path):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _sweeps_under(folder: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
+        except OSError:
+            continue
+        if b"run" in cmd and any(a.startswith(str(folder).encode()) for a in cmd):
+            found.append(int(proc.name))
+    return found
 
 
 def run(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,7 +107,7 @@ def test_a_signal_stops_every_worker_and_the_run_stays_resumable(tmp_path: Path,
     assert workers_of(proc.pid)
     proc.send_signal(sig)
     assert proc.wait(timeout=30) == 128 + sig
-    assert "interrupted" in proc.stderr.read() if proc.stderr else False
+    assert "interrupted" in stderr_of(out)
     wait_for(lambda: not workers_of(proc.pid), timeout=5)
     assert "failed" not in statuses(out)  # an interruption is not a failure
     assert len(list((out / "logs").glob("*.log"))) == 1  # the queued seeds never started: no traces of them
@@ -151,7 +189,7 @@ def test_random_sigkills_lose_nothing_duplicate_nothing_and_change_no_metric(tmp
             assert len(now) == len(set(now)) and set(finished) <= set(now)  # nothing repeated, nothing lost
             finished = now
             continue
-        assert proc.wait(timeout=600) == 0, proc.stderr.read() if proc.stderr else ""
+        assert proc.wait(timeout=600) == 0, stderr_of(killed)
         break
     want = {(r.model, r.seed): r for r in read_records([reference]) if isinstance(r, RunRecord)}
     got = [r for r in read_records([killed]) if isinstance(r, RunRecord)]
