@@ -80,10 +80,15 @@ class ZooModel(nn.Module):
 
 def full_ce(h: Tensor, items: Tensor, target: Tensor) -> Tensor:
     """Softmax cross-entropy over every item id: h (..., D), items (I, D), target (...) with 0 for
-    "no target" (padding); the mean over real targets."""
-    logits = h.reshape(-1, h.shape[-1]) @ items.T  # (N, I)
+    "no target" (padding, unmasked Cloze positions); the mean over real targets. Only the rows with
+    a target are scored: the same loss and gradients as ignore_index=0, without the logits of the
+    rest (most of a Cloze batch, and the padding of a short-sequence one)."""
     t = target.reshape(-1)
-    return F.cross_entropy(logits, t, ignore_index=0) if bool((t > 0).any()) else logits.sum() * 0.0
+    real = t > 0
+    if not bool(real.any()):
+        return h.sum() * 0.0 + items.sum() * 0.0
+    logits = h.reshape(-1, h.shape[-1])[real] @ items.T  # (P, I), P real targets
+    return F.cross_entropy(logits, t[real])
 
 
 class LastItemCE(ZooModel):
