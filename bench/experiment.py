@@ -179,6 +179,9 @@ def run_state(spec: RunSpec, out: Path, records: dict[tuple[str | None, int | No
     except Exception as e:  # a torn or foreign state: the run will say more when it resumes
         return "partial", f"partial (state unreadable: {type(e).__name__})"
     text = f"partial at epoch {epoch} of {spec.train_config.epochs}"
+    pre = side.get("pretrain_epoch") if side else None
+    if side and epoch == 0 and pre:  # still pre-training (S3-Rec)
+        text = f"partial: pre-training at epoch {pre} of {side.get('pretrain_epochs', '?')}, training not started"
     code = sidecar_code(side)
     if not same_code(code, code_version()):
         text += f", saved by code {describe(code)}: resuming needs --allow-code-change"

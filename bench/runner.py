@@ -298,6 +298,10 @@ def _run_local(runs: list[RunSpec], cfg: RunConfig, standby: list[subprocess.Pop
                 bar.n = int(done)
                 bar.set_postfix_str(f"best val NDCG@20 {float(best):.4f}")
                 bar.refresh()
+            elif line.startswith("PRETRAIN "):  # training's bar stays at 0 while the model pre-trains
+                _, done, total, loss = line.split()
+                bar.set_postfix_str(f"pre-training {done}/{total}, loss {float(loss):.4f}")
+                bar.refresh()
 
         with lock:
             ready = standby.pop() if standby else None

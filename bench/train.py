@@ -68,7 +68,7 @@ class PhaseClock:
             now = {"allocated": torch.cuda.max_memory_allocated(self.device),
                    "reserved": torch.cuda.max_memory_reserved(self.device)}
             self.gpu[phase] = {k: max(v, self.gpu.get(phase, {}).get(k, 0)) for k, v in now.items()}
-        self.seconds[phase] += time.perf_counter() - t0
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0  # pre-training: its own
         return out
 
 
@@ -106,18 +106,14 @@ def train_steps(model: RecModel, opt: Adam, batches: list[Batch], epoch: int,
 PRETRAIN_EPOCH0 = 1_000_000  # pre-training epoch k draws from the generators of epoch PRETRAIN_EPOCH0 + k
 
 
-def pretrain(spec: RunSpec, model: RecModel, data: SeqData, device: torch.device) -> list[dict[str, float]]:
-    """The model's pre-training stage (S3-Rec), with its own optimiser; returns its mean losses."""
+def pretrain_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, k: int, device: torch.device
+                   ) -> dict[str, float]:
+    """Epoch k of the model's pre-training stage (S3-Rec); returns its mean losses."""
     stage = model.pretraining()
-    if stage is None:
-        return []
-    tc = spec.train_config
-    opt, curve = make_optimizer(model, tc), []
-    for k in range(stage.epochs):
-        rng, model.generator = epoch_generators(spec.seed, PRETRAIN_EPOCH0 + k, device)
-        samples = training_samples(stage.samples, data, rng, stage.options)
-        curve.append(train_steps(model, opt, to_batches(samples, tc.batch_size, device), k, stage.losses))
-    return curve
+    assert stage is not None
+    rng, model.generator = epoch_generators(spec.seed, PRETRAIN_EPOCH0 + k, device)
+    samples = training_samples(stage.samples, data, rng, stage.options)
+    return train_steps(model, opt, to_batches(samples, spec.train_config.batch_size, device), k, stage.losses)
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
@@ -136,6 +132,10 @@ class Progress:
     bad_epochs: int = 0
     curve: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str = "max_epochs"
+    # pre-training epochs done and their mean losses (S3-Rec); class-level defaults, so that the
+    # states of older code, which saved only after pre-training, load
+    pretrain_epoch: int = 0
+    pretrain_curve: list[dict[str, Any]] | None = None
     # cluster diagnostics of the initial centres (after the epoch-0 hook); a class-level default, so
     # that the states of older code, pickled without it, load
     init_diagnostics: dict[str, Any] | None = None
@@ -150,8 +150,10 @@ def epoch_generators(seed: int, epoch: int, device: torch.device) -> tuple[np.ra
 
 
 def train_run(spec: RunSpec, state_path: Path | None = None,
-              on_epoch: Callable[[Progress, int], None] | None = None) -> dict[str, Any]:
-    """Trains and tests one seeded run; returns the measurement dict of its record."""
+              on_epoch: Callable[[Progress, int], None] | None = None,
+              on_pretrain: Callable[[Progress, int], None] | None = None) -> dict[str, Any]:
+    """Trains and tests one seeded run; returns the measurement dict of its record. `on_epoch` and
+    `on_pretrain` are called after each (saved) training or pre-training epoch with the total."""
     if spec.threads:
         torch.set_num_threads(spec.threads)
     require_device(spec.device)
@@ -164,39 +166,65 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
     model.to(device)  # type: ignore[attr-defined]
     tc = spec.train_config
     opt = make_optimizer(model, tc)
-    prog, best_state, clock_totals = Progress(), copy.deepcopy(model.state_dict()), None
-    memory_so_far = None
+    prog, best_state, clock = _restore(state_path, model, opt, device)
+    setup_s = time.perf_counter() - t_start
+
+    def save() -> None:
+        if state_path is not None:
+            _save_run(state_path, model, opt, prog, best_state, clock, tc.epochs)
+
+    stage = model.pretraining()
+    if stage is not None and prog.epoch == 0:
+        # pre-training is saved after every epoch like training (S3-Rec's takes a day on a small CPU),
+        # with its own optimiser; fine-tuning then starts from a fresh one
+        prog.pretrain_curve = prog.pretrain_curve or []
+        while prog.pretrain_epoch < stage.epochs:
+            prog.pretrain_curve.append(clock.run("pretraining", pretrain_epoch, spec, model, opt, data,
+                                                 prog.pretrain_epoch, device))
+            prog.pretrain_epoch += 1
+            if prog.pretrain_epoch == stage.epochs:
+                opt, best_state = make_optimizer(model, tc), copy.deepcopy(model.state_dict())
+            save()
+            if on_pretrain is not None:
+                on_pretrain(prog, stage.epochs)
+    while prog.epoch < tc.epochs and prog.stop_reason == "max_epochs":
+        best_state = _one_epoch(spec, model, opt, data, prog, clock, best_state, device)
+        save()
+        if on_epoch is not None:
+            on_epoch(prog, tc.epochs)
+    return _finish(spec, model, data, best_state, prog, clock, setup_s, device)
+
+
+def _restore(state_path: Path | None, model: RecModel, opt: Adam, device: torch.device
+             ) -> tuple[Progress, dict[str, Any], PhaseClock]:
+    """A fresh start, or the saved state of a killed run loaded into `model` and `opt`; the clock runs."""
+    prog, best_state, clock = Progress(), copy.deepcopy(model.state_dict()), PhaseClock(device)
     if state_path is not None and state_path.exists():
         saved = torch.load(state_path, weights_only=False, map_location=device)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
-        prog, best_state, clock_totals = saved["progress"], saved["best_state"], saved["clock"]
-        memory_so_far = saved.get("memory")  # absent in the states of older code
+        prog, best_state = saved["progress"], saved["best_state"]
+        clock.seconds, clock.gpu = saved["clock"]
+        if saved.get("memory") is not None:  # absent in the states of older code
+            clock.mem.phases, clock.mem.timeline = saved["memory"]
         _keep_threads(saved.get("threads"), prog.epoch)
-    clock = PhaseClock(device)
-    if clock_totals:
-        clock.seconds, clock.gpu = clock_totals
-    if memory_so_far is not None:
-        clock.mem.phases, clock.mem.timeline = memory_so_far
     clock.mem.start()
-    setup_s = time.perf_counter() - t_start
-    if model.pretraining() is not None and prog.epoch == 0:  # a resumed run's state holds the pre-training
-        clock.run("train", pretrain, spec, model, data, device)
-        opt, best_state = make_optimizer(model, tc), copy.deepcopy(model.state_dict())  # fine-tuning starts afresh
-    while prog.epoch < tc.epochs and prog.stop_reason == "max_epochs":
-        best_state = _one_epoch(spec, model, opt, data, prog, clock, best_state, device)
-        if state_path is not None:
-            # the sidecar first: a state is never without the code version that resume checks (a kill
-            # between the two leaves a sidecar one epoch ahead, which only the dry-run's display reads)
-            write_sidecar(state_path, {"epoch": prog.epoch, "epochs": tc.epochs, "best_epoch": prog.best_epoch,
-                                       "best_valid_ndcg20": prog.best_score, "stop_reason": prog.stop_reason})
-            _save_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "progress": prog,
-                                     "best_state": best_state, "clock": (clock.seconds, clock.gpu),
-                                     "memory": (clock.mem.phases, clock.mem.timeline),
-                                     "threads": torch.get_num_threads(), "code": code_version()})
-        if on_epoch is not None:
-            on_epoch(prog, tc.epochs)
-    return _finish(spec, model, data, best_state, prog, clock, setup_s, device)
+    return prog, best_state, clock
+
+
+def _save_run(path: Path, model: RecModel, opt: Adam, prog: Progress, best_state: dict[str, Any],
+              clock: PhaseClock, epochs: int) -> None:
+    """Everything a resume needs. The sidecar first: a state is never without the code version that
+    resume checks (a kill between the two leaves a sidecar one epoch ahead, which only the dry-run's
+    display reads)."""
+    stage = model.pretraining()
+    write_sidecar(path, {"epoch": prog.epoch, "epochs": epochs, "best_epoch": prog.best_epoch,
+                         "best_valid_ndcg20": prog.best_score, "stop_reason": prog.stop_reason,
+                         "pretrain_epoch": prog.pretrain_epoch, "pretrain_epochs": (stage.epochs if stage else 0)})
+    _save_state(path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "progress": prog,
+                       "best_state": best_state, "clock": (clock.seconds, clock.gpu),
+                       "memory": (clock.mem.phases, clock.mem.timeline),
+                       "threads": torch.get_num_threads(), "code": code_version()})
 
 
 def _keep_threads(started: int | None, epoch: int) -> None:
@@ -262,17 +290,18 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
     test = evaluate(model, data, "test", spec.train_config.seen_items)
     test_s = time.perf_counter() - t0
     epochs = max(prog.epoch, 1)
-    train_s = sum(clock.seconds.values())
+    train_s = sum(clock.seconds.values())  # pre-training included: the whole cost of the model
+    epoch_s = sum(clock.seconds[k] for k in PHASES)
     to_best = sum(sum(c["seconds"].values()) for c in prog.curve[: prog.best_epoch + 1])
     diag = cluster_diagnostics(model, data, device)
     return {
         "metrics": test.metrics, "per_user": {**test.per_user, "rank": test.ranks},
         "protocol": test.protocol.as_dict(), "dataset_sha256": data.sha256,
         "epochs_run": prog.epoch, "best_epoch": prog.best_epoch, "best_valid_ndcg20": prog.best_score,
-        "stop_reason": prog.stop_reason, "curve": prog.curve,
+        "stop_reason": prog.stop_reason, "curve": prog.curve, "pretrain_curve": prog.pretrain_curve,
         "timing": {
             "setup_s": setup_s, "train_total_s": train_s, "time_to_best_s": to_best, "test_s": test_s,
-            "phase_total_s": dict(clock.seconds), "epoch_mean_s": train_s / epochs,
+            "phase_total_s": dict(clock.seconds), "epoch_mean_s": epoch_s / epochs,
             "train_sequences_per_s": data.n_users * epochs / max(clock.seconds["train"], 1e-9),
         },
         "memory": {"peak_rss_mb": peak_rss_mb(), "gpu_peak_by_phase": clock.gpu, **memory_summary(clock.mem)},

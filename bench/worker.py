@@ -1,6 +1,7 @@
 """One run in its own process: `python -m bench.worker SPEC_JSON OUT_DIR ATTEMPT_ID`.
 
-Prints `EPOCH <done> <best valid NDCG@20>` lines for the parent's progress bar, appends the run's
+Prints `EPOCH <done> <best valid NDCG@20>` and `PRETRAIN <done> <total> <loss>` lines for the
+parent's progress bar, appends the run's
 record (ok, or failed with the reason for the failures it can name), and exits non-zero on failure.
 """
 
@@ -14,6 +15,7 @@ if __name__ == "__main__":  # before torch is imported: that takes seconds, the 
     die_with_parent()
 
 import json
+import math
 import os
 import traceback
 from pathlib import Path
@@ -56,10 +58,14 @@ def main(argv: list[str]) -> int:
     def on_epoch(p: Progress, total: int) -> None:
         print(f"EPOCH {p.epoch} {max(p.best_score, 0.0):.6f}", flush=True)
 
+    def on_pretrain(p: Progress, total: int) -> None:
+        loss = (p.pretrain_curve or [{}])[-1].get("loss", math.nan)
+        print(f"PRETRAIN {p.pretrain_epoch} {total} {loss:.6f}", flush=True)
+
     try:
         code_version()  # now, as the process starts: the code this run runs
         code_change = resume_check(state, spec.allow_code_change)
-        result = train_run(spec, state, on_epoch)
+        result = train_run(spec, state, on_epoch, on_pretrain)
     except (RunFailure, BenchError, MemoryError, torch.OutOfMemoryError) as e:
         reason = f"{type(e).__name__}: {e}".splitlines()[0]
         append_record(out, failure_record(spec, attempt, reason, traceback.format_exc()[-4000:], resumed=resumed,

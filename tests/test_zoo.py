@@ -24,8 +24,9 @@ from bench.data import item_attributes, load_dataset
 from bench.evaluate import evaluate, mean_pooled_train_outputs
 from bench.modelio import build_model
 from bench.presets import preset
+from bench.results.codeversion import read_sidecar
 from bench.spec import RunSpec
-from bench.train import epoch_generators, pretrain, to_batches, train_run
+from bench.train import Progress, epoch_generators, to_batches, train_run
 from models import REGISTRY
 from models.gsasrec import gbce, gbce_beta, sampled_softmax
 from models.protocol import REGIMES, Batch, RecModel
@@ -186,15 +187,35 @@ def test_gbce_and_sampled_softmax_equal_hand_values() -> None:
     assert torch.allclose(-torch.nn.functional.logsigmoid(z), -beta * torch.nn.functional.logsigmoid(s))
 
 
+class Killed(Exception):
+    """Stands for a kill after a saved epoch."""
+
+
 @pytest.mark.parametrize("name", MODELS)
-def test_a_pretraining_stage_trains(name: str, data: Any) -> None:
-    model = fresh(name, data)
-    if model.pretraining() is None:
-        pytest.skip(f"{name} has no pre-training stage")
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    curve = pretrain(RunSpec(name, DATA, 1, train={"batch_size": 64}), model, data, torch.device("cpu"))
-    assert curve and all(np.isfinite(v) for epoch in curve for v in epoch.values())
-    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+def test_a_killed_pretraining_resumes_where_it_stopped_and_ends_as_if_never_killed(name: str, data: Any,
+                                                                                   tmp_path: Any) -> None:
+    stage = fresh(name, data).pretraining()
+    if stage is None or stage.epochs < 2:
+        pytest.skip(f"{name} has no pre-training stage of two or more epochs in the synthetic preset")
+    tc = {"epochs": 1, "batch_size": 64, "patience": 1}
+    spec = RunSpec(name, DATA, 1, preset(DATA, name), tc, threads=1)
+    whole = train_run(spec)
+
+    def kill(p: Progress, total: int) -> None:
+        if p.pretrain_epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_run(spec, tmp_path / "state.pt", on_pretrain=kill)
+    side = read_sidecar(tmp_path / "state.pt")  # what `reproduce --dry-run` shows
+    assert side and (side["epoch"], side["pretrain_epoch"], side["pretrain_epochs"]) == (0, 1, stage.epochs)
+    done: list[int] = []
+    resumed = train_run(spec, tmp_path / "state.pt", on_pretrain=lambda p, total: done.append(p.pretrain_epoch))
+    assert done == list(range(2, stage.epochs + 1))  # the saved epoch is not run again
+    curve = resumed["pretrain_curve"]
+    assert len(curve) == stage.epochs and all(np.isfinite(v) for epoch in curve for v in epoch.values())
+    assert curve == whole["pretrain_curve"] and resumed["metrics"] == whole["metrics"]
+    assert resumed["timing"]["phase_total_s"]["pretraining"] > 0
 
 
 def test_segments_mask_a_segment_and_keep_it_apart(data: Any) -> None:

@@ -319,6 +319,7 @@ class RunRecord(Attempt, Evaluated):
     best_valid_ndcg20: float | None = None
     stop_reason: str | None = None  # "max_epochs" or "early_stopping"
     curve: tuple[CurvePoint, ...] = ()
+    pretrain_curve: tuple[dict[str, float], ...] | None = None  # mean losses per pre-training epoch (S3-Rec)
     timing: Timing = field(default_factory=Timing)
     train_config: TrainConfig | None = None  # the settings it trained with, defaults included
     diagnostics: dict[str, float] | None = None  # clustering diagnostics of intent models (best weights)
