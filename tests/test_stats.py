@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -134,6 +135,37 @@ def test_one_seed_a_side_is_an_interval_over_users_for_these_seeds_only() -> Non
     d = sub / sub.mean() - ref / ref.mean()
     assert est.se == pytest.approx(d.std(ddof=1) / np.sqrt(3000))
     assert est.p_two_sided() == pytest.approx(2 * min(est.p_above(1.0), est.p_below(1.0)))
+
+
+def test_one_seed_interval_is_fiellers_and_its_p_values_come_from_the_same_pivot() -> None:
+    rng = np.random.default_rng(8)
+    ref = (rng.random(1100) < 0.015) * rng.random(1100)  # a small, sparse test set: ~16 hits
+    sub = np.where(rng.random(1100) < 0.7, ref, (rng.random(1100) < 0.015) * rng.random(1100))
+    est = stats.seed_ratio(sub[None], ref[None])
+    lo, hi = est.interval()
+    assert lo < est.ratio < hi
+    # the bounds are the ratios the one-sided tests reject at exactly alpha / 2
+    assert est.p_below(hi) == pytest.approx(0.025) and est.p_above(lo) == pytest.approx(0.025)
+    for rho in (lo, hi):  # Fieller's pivot: a paired t test of s - rho r, by scipy
+        assert ss.ttest_1samp(sub - rho * ref, 0.0).pvalue == pytest.approx(0.05)
+    # not symmetric on the log scale, unlike the delta method's
+    assert abs(math.log(hi / est.ratio) - math.log(est.ratio / lo)) > 0.01
+
+
+def test_one_seed_interval_agrees_with_the_delta_method_on_a_large_test_set() -> None:
+    rng = np.random.default_rng(9)
+    ref = rng.random(20000)
+    est = stats.seed_ratio((ref * 1.05 + 0.1 * rng.random(20000))[None], ref[None])
+    delta = (math.exp(est.log_ratio - 1.96 * est.se), math.exp(est.log_ratio + 1.96 * est.se))
+    assert est.interval() == pytest.approx(delta, rel=1e-3)
+
+
+def test_one_seed_interval_is_unbounded_when_the_reference_is_not_above_zero() -> None:
+    ref = np.zeros(500)
+    ref[:2] = 1.0  # two hits: the reference's mean is not significantly above zero
+    sub = np.zeros(500)
+    sub[:5] = 1.0
+    assert stats.seed_ratio(sub[None], ref[None]).interval()[1] == math.inf
 
 
 def test_run_ratio_is_welch_on_log_run_means() -> None:

@@ -149,7 +149,7 @@ def _md_paired(sec: Section) -> list[str]:
 
 def _scope_note(sec: Section) -> str:
     if any(c.scope != "seeds" for c in sec.comparisons):
-        return "with one seed a side the interval is over users and holds for these seeds only."
+        return "with one seed a side the interval is Fieller's over users and holds for these seeds only."
     return "seeds are the unit (calibration: docs/statistics.md)."
 
 
