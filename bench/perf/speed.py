@@ -1,6 +1,6 @@
 """`python -m bench perf`: the speed benchmarks of the paper-settings training on a real dataset.
 
-Measures, on this machine: one training epoch + validation per model (sequences/s), ICLRec's
+Measures, on this machine: one training epoch + validation per model (training samples/s), ICLRec's
 per-epoch clustering step, a whole `bench run` process of one ELCRec epoch, and ELCRec's epoch computed
 the authors' way (`bench/recipe.py`: their step, per-sample batches and validation), so that the
 speed-up is measured on one machine. Ours is timed with the runner workers' allocator and OpenMP
@@ -131,8 +131,9 @@ def time_epoch(model_name: str, cfg: PerfConfig) -> dict[str, float]:
     evaluate(model, data, "valid")
     _sync(cfg.device)
     t4 = time.perf_counter()
+    rows = sum(len(b.target_pos) for b in batches)  # the epoch's training samples (a user may give several)
     out = {"clustering_s": hook_s, "batches_s": batches_s, "train_s": train_s, "validation_s": t4 - t3,
-           "epoch_s": batches_s + train_s + (t4 - t3), "sequences_per_s": data.n_users / train_s,
+           "epoch_s": batches_s + train_s + (t4 - t3), "samples_per_s": rows / train_s,
            "extrapolated_from_batches": len(todo), "peak_rss_mb": peak_rss_mb()}
     if cfg.device == "cuda":
         out["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -188,7 +189,7 @@ def time_recipe(cfg: PerfConfig) -> dict[str, float]:
     recipe.validate(model, users, seen, rnd)
     validation_s = time.perf_counter() - t0
     return {"batches_s": batches_s, "train_s": train_s, "validation_s": validation_s,
-            "epoch_s": batches_s + train_s + validation_s, "sequences_per_s": data.n_users / train_s,
+            "epoch_s": batches_s + train_s + validation_s, "samples_per_s": data.n_users / train_s,  # one a user
             "extrapolated_from_batches": cfg.recipe_batches}
 
 
@@ -285,7 +286,7 @@ def _recipe_round(cfg: PerfConfig, ours: dict[str, float]) -> dict[str, Any]:
     print(f"  elcrec the authors' way (bench/recipe.py): epoch {envs['default_env']['epoch_s']:.1f} s in the default "
           f"environment, {envs['worker_env']['epoch_s']:.1f} s in the workers'; the faster: batches "
           f"{r['batches_s']:.1f}, train {r['train_s']:.1f}, validation {r['validation_s']:.1f}, "
-          f"{r['sequences_per_s']:.0f} sequences/s; ours is {out['epoch_speedup']:.2f}x faster per epoch, "
+          f"{r['samples_per_s']:.0f} training samples/s; ours is {out['epoch_speedup']:.2f}x faster per epoch, "
           f"{out['train_speedup']:.2f}x per training step")
     return out
 
@@ -303,7 +304,7 @@ def _measure(cfg: PerfConfig) -> dict[str, Any]:
             r = time_epoch(m, cfg)
             rounds[m].append(r)
             print(f"  {m}: epoch {r['epoch_s']:.1f} s (train {r['train_s']:.1f}, batches {r['batches_s']:.1f}, "
-                  f"validation {r['validation_s']:.1f}), {r['sequences_per_s']:.0f} sequences/s, "
+                  f"validation {r['validation_s']:.1f}), {r['samples_per_s']:.0f} training samples/s, "
                   f"epoch-start hook {r['clustering_s']:.2f} s, process peak RSS so far {r['peak_rss_mb']:.0f} MB")
         if on_cpu and cfg.recipe_batches and "elcrec" in rounds:
             recipe.append(_recipe_round(cfg, rounds["elcrec"][-1]))
@@ -350,7 +351,7 @@ def _preflight(cfg: PerfConfig) -> None:
 def _print_summary(results: dict[str, Any]) -> None:
     print(f"medians of {results['repeat']} round(s):")
     for m, r in results["epochs"].items():
-        print(f"  {m}: epoch {r['epoch_s']:.1f} s, {r['sequences_per_s']:.0f} sequences/s, "
+        print(f"  {m}: epoch {r['epoch_s']:.1f} s, {r['samples_per_s']:.0f} training samples/s, "
               f"epoch-start hook {r['clustering_s']:.2f} s, process peak RSS so far {r['peak_rss_mb']:.0f} MB")
     if "recipe" in results:
         r = results["recipe"]
