@@ -74,9 +74,14 @@ class S3Rec(SASRec):
         return Pretraining("segments", {"mask_prob": self.hp.mask_p}, self.hp.pretrain_epochs, self.pretrain_losses)
 
     def _attribute_bce(self, h: Tensor, norm: nn.Linear, items: Tensor, where: Tensor) -> Tensor:
-        """h (B, L, D), items (B, L) -> BCE of predicted attributes, summed over `where` (B, L)."""
-        prob = torch.sigmoid(norm(h) @ self.attribute_embeddings.weight.T)  # (B, L, A)
-        return (bce_sum(prob, self.item_attributes[items]).sum(-1) * where).sum()  # type: ignore[index]
+        """h (B, L, D), items (B, L) -> BCE of predicted attributes, summed over `where` (B, L, 0/1).
+
+        Only the positions in `where` are scored (the reference scores all and multiplies by the
+        mask: the same sum). Most positions of a pre-training batch are padding, or not masked, and
+        each scored position costs a (D x A) product and A BCE terms."""
+        sel = where > 0
+        prob = torch.sigmoid(norm(h[sel]) @ self.attribute_embeddings.weight.T)  # (P, A)
+        return bce_sum(prob, self.item_attributes[items[sel]]).sum()  # type: ignore[index]
 
     def pretrain_losses(self, batch: Batch) -> dict[str, Tensor]:
         b = batch.input_ids.shape[0]
