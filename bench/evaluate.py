@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,20 @@ class EvalResult:
     per_user: dict[str, np.ndarray]  # metric -> (U,)
     ranks: np.ndarray  # (U,) 1-based
     protocol: Protocol
+    representation: dict[str, float] = field(default_factory=dict)  # `representation_stats` of the users
+
+
+def representation_stats(reps: torch.Tensor) -> dict[str, float]:
+    """How alike the users' scoring vectors are, (U, D) -> {"mean_cosine": the mean cosine over all
+    pairs of distinct users (1: every user gets the same ranking, a collapse), "mean_norm"}. The mean
+    pairwise cosine is (|sum of unit vectors|^2 - U) / (U (U - 1)): no U x U matrix."""
+    x = reps.detach().double()
+    u = x.shape[0]
+    norms = x.norm(dim=1)
+    unit = x / norms.clamp_min(1e-12)[:, None]
+    total = float(unit.sum(0).square().sum())
+    cos = (total - float((norms > 0).sum())) / (u * (u - 1)) if u > 1 else float("nan")
+    return {"mean_cosine": cos, "mean_norm": float(norms.mean())}
 
 
 @torch.inference_mode()
@@ -93,7 +107,7 @@ def evaluate(model: RecModel, data: SeqData, stage: str = "test", seen_items: st
     ranks = ranks_of_targets(reps, items, targets, seen_rows, seen, seen_items)
     per_user = per_user_metrics(ranks)
     proto = Protocol(dataset=data.name, dataset_sha256=data.sha256, seen_items=seen_items)
-    return EvalResult(summarise(per_user), per_user, ranks, proto)
+    return EvalResult(summarise(per_user), per_user, ranks, proto, representation_stats(reps))
 
 
 def mean_pooled_train_outputs(model: RecModel, data: SeqData, device: torch.device) -> np.ndarray:

@@ -353,13 +353,20 @@ def _run_ray(runs: list[RunSpec], cfg: RunConfig) -> list[Outcome]:
             ray.shutdown()
 
 
+COLLAPSED = 0.95  # mean cosine between users' scoring vectors above which a run is flagged (about one ranking)
+
+
 def _summary_line(rec: Outcome) -> str:
     head = f"{rec.model}/{rec.dataset}/seed {rec.seed}"
     if isinstance(rec, FailureRecord):
         return f"{head}: FAILED ({rec.reason})"
     m = rec.metrics
-    return (f"{head}: test NDCG@10 {m['NDCG@10']:.4f} HR@10 {m['HR@10']:.4f}, {rec.epochs_run} epochs "
+    line = (f"{head}: test NDCG@10 {m['NDCG@10']:.4f} HR@10 {m['HR@10']:.4f}, {rec.epochs_run} epochs "
             f"({rec.stop_reason}), {rec.timing.epoch_mean_s:.1f} s/epoch")
+    cos = (rec.representation or {}).get("mean_cosine", 0.0)
+    if cos > COLLAPSED:
+        line += f"; collapsed? users' scoring vectors have mean cosine {cos:.3f}"
+    return line
 
 
 def cmd_run(ns: argparse.Namespace) -> int:

@@ -305,7 +305,7 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
             "train_sequences_per_s": data.n_users * epochs / max(clock.seconds["train"], 1e-9),
         },
         "memory": {"peak_rss_mb": peak_rss_mb(), "gpu_peak_by_phase": clock.gpu, **memory_summary(clock.mem)},
-        "diagnostics": diag, "diagnostics_init": prog.init_diagnostics,
+        "diagnostics": diag, "diagnostics_init": prog.init_diagnostics, "representation": test.representation,
         "model_config": asdict(model_config(spec.model, spec.hp)),  # every hyper-parameter, defaults included
         "train_config": asdict(spec.train_config),
         "model_info": model_info(model),

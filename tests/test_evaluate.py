@@ -9,7 +9,7 @@ import torch
 
 from bench.data import SeqData, load_dataset
 from bench.data.synthetic import synthetic_from_spec
-from bench.evaluate import evaluate
+from bench.evaluate import evaluate, representation_stats
 from bench.metrics import per_user_metrics
 from bench.modelio import build_model, load_checkpoint
 from tests.conftest import locate
@@ -71,3 +71,16 @@ def test_authors_checkpoints_reproduce_expected_metrics(ck: str) -> None:
     assert len(expected) >= 4
     for key, value in expected.items():
         assert f"{res.metrics[key]:.4f}" == f"{value:.4f}", (key, res.metrics[key], value)
+
+
+def test_representation_stats_measure_how_alike_users_are() -> None:
+    rng = np.random.default_rng(0)
+    reps = torch.from_numpy(rng.standard_normal((50, 8)))
+    unit = reps / reps.norm(dim=1, keepdim=True)
+    cos = unit @ unit.T
+    brute = float((cos.sum() - cos.diagonal().sum()) / (50 * 49))
+    stats = representation_stats(reps)
+    assert stats["mean_cosine"] == pytest.approx(brute)
+    assert stats["mean_norm"] == pytest.approx(float(reps.norm(dim=1).mean()))
+    same = representation_stats(torch.ones(30, 8) * 3.0)  # every user ranked alike: a collapse
+    assert same["mean_cosine"] == pytest.approx(1.0)

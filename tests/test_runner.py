@@ -12,8 +12,8 @@ import torch
 
 from bench.errors import BenchError
 from bench.results.records import load_per_user, read_records
-from bench.results.schema import FailureRecord, RunRecord
-from bench.runner import parse_sets
+from bench.results.schema import FailureRecord, RunRecord, Timing
+from bench.runner import _summary_line, parse_sets
 
 TINY = "synthetic:users=200,items=60,intents=3,seed=2"
 
@@ -154,3 +154,13 @@ def test_ray_executor_runs_the_same_function(tmp_path: Path) -> None:
     assert len(ray_recs) == 2 and ray_recs[1].metrics == ok_runs(tmp_path / "local")[0].metrics
     again = run(*args, "--executor", "ray", "--out", str(tmp_path / "ray"))
     assert "2 of 2 runs already finished" in again.stderr
+
+
+def test_a_collapsed_run_is_flagged_in_its_summary_line() -> None:
+    def rec(cos: float) -> RunRecord:
+        return RunRecord(model="gsasrec", dataset="beauty", seed=1, metrics={"NDCG@10": 0.0001, "HR@10": 0.0003},
+                         epochs_run=3, stop_reason="max_epochs", timing=Timing(epoch_mean_s=60.0),
+                         representation={"mean_cosine": cos})
+
+    assert "collapsed? users' scoring vectors have mean cosine 0.990" in _summary_line(rec(0.99))
+    assert "collapsed" not in _summary_line(rec(0.30))

@@ -45,6 +45,7 @@ def run(name: str, epochs: int, seed: int = 1) -> dict[str, Any]:
     tc = {"epochs": epochs, "batch_size": 64, "patience": epochs}
     rec = train_run(RunSpec(name, DATA, seed, preset(DATA, name), tc, threads=1))
     assert rec["model_info"]["samples"] in REGIMES and rec["model_info"]["objective"]
+    assert -1.0 <= rec["representation"]["mean_cosine"] <= 1.0  # the collapse measure, in every record
     return rec
 
 

@@ -324,6 +324,9 @@ class RunRecord(Attempt, Evaluated):
     train_config: TrainConfig | None = None  # the settings it trained with, defaults included
     diagnostics: dict[str, float] | None = None  # clustering diagnostics of intent models (best weights)
     diagnostics_init: dict[str, float] | None = None  # the same of the initial centres, after epoch 0's hook
+    # how alike the users' test scoring vectors are (best weights; `bench.evaluate.representation_stats`):
+    # mean_cosine near 1 is a collapse, every user ranked alike
+    representation: dict[str, float] | None = None
     model_config: dict[str, Any] | None = None  # every hyper-parameter of the model, defaults included
     model_info: dict[str, Any] | None = None  # `models.protocol.model_info`
 
