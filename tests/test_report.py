@@ -75,6 +75,17 @@ def test_markdown_and_latex_match_golden_files(tmp_path: Path) -> None:
     assert set(summary.model) == {"elcrec", "iclrec"} and len(summary) == 3  # two protocols, never mixed
 
 
+def test_every_training_run_has_a_row_in_markdown_and_json(tmp_path: Path) -> None:
+    res = report(tmp_path)
+    assert res.returncode == 0, res.stderr
+    md = (tmp_path / "out" / "report.md").read_text()
+    runs = md.split("### Runs", 1)[1].split("\n\n")[1].splitlines()[2:]  # the table's body
+    assert sorted(r.split("|")[1].strip() + r.split("|")[2].strip() for r in runs) == \
+        sorted(f"{m}{s}" for m in ("elcrec", "iclrec") for s in (1, 2, 3))  # no row for the failed run
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())["runs"]
+    assert len(rows) == 6 and all(r["best_epoch"] == 6 and r["stop_reason"] == "max_epochs" for r in rows)
+
+
 def test_report_lists_failures_and_separates_protocols(tmp_path: Path) -> None:
     report(tmp_path)
     md = (tmp_path / "out" / "report.md").read_text()

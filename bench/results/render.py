@@ -21,6 +21,7 @@ from bench.results.report import (
     COST_HEADERS,
     FORMATS,
     PROVENANCE_HEADERS,
+    RUN_HEADERS,
     SPREAD_HEADERS,
     VERDICT_HEADERS,
     VERDICT_LEGEND,
@@ -34,6 +35,7 @@ from bench.results.report import (
     pct,
     provenance_table,
     quality_table,
+    runs_table,
     significance_caption,
     spread_table,
     summary_rows,
@@ -81,6 +83,12 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
                                              disable_numparse=True),
               "", "*Costs compare only on one machine and thread count; CPU metrics repeat exactly only at the "
               "same commit and thread count.*", ""]
+    runs = runs_table(sec)
+    if runs:
+        lines += ["### Runs", "", tabulate(runs, RUN_HEADERS, tablefmt="github", disable_numparse=True),
+                  "", "*Test metrics with each run's best-validation weights; best epoch counted from 1. Users' "
+                  "cosine: the mean cosine between users' scoring vectors (near 1: every user ranked alike, a "
+                  "collapse; – in records of older code).*", ""]
     warnings = code_warnings(list(sec.ok.record))  # runs of one comparison from different code
     lines += [f"> **Warning:** {w}." for w in warnings] + ([""] if warnings else [])
     if sec.comparisons:

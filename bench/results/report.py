@@ -26,7 +26,7 @@ from bench.metrics import METRIC_NAMES
 from bench.results import stats
 from bench.results.claims import INCONCLUSIVE, Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
 from bench.results.frame import COST_COLUMNS, best_valid, curve, load_frame, per_user_matrix, time_to_target
-from bench.results.schema import CodeVersion, CostRecord, Measured, RecordedProtocol
+from bench.results.schema import CodeVersion, CostRecord, Measured, RecordedProtocol, RunRecord
 from bench.results.sensitivity import (
     Grid,
     RangeClaim,
@@ -355,6 +355,30 @@ def _commit(git: CodeVersion | None) -> str:
 
 PROVENANCE_HEADERS = ["model", "runs", "commit", "machine", "torch threads", "torch"]
 
+RUN_METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10", "HR@20", "NDCG@20")
+
+
+def run_rows(sec: Section) -> list[dict[str, Any]]:
+    """One dict per training run: how it trained (epochs, best epoch counted from 1, why it stopped),
+    its test metrics, how alike its users' scoring vectors are (mean cosine; near 1: a collapse) and,
+    for intent models, the centres its users use. Empty without training runs (evaluations only)."""
+    runs = sorted(((m, r) for m, r in zip(sec.ok.model, sec.ok.record, strict=True) if isinstance(r, RunRecord)),
+                  key=lambda mr: (mr[0], mr[1].seed or 0))
+    return [{"dataset": sec.dataset, "model": m, "seed": r.seed, "epochs": r.epochs_run,
+             "best_epoch": (r.best_epoch or 0) + 1, "stop_reason": r.stop_reason,
+             **{k: r.metrics.get(k, math.nan) for k in RUN_METRICS},
+             "users_mean_cosine": (r.representation or {}).get("mean_cosine", math.nan),
+             "centres_used": (r.diagnostics or {}).get("centres_used")} for m, r in runs]
+
+
+def runs_table(sec: Section) -> list[list[str]]:
+    return [[d["model"], str(d["seed"]), str(d["epochs"]), str(d["best_epoch"]), str(d["stop_reason"]),
+             *(fmt(d[k]) for k in RUN_METRICS), fmt(d["users_mean_cosine"], 3),
+             "–" if d["centres_used"] is None else str(int(d["centres_used"]))] for d in run_rows(sec)]
+
+
+RUN_HEADERS = ["model", "seed", "epochs", "best epoch", "stopped by", *RUN_METRICS, "users' cosine", "centres used"]
+
 
 def significance_caption(sec: Section, alpha: float) -> str:
     if not sec.n_tests:
@@ -429,8 +453,9 @@ def to_json(report: Report) -> str:
     sens = {"grids": [grid_dict(g) for s in report.sections for g in s.grids],
             "claims": [verdict_dict(v) for s in report.sections for v in s.ranges],
             "unjudged": [c.id for c in report.unjudged_ranges]}
+    runs = [row for s in report.sections for row in run_rows(s)]
     return json.dumps({"summary": summary_rows(report), "claims": verdict_dicts(report), "failed": report.failed,
-                       "notes": report.notes, "sensitivity": sens}, indent=2, default=_json_default)
+                       "notes": report.notes, "sensitivity": sens, "runs": runs}, indent=2, default=_json_default)
 
 
 def _json_default(x: Any) -> Any:

@@ -99,6 +99,9 @@ def _dump(v: Any) -> Any:
     return v
 
 
+LATER = {"later": True}  # field metadata: added after records were committed; omitted from JSON while None
+
+
 class _Json:
     """`to_json` / `from_json` of a dataclass whose fields all go to JSON (except `folder`)."""
 
@@ -107,8 +110,10 @@ class _Json:
         return _load(cls, obj, where)
 
     def to_json(self) -> dict[str, Any]:
+        # fields added after records were committed are left out while None (LATER), so that
+        # re-saving an older record (a report's copy) gives back its very bytes
         return {f.name: _dump(getattr(self, f.name)) for f in fields(self)  # type: ignore[arg-type]
-                if f.metadata.get("json", True)}
+                if f.metadata.get("json", True) and not (f.metadata.get("later") and getattr(self, f.name) is None)}
 
 
 # ---------------------------------------------------------------- nested parts
@@ -319,14 +324,14 @@ class RunRecord(Attempt, Evaluated):
     best_valid_ndcg20: float | None = None
     stop_reason: str | None = None  # "max_epochs" or "early_stopping"
     curve: tuple[CurvePoint, ...] = ()
-    pretrain_curve: tuple[dict[str, float], ...] | None = None  # mean losses per pre-training epoch (S3-Rec)
+    pretrain_curve: tuple[dict[str, float], ...] | None = field(default=None, metadata=LATER)  # per pre-training epoch
     timing: Timing = field(default_factory=Timing)
     train_config: TrainConfig | None = None  # the settings it trained with, defaults included
     diagnostics: dict[str, float] | None = None  # clustering diagnostics of intent models (best weights)
     diagnostics_init: dict[str, float] | None = None  # the same of the initial centres, after epoch 0's hook
     # how alike the users' test scoring vectors are (best weights; `bench.evaluate.representation_stats`):
     # mean_cosine near 1 is a collapse, every user ranked alike
-    representation: dict[str, float] | None = None
+    representation: dict[str, float] | None = field(default=None, metadata=LATER)
     model_config: dict[str, Any] | None = None  # every hyper-parameter of the model, defaults included
     model_info: dict[str, Any] | None = None  # `models.protocol.model_info`
 
