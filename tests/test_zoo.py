@@ -27,7 +27,7 @@ from bench.presets import preset
 from bench.results.codeversion import read_sidecar
 from bench.spec import RunSpec
 from bench.train import Progress, epoch_generators, to_batches, train_run
-from models import REGISTRY
+from models import REGISTRY, fast
 from models.gsasrec import gbce, gbce_beta, sampled_softmax
 from models.protocol import REGIMES, Batch, RecModel
 
@@ -217,6 +217,20 @@ def test_a_killed_pretraining_resumes_where_it_stopped_and_ends_as_if_never_kill
     assert len(curve) == stage.epochs and all(np.isfinite(v) for epoch in curve for v in epoch.values())
     assert curve == whole["pretrain_curve"] and resumed["metrics"] == whole["metrics"]
     assert resumed["timing"]["phase_total_s"]["pretraining"] > 0
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_pretraining_loss_is_the_same_on_the_fast_path_as_on_the_reference(name: str, data: Any,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    model = fresh(name, data).eval()  # no dropout: the two paths draw their masks in other shapes
+    stage = model.pretraining()
+    if stage is None:
+        pytest.skip(f"{name} has no pre-training stage")
+    rng, model.generator = epoch_generators(1, 0, torch.device("cpu"))
+    batch = to_batches(training_samples(stage.samples, data, rng, stage.options), 64, torch.device("cpu"))[0]
+    fast_terms = {k: float(v.detach()) for k, v in stage.losses(batch).items()}
+    monkeypatch.setenv(fast.ENV, "reference")
+    assert fast_terms == pytest.approx({k: float(v.detach()) for k, v in stage.losses(batch).items()}, rel=1e-5)
 
 
 def test_segments_mask_a_segment_and_keep_it_apart(data: Any) -> None:

@@ -19,7 +19,7 @@ from models.dropout import dropout as reference_dropout
 from models.fast import kernels
 from models.fast.backend import ENV, REFERENCE, Backend, describe, select
 
-__all__ = ["ENV", "REFERENCE", "Backend", "describe", "dropout", "gram_matrix", "linear", "select"]
+__all__ = ["ENV", "REFERENCE", "Backend", "describe", "dropout", "gram_matrix", "length_groups", "linear", "select"]
 
 
 def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
@@ -45,3 +45,15 @@ def gram_matrix(z: Tensor) -> Tensor:
     if backend.name == "reference":
         return z @ z.T
     return kernels.gram_matrix(z, backend.onednn)
+
+
+def length_groups(ids: Tensor, groups: int = 4) -> list[tuple[Tensor, int]]:
+    """Rows of left-padded ids (B, L) split by length into `groups` runs of similar length, each with
+    its width (its longest row): (row indices, width) pairs. A loss that is a sum over rows and real
+    positions can be computed group by group on `ids[rows, -width:]`, dropping padding columns a real
+    position never attends to; on the reference backend one group of every row at full width."""
+    if select(ids.device, torch.float32).name == "reference":
+        return [(torch.arange(len(ids), device=ids.device), ids.shape[1])]
+    lengths = (ids > 0).sum(1)
+    order = torch.argsort(lengths, stable=True)
+    return [(rows, max(int(lengths[rows].max()), 1)) for rows in order.chunk(groups) if len(rows)]
