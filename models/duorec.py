@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from models import fast
 from models.base import full_ce
 from models.encoder import EncoderConfig, info_nce, require_ranges
 from models.protocol import Batch
 from models.sasrec import SASRec
-from models.sasrec_ce import trim
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class DuoRec(SASRec):
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         ids = torch.cat([batch.input_ids, batch.input_ids, batch.view_1])  # (3B, L)
-        h, aug, sem = self(trim(ids), last_only=True)[:, -1].chunk(3)  # (B, D) each
+        h, aug, sem = fast.by_length(lambda x: self(x, last_only=True)[:, -1], ids).chunk(3)  # (B, D) each
         ce = full_ce(h, self.item_embeddings.weight, batch.target_pos)
         cl = info_nce(aug, sem, self.hp.tau)
         return {"loss": ce + self.hp.lmd_sem * cl, "ce": ce, "supervised_cl": cl}

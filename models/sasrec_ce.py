@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from models import fast
 from models.base import full_ce
 from models.encoder import EncoderConfig
 from models.protocol import Batch
@@ -53,7 +54,7 @@ class SASRecCE(SASRec):
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         items = self.item_embeddings.weight  # (I, D)
         if self.samples == "prefixes":
-            h = self(trim(batch.input_ids), last_only=True)[:, -1]  # (B, D)
+            h = fast.by_length(lambda ids: self(ids, last_only=True)[:, -1], batch.input_ids)  # (B, D)
             ce = full_ce(h, items, batch.target_pos)  # target (B,)
         else:
             width = trim(batch.input_ids).shape[1]

@@ -12,6 +12,8 @@ outside the encoder, on the backend `select` picks for their input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -19,7 +21,18 @@ from models.dropout import dropout as reference_dropout
 from models.fast import kernels
 from models.fast.backend import ENV, REFERENCE, Backend, describe, select
 
-__all__ = ["ENV", "REFERENCE", "Backend", "describe", "dropout", "gram_matrix", "length_groups", "linear", "select"]
+__all__ = [
+    "ENV",
+    "REFERENCE",
+    "Backend",
+    "by_length",
+    "describe",
+    "dropout",
+    "gram_matrix",
+    "length_groups",
+    "linear",
+    "select",
+]
 
 
 def dropout(x: Tensor, p: float, gen: torch.Generator | None, training: bool) -> Tensor:
@@ -51,9 +64,19 @@ def length_groups(ids: Tensor, groups: int = 4) -> list[tuple[Tensor, int]]:
     """Rows of left-padded ids (B, L) split by length into `groups` runs of similar length, each with
     its width (its longest row): (row indices, width) pairs. A loss that is a sum over rows and real
     positions can be computed group by group on `ids[rows, -width:]`, dropping padding columns a real
-    position never attends to; on the reference backend one group of every row at full width."""
-    if select(ids.device, torch.float32).name == "reference":
-        return [(torch.arange(len(ids), device=ids.device), ids.shape[1])]
+    position never attends to. The same groups on every backend: a training pass draws its dropout
+    masks group by group, and the backends must draw the same masks (tests/test_backends.py)."""
     lengths = (ids > 0).sum(1)
     order = torch.argsort(lengths, stable=True)
     return [(rows, max(int(lengths[rows].max()), 1)) for rows in order.chunk(groups) if len(rows)]
+
+
+def by_length(fn: Callable[[Tensor], Tensor], ids: Tensor, groups: int = 4) -> Tensor:
+    """fn(ids) for a row-wise fn whose rows do not depend on left padding (the last position's output
+    of a causal encoder: no real position attends to a padding key), computed on `length_groups` and
+    put back in row order (B, ...). A batch of prefix samples is mostly padding."""
+    parts = length_groups(ids, groups)
+    if len(parts) == 1:
+        return fn(ids[:, -parts[0][1]:])
+    out = torch.cat([fn(ids[rows, -width:]) for rows, width in parts])
+    return out[torch.argsort(torch.cat([rows for rows, _ in parts]))]
