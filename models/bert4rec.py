@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models import fast
 from models.base import Attention, Embedder, FeedForward, ZooModel, attention_mask, full_ce, pad_left
 from models.encoder import require, require_ranges
 from models.protocol import Batch
-from models.sasrec_ce import trim
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,8 @@ class BERT4Rec(ZooModel):
         return torch.cat([out, torch.ones_like(out[..., :1])], -1)
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
-        width = trim(batch.input_ids).shape[1]
-        out = self(batch.input_ids[:, -width:])  # (B, L', D+1)
-        ce = full_ce(out, self.item_weights(), batch.target_pos[:, -width:])  # masked positions only
+        out, target = fast.at_targets(self, batch.input_ids, batch.target_pos)  # (P, D+1) at masked positions
+        ce = full_ce(out, self.item_weights(), target)
         return {"loss": ce, "ce": ce}
 
     def user_repr(self, input_ids: Tensor, users: Tensor | None = None) -> Tensor:

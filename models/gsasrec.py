@@ -42,10 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from models import fast
 from models.encoder import EncoderConfig, require, require_ranges
 from models.protocol import Batch
 from models.sasrec import SASRec
-from models.sasrec_ce import trim
 
 LOSSES = ("gbce", "sampled-softmax")
 
@@ -86,14 +86,11 @@ class GSASRec(SASRec):
         self.objective = cfg.loss
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
-        width = trim(batch.input_ids).shape[1]
-        target = batch.target_pos[:, -width:]
-        real = target > 0
-        h = self(batch.input_ids[:, -width:])[real]  # (P, D) outputs of the positions with a target
+        h, target = fast.at_targets(self, batch.input_ids, batch.target_pos)  # (P, D), (P,): positions with a target
         neg_ids = torch.randint(1, self.item_size - 1, (h.shape[0], self.hp.negatives), generator=self.generator,
                                 device=h.device)
         emb = self.item_embeddings
-        pos = (h * emb(target[real])).sum(-1)  # (P,)
+        pos = (h * emb(target)).sum(-1)  # (P,)
         neg = torch.einsum("pd,pnd->pn", h, emb(neg_ids))  # (P, N)
         if self.hp.loss == "gbce":
             loss = gbce(pos, neg, gbce_beta(self.hp.negatives, self.item_size - 2, self.hp.t))

@@ -57,7 +57,6 @@ class SASRecCE(SASRec):
             h = fast.by_length(lambda ids: self(ids, last_only=True)[:, -1], batch.input_ids)  # (B, D)
             ce = full_ce(h, items, batch.target_pos)  # target (B,)
         else:
-            width = trim(batch.input_ids).shape[1]
-            out = self(batch.input_ids[:, -width:])  # (B, L', D)
-            ce = full_ce(out, items, batch.target_pos[:, -width:])
+            out, target = fast.at_targets(self, batch.input_ids, batch.target_pos)  # (P, D), (P,)
+            ce = full_ce(out, items, target)
         return {"loss": ce, "ce": ce}

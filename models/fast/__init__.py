@@ -7,7 +7,10 @@ the papers' code; its `forward` asks `select` for the pass's `Backend` and runs 
 the fast path of `encoder.py` here, the same function of the same parameters (tests/test_backends.py).
 `select` is the one place that decides, from explicit inputs (see `backend.py`); setting
 INTENTBENCH_BACKEND=reference runs the plain code everywhere. The three ops below serve model code
-outside the encoder, on the backend `select` picks for their input.
+outside the encoder, on the backend `select` picks for their input. `length_groups`, `by_length`
+and `at_targets` run an encoder on rows of similar length at a time, cut to their width, where the
+loss cannot see left padding (prefix samples, Cloze and pre-training batches are mostly padding):
+the same groups on every backend, and the same losses as one full-width group (tests/test_zoo.py).
 """
 
 from __future__ import annotations
@@ -80,3 +83,21 @@ def by_length(fn: Callable[[Tensor], Tensor], ids: Tensor, groups: int = 4) -> T
         return fn(ids[:, -parts[0][1]:])
     out = torch.cat([fn(ids[rows, -width:]) for rows, width in parts])
     return out[torch.argsort(torch.cat([rows for rows, _ in parts]))]
+
+
+def at_targets(fn: Callable[[Tensor], Tensor], ids: Tensor, targets: Tensor, groups: int = 4
+               ) -> tuple[Tensor, Tensor]:
+    """The outputs fn(ids) (B, L, D) at the positions with a target (targets (B, L) > 0), for an fn
+    whose real positions do not depend on left padding, computed on `length_groups`: (P, D) outputs
+    and their (P,) targets, in the order of `fn(ids)[targets > 0]` (row by row)."""
+    n = ids.shape[1]
+    hs, ts, where = [], [], []
+    for rows, width in length_groups(ids, groups):
+        t = targets[rows, -width:]
+        real = t > 0
+        hs.append(fn(ids[rows, -width:])[real])
+        ts.append(t[real])
+        cols = torch.arange(n - width, n, device=ids.device)
+        where.append((rows[:, None] * n + cols[None, :])[real])  # flat index in the whole batch
+    order = torch.argsort(torch.cat(where))
+    return torch.cat(hs)[order], torch.cat(ts)[order]
