@@ -50,6 +50,7 @@ NOT_RUNNABLE = "NOT RUNNABLE"
 # what a one-seed result is called, per verdict of the same rule: never a verdict on the models
 THESE_SEEDS = {REPRODUCED: "THESE SEEDS ONLY (as large as claimed)", SMALLER: "THESE SEEDS ONLY (smaller than claimed)",
                NOT_REPRODUCED: "THESE SEEDS ONLY (no effect)", INCONCLUSIVE: "THESE SEEDS ONLY (inconclusive)"}
+OTHER_WAY = "THESE SEEDS ONLY (the other way)"  # one seed a side, the interval wholly against the claim
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,7 @@ def _judge_quality(claim: Claim, ref: str, subj: pd.DataFrame, refs: pd.DataFram
     v = Verdict(claim, ref, "", "", e, lo, hi, _p_third(est, claim.claimed, claim.direction), est.p_two_sided(),
                 n=f"{len(s)}+{len(r)} seeds x {s.shape[1]} users", diffs=s.mean(0) - r.mean(0))
     v.test = (f"Welch t on seed means plus the shared per-user variance (df {est.df:.1f})" if est.scope == "seeds"
-              else "t over users, one seed a side: these seeds only")
+              else "Fieller's t over users, one seed a side: these seeds only")
     _power_note(v, est, s, r)
     _settle(v, claim, est.scope, min(len(s), len(r)), _cut_short(claim, subj, refs))
     return v
@@ -314,7 +315,8 @@ def _settle(v: Verdict, claim: Claim, scope: str, n: int, cut: str) -> None:
     if cut:
         v.verdict, v.reason = INCONCLUSIVE, cut
     elif scope != "seeds" or n < 2:
-        v.verdict, v.reason = THESE_SEEDS[base], f"{why}, for these seeds only (one seed or run a side)"
+        v.verdict = OTHER_WAY if v.high < 0 else THESE_SEEDS[base]
+        v.reason = f"{why}, for these seeds only (one seed or run a side)"
     elif n < claim.min_seeds:
         v.verdict, v.reason = INCONCLUSIVE, f"too few seeds ({n} < {claim.min_seeds}); {why}"
     else:
