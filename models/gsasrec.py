@@ -20,8 +20,9 @@ log(1 / (sigmoid(s)^-beta - 1)) logit (equal away from the 1e-10 clamps).
 Known behaviour on Beauty (issue 16): with 256 negatives the model first learns a user-independent
 representation. Early on every logit's gradient is sigmoid(s) ~ 1/2, so the 256 negatives' push
 of all scores down outweighs the positive's pull about 500 to 1 (beta ~ 0.27), and the cheapest
-descent makes every user's output the same vector (mean cosine between users' outputs 0.48 at
-start, 0.99 after 25 batches; with one negative 0.86 after 75). The quick profile (20 epochs)
+descent makes every user's output the same vector (mean cosine between users' outputs 0.47 at
+start, 0.998 after 50 batches; with the reference's initialisation 0.48 -> 0.99 after 25, and with
+one negative instead of 256 only 0.86 after 75). The quick profile (20 epochs)
 climbs out slowly and flattens at validation NDCG@20 0.005-0.006 (sasrec_ce: 0.079). The
 reference's initialisation (N(0, 1) embeddings, torch's default Linear) on this encoder did not
 change that in a 3-epoch check (validation NDCG@20 0.0003); N(0, 1) for every weight did (0.0034
