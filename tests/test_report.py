@@ -256,3 +256,15 @@ def test_a_profiles_own_settings_are_the_protocol_not_a_variant(tmp_path: Path) 
     assert variant(replace(rec, config=smoke)) == "elcrec"
     other = {**smoke, "train": {"epochs": 6, "batch_size": 128}}
     assert variant(replace(rec, config=other)) == "elcrec[batch_size=128]"
+
+
+def test_a_report_can_keep_to_its_studys_datasets(tmp_path: Path) -> None:
+    """A study comparing with committed records of other data (the zoo with the checkpoint audit,
+    which also holds Toys) reports its own datasets only."""
+    rec = write_fixture(tmp_path / "records")
+    every = build_report(ReportConfig(records=(rec,), out=tmp_path / "out"))
+    assert {s.dataset for s in every.sections} == {"toyset"}
+    assert len(build_report(ReportConfig(records=(rec,), out=tmp_path / "out", datasets=("toyset",))).sections) \
+        == len(every.sections)
+    with pytest.raises(BenchError, match=r"no records in .* of beauty"):
+        build_report(ReportConfig(records=(rec,), out=tmp_path / "out", datasets=("beauty",)))

@@ -54,6 +54,8 @@ class ReportConfig:
     alpha: float = opt(0.05, help="significance level of the daggers (family-wise, Holm)")
     min_seeds: int = opt(3, help="seeds a model needs before a dagger marks it")
     plots: bool = opt(True, help="write PNG plots next to the markdown")
+    datasets: tuple[str, ...] = opt((), help="comma-separated datasets to report (default: every dataset in the "
+                                    "records)")
 
 
 @dataclass
@@ -179,8 +181,11 @@ def _target(ok: pd.DataFrame, reference: str | None) -> tuple[str, float] | None
 
 def build_report(cfg: ReportConfig) -> Report:
     df = load_frame(list(cfg.records))
+    if cfg.datasets:  # a study's own datasets, where the records it compares with hold others too
+        df = df[df.dataset.map(lambda d: str(d).split(":")[0] in cfg.datasets)]
     if df.empty:
-        raise BenchError(f"no records in {', '.join(map(str, cfg.records))}")
+        raise BenchError(f"no records in {', '.join(map(str, cfg.records))}"
+                         + (f" of {', '.join(cfg.datasets)}" if cfg.datasets else ""))
     claims = load_claims(cfg.claims) if cfg.claims else []
     ranges = load_range_claims(cfg.claims) if cfg.claims else []
     failed = [{"model": r.model, "dataset": r.dataset, "seed": r.seed, "reason": r.reason}
