@@ -20,7 +20,8 @@ the claimed size the verdicts are (docs/statistics.md has their calibration):
 - INCONCLUSIVE: the interval holds the claimed size and reaches down to c/3; or too few seeds
   (fewer than `min_seeds` but more than one a side), or runs that are not the paper's protocol.
 - THESE SEEDS ONLY (...): one seed (run) on a side: the interval is over users (epochs) and says
-  nothing about another seed; the bracket holds what the same rule says of these seeds.
+  nothing about another seed; the bracket holds what the same rule says of these seeds ("the
+  other way" where the interval lies wholly below zero).
 The p-value reported is that of the verdict's own test, H0: e <= c/3.
 """
 
