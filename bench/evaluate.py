@@ -93,8 +93,11 @@ def ranks_of_targets(reps: torch.Tensor, items: torch.Tensor, targets: np.ndarra
     return out.cpu().numpy()
 
 
-def evaluate(model: RecModel, data: SeqData, stage: str = "test", seen_items: str = "zero") -> EvalResult:
-    """Ranks every user's held-out item among all item ids under the given seen-item rule."""
+def evaluate(model: RecModel, data: SeqData, stage: str = "test", seen_items: str = "zero",
+             describe_users: bool = False) -> EvalResult:
+    """Ranks every user's held-out item among all item ids under the given seen-item rule; with
+    `describe_users`, also how alike the users' scoring vectors are (a run's final test, not every
+    validation)."""
     if seen_items not in SEEN_RULES:
         raise ValueError(f"seen_items must be one of {SEEN_RULES}, got {seen_items!r}")
     inputs, targets, hist_end = data.eval_split(stage)
@@ -107,7 +110,7 @@ def evaluate(model: RecModel, data: SeqData, stage: str = "test", seen_items: st
     ranks = ranks_of_targets(reps, items, targets, seen_rows, seen, seen_items)
     per_user = per_user_metrics(ranks)
     proto = Protocol(dataset=data.name, dataset_sha256=data.sha256, seen_items=seen_items)
-    return EvalResult(summarise(per_user), per_user, ranks, proto, representation_stats(reps))
+    return EvalResult(summarise(per_user), per_user, ranks, proto, representation_stats(reps) if describe_users else {})
 
 
 def mean_pooled_train_outputs(model: RecModel, data: SeqData, device: torch.device) -> np.ndarray:

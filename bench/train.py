@@ -35,7 +35,7 @@ from bench.protocol import PHASES
 from bench.results.codeversion import code_version, write_sidecar
 from bench.results.records import peak_rss_mb
 from bench.spec import RunSpec, TrainConfig
-from models.protocol import Batch, RecModel, model_info
+from models.protocol import Batch, Pretraining, RecModel, model_info
 
 
 class RunFailure(Exception):
@@ -106,11 +106,9 @@ def train_steps(model: RecModel, opt: Adam, batches: list[Batch], epoch: int,
 PRETRAIN_EPOCH0 = 1_000_000  # pre-training epoch k draws from the generators of epoch PRETRAIN_EPOCH0 + k
 
 
-def pretrain_epoch(spec: RunSpec, model: RecModel, opt: Adam, data: SeqData, k: int, device: torch.device
-                   ) -> dict[str, float]:
+def pretrain_epoch(spec: RunSpec, model: RecModel, stage: Pretraining, opt: Adam, data: SeqData, k: int,
+                   device: torch.device) -> dict[str, float]:
     """Epoch k of the model's pre-training stage (S3-Rec); returns its mean losses."""
-    stage = model.pretraining()
-    assert stage is not None
     rng, model.generator = epoch_generators(spec.seed, PRETRAIN_EPOCH0 + k, device)
     samples = training_samples(stage.samples, data, rng, stage.options)
     return train_steps(model, opt, to_batches(samples, spec.train_config.batch_size, device), k, stage.losses)
@@ -179,7 +177,7 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
         # with its own optimiser; fine-tuning then starts from a fresh one
         prog.pretrain_curve = prog.pretrain_curve or []
         while prog.pretrain_epoch < stage.epochs:
-            prog.pretrain_curve.append(clock.run("pretraining", pretrain_epoch, spec, model, opt, data,
+            prog.pretrain_curve.append(clock.run("pretraining", pretrain_epoch, spec, model, stage, opt, data,
                                                  prog.pretrain_epoch, device))
             prog.pretrain_epoch += 1
             if prog.pretrain_epoch == stage.epochs:
@@ -287,7 +285,7 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
     # ICLRec's centroids are no parameters: the last epoch's stay, as in the authors' code
     model.load_state_dict(best_state, strict=False)
     t0 = time.perf_counter()
-    test = evaluate(model, data, "test", spec.train_config.seen_items)
+    test = evaluate(model, data, "test", spec.train_config.seen_items, describe_users=True)
     test_s = time.perf_counter() - t0
     epochs = max(prog.epoch, 1)
     train_s = sum(clock.seconds.values())  # pre-training included: the whole cost of the model

@@ -88,13 +88,10 @@ class S3Rec(SASRec):
         """The four pre-training losses, sums over the batch: computed on rows of similar length at a
         time (`fast.length_groups`; four fifths of a Beauty batch's positions are padding), added."""
         views = ("input_ids", "target_pos", "target_neg", "view_1", "view_2", "view_neg")
-        total: dict[str, Tensor] = {}
         real = torch.stack([getattr(batch, k) > 0 for k in views]).any(0)  # (B, L): a real item in any view
-        for rows, width in fast.length_groups(real.long()):
-            sub = Batch(**{k: getattr(batch, k)[rows, -width:] for k in views})
-            for k, v in self._pretrain_terms(sub).items():
-                total[k] = total[k] + v if k in total else v
-        return total
+        parts = [self._pretrain_terms(Batch(**{k: getattr(batch, k)[rows, -width:] for k in views}))
+                 for rows, width in fast.length_groups(real.long())]
+        return {k: torch.stack([p[k] for p in parts]).sum() for k in parts[0]}
 
     def _pretrain_terms(self, batch: Batch) -> dict[str, Tensor]:
         b = batch.input_ids.shape[0]

@@ -37,12 +37,6 @@ class SASRecCEConfig(EncoderConfig):
     prefixes: bool = False  # every prefix as a sample, loss at the last position
 
 
-def trim(ids: Tensor) -> Tensor:
-    """(B, L) left-padded -> (B, L') without the columns that are padding in every row."""
-    width = max(int((ids > 0).sum(1).max()), 1)
-    return ids[:, -width:]
-
-
 class SASRecCE(SASRec):
     objective = "ce-full"
 

@@ -28,6 +28,7 @@ __all__ = [
     "ENV",
     "REFERENCE",
     "Backend",
+    "at_targets",
     "by_length",
     "describe",
     "dropout",
@@ -79,8 +80,6 @@ def by_length(fn: Callable[[Tensor], Tensor], ids: Tensor, groups: int = 4) -> T
     of a causal encoder: no real position attends to a padding key), computed on `length_groups` and
     put back in row order (B, ...). A batch of prefix samples is mostly padding."""
     parts = length_groups(ids, groups)
-    if len(parts) == 1:
-        return fn(ids[:, -parts[0][1]:])
     out = torch.cat([fn(ids[rows, -width:]) for rows, width in parts])
     return out[torch.argsort(torch.cat([rows for rows, _ in parts]))]
 
