@@ -1,5 +1,6 @@
 """Evidence of faithful training: on data with planted intents every model beats a popularity
-ranking after a short run, and intent models report cluster diagnostics (measured, not targets)."""
+ranking after a short run (6 epochs: the slowest learner, CL4SRec, is then about 1.7x popularity's
+NDCG@10), and intent models report cluster diagnostics (measured, not targets)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def popularity_ndcg10() -> float:
 
 @pytest.mark.parametrize("model", sorted(REGISTRY))  # every registry entry, without naming it
 def test_every_model_beats_popularity_after_a_short_run(model: str, popularity_ndcg10: float) -> None:
-    spec = RunSpec(model, DATA, 1, preset(DATA, model), {"epochs": 10, "batch_size": 64, "patience": 10}, threads=1)
+    spec = RunSpec(model, DATA, 1, preset(DATA, model), {"epochs": 6, "batch_size": 64, "patience": 6}, threads=1)
     rec = train_run(spec)
     assert rec["metrics"]["NDCG@10"] > popularity_ndcg10, (rec["metrics"], popularity_ndcg10)
     assert rec["model_info"]["samples"] in REGIMES and rec["model_info"]["objective"]

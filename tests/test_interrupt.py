@@ -102,7 +102,7 @@ def statuses(out: Path) -> list[str]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_stops_every_worker_and_the_run_stays_resumable(tmp_path: Path, sig: int) -> None:
     out = tmp_path / "out"
-    proc = start(out, "--models", "elcrec", "--epochs", "50", "--seeds", "1,2,3")
+    proc = start(out, "--models", "elcrec", "--epochs", "20", "--seeds", "1,2,3")
     wait_for(lambda: any((out / "state").glob("*.pt")) if (out / "state").exists() else False)
     assert workers_of(proc.pid)
     proc.send_signal(sig)
@@ -111,7 +111,7 @@ def test_a_signal_stops_every_worker_and_the_run_stays_resumable(tmp_path: Path,
     wait_for(lambda: not workers_of(proc.pid), timeout=5)
     assert "failed" not in statuses(out)  # an interruption is not a failure
     assert len(list((out / "logs").glob("*.log"))) == 1  # the queued seeds never started: no traces of them
-    res = run(out, "--models", "elcrec", "--epochs", "50")
+    res = run(out, "--models", "elcrec", "--epochs", "20")
     assert res.returncode == 0, res.stderr
     (rec,) = read_records([out])
     assert isinstance(rec, RunRecord) and rec.resumed
@@ -180,7 +180,7 @@ def test_random_sigkills_lose_nothing_duplicate_nothing_and_change_no_metric(tmp
     while True:
         proc = start(killed, *args)
         parents.append(proc.pid)
-        if kills < 25 and _kill_moment(rng, killed / "state", proc):
+        if kills < 12 and _kill_moment(rng, killed / "state", proc):
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             kills += 1
