@@ -71,7 +71,8 @@ class RunConfig:
                                   "says so); without it such a resume is refused")
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
+    """A --set value: an int, a float, true/false, else the text itself."""
     for cast in (int, float):
         try:
             return cast(text)
@@ -90,7 +91,7 @@ def parse_sets(items: tuple[str, ...], models: tuple[str, ...]) -> list[dict[str
             raise BenchError(f"--set {item!r}: expected MODEL.KEY=VALUE[,VALUE...]")
         if model != "*" and model not in models:
             raise BenchError(f"--set {item!r}: model {model!r} is not in --models ({','.join(models)})")
-        axes.append([(model, key, _parse_value(v)) for v in values.split(",")])
+        axes.append([(model, key, parse_value(v)) for v in values.split(",")])
     grid = []
     for point in itertools.product(*axes):
         d: dict[str, dict[str, Any]] = {}

@@ -17,22 +17,25 @@ item ids 1..item_size-2 (a negative may equal the positive, as in the reference)
 term is written in closed form, -beta log sigmoid(s), instead of the reference's clamped
 log(1 / (sigmoid(s)^-beta - 1)) logit (equal away from the 1e-10 clamps).
 
-Known behaviour on Beauty (issue 16): with 256 negatives the model first learns a user-independent
-representation. Early on every logit's gradient is sigmoid(s) ~ 1/2, so the 256 negatives' push
-of all scores down outweighs the positive's pull about 500 to 1 (beta ~ 0.27), and the cheapest
-descent makes every user's output the same vector (mean cosine between users' outputs 0.47 at
-start, 0.998 after 50 batches; with the reference's initialisation 0.48 -> 0.99 after 25, and with
-one negative instead of 256 only 0.86 after 75). The quick profile (20 epochs)
-climbs out slowly and flattens at validation NDCG@20 0.005-0.006 (sasrec_ce: 0.079). The
-reference's initialisation (N(0, 1) embeddings, torch's default Linear) on this encoder did not
-change that in a 3-epoch check (validation NDCG@20 0.0003); N(0, 1) for every weight did (0.0034
-against 0.0001), which no reference does. `loss="sampled-softmax"`, which is invariant to a shift
-of all scores, learns from the start. The reference's own encoder (pre-norm blocks, final
-LayerNorm, torch's default initialisation) collapses the same way (0.45 -> 0.92 after 25 batches,
-0.999 after 75; a port kept out of the registry), so the objective, not this encoder, is the cause;
-the reference trains for far longer (`config.py`: at most 10,000 epochs, patience 200 epochs;
-its ML-1M config: 100 batches an epoch). The zoo keeps the shared encoder, so that gSASRec differs
-from SASRec-CE by its loss.
+Known behaviour on Beauty (issue 16; figures from `scripts/probes/gsasrec_collapse.py`, seed 1):
+with 256 negatives the model first learns a user-independent representation. Early on every logit's
+gradient is sigmoid(s) ~ 1/2, so the 256 negatives' push of all scores down outweighs the positive's
+pull about 500 to 1 (beta ~ 0.27), and the cheapest descent makes every user's output the same
+vector (mean cosine between distinct users' outputs 0.46 at start, 0.999 after 25 batches, 0.998
+after 50; with the reference's initialisation 0.46 -> 0.99 after 25; with that initialisation and
+one negative instead of 256, 0.47 after 25 and 0.70 after 75). The quick profile (20 epochs) climbs
+out slowly and flattens at validation NDCG@20 0.005-0.006 (sasrec_ce: 0.079). The reference's
+initialisation (N(0, 1) embeddings, torch's default Linear) on this encoder did not change that in a
+3-epoch check (validation NDCG@20 0.0003, 0.0004, 0.0004; N(0, 1) embeddings alone: 0.0006 each
+epoch); N(0, 1) for every weight did (0.0034 against 0.0001), which no reference does.
+`loss="sampled-softmax"`, invariant to a shift of all scores, rises the same way at first (0.93
+after 25 batches, 0.99 after 50) but leaves the collapse within the first epoch (0.72 after 75) and
+learns (validation NDCG@20 0.011, 0.017, 0.026 in a 3-epoch check). The reference's own encoder
+(pre-norm blocks, final LayerNorm, torch's default initialisation) collapses like this one (0.44 ->
+0.92 after 25 batches, 0.999 after 75; the port lives in the probe, not in the registry), so the
+objective, not this encoder, is the cause; the reference trains for far longer (`config.py`: at most
+10,000 epochs, patience 200 epochs; its ML-1M config: 100 batches an epoch). The zoo keeps the
+shared encoder, so that gSASRec differs from SASRec-CE by its loss.
 """
 
 from __future__ import annotations
