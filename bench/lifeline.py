@@ -22,6 +22,19 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def keep_niceness() -> None:
+    """Gives this process's scheduler group the niceness the process inherited. A worker starts in a
+    session of its own, and where the kernel groups processes by session (Linux autogroups, on by
+    default on desktops and many servers) CPU is shared between groups, each at its group's niceness
+    (0): `nice python -m bench run` would throttle no worker. Where there are no autogroups nothing
+    changes; a niceness below the group's needs privileges and is left alone."""
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(os.getpriority(os.PRIO_PROCESS, 0)))
+    except OSError:
+        pass
+
+
 def exit_now(code: int) -> None:
     """Exits without tearing down the interpreter: freeing torch's modules and a GB-sized heap takes
     ~0.8 s on a small CPU, and everything that must outlive the process (the record, fsynced) is

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sys
 
-from bench.lifeline import die_with_parent, exit_now
+from bench.lifeline import die_with_parent, exit_now, keep_niceness
 
 if __name__ == "__main__":  # before torch is imported: that takes seconds, the parent may die meanwhile
     die_with_parent()
+    keep_niceness()
 
 import json
 import math

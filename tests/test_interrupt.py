@@ -201,3 +201,24 @@ def test_random_sigkills_lose_nothing_duplicate_nothing_and_change_no_metric(tmp
     resumed = sum(bool(r.resumed) for r in got)
     assert kills >= 10 and resumed >= 1, f"{kills} kills, {resumed} runs resumed: too few to test anything"
     print(f"survived {kills} SIGKILLs; {resumed} of {len(got)} runs resumed mid-training")
+
+
+def _autogroup_nice(pid: int) -> int | None:
+    with contextlib.suppress(OSError):  # the worker may be gone between the listing and the read
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no scheduler autogroups on this kernel")
+def test_the_workers_of_a_niced_sweep_keep_its_niceness(tmp_path: Path) -> None:
+    """Each worker runs in a session of its own; where the kernel shares the CPU between sessions'
+    autogroups, a worker's group must carry the sweep's niceness, or `nice` would slow no run."""
+    cmd = ["nice", "-n", "7", sys.executable, "-m", "bench", "run", *SWEEP, "--models", "sasrec,elcrec",
+           "--epochs", "50", "--jobs", "2", "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: len(workers_of(proc.pid)) == 2
+                 and all(_autogroup_nice(w) == 7 for w in workers_of(proc.pid)), timeout=120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
