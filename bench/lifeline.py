@@ -7,6 +7,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 
 PARENT_ENV = "INTENTBENCH_PARENT_PID"
 
@@ -28,11 +29,15 @@ def keep_niceness() -> None:
     default on desktops and many servers) CPU is shared between groups, each at its group's niceness
     (0): `nice python -m bench run` would throttle no worker. Where there are no autogroups nothing
     changes; a niceness below the group's needs privileges and is left alone."""
-    try:
-        with open("/proc/self/autogroup", "w") as f:
-            f.write(str(os.getpriority(os.PRIO_PROCESS, 0)))
-    except OSError:
-        pass
+    for _ in range(20):  # unprivileged, the kernel takes one such change per 0.1 s machine-wide (EAGAIN)
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(os.getpriority(os.PRIO_PROCESS, 0)))
+            return
+        except BlockingIOError:
+            time.sleep(0.11)
+        except OSError:
+            return
 
 
 def exit_now(code: int) -> None:
