@@ -27,15 +27,16 @@ one negative instead of 256, 0.47 after 25 and 0.70 after 75). The quick profile
 out slowly and flattens at validation NDCG@20 0.005-0.006 (sasrec_ce: 0.079). The reference's
 initialisation (N(0, 1) embeddings, torch's default Linear) on this encoder did not change that in a
 3-epoch check (validation NDCG@20 0.0003, 0.0004, 0.0004; N(0, 1) embeddings alone: 0.0006 each
-epoch); N(0, 1) for every weight did (0.0034 against 0.0001), which no reference does.
-`loss="sampled-softmax"`, invariant to a shift of all scores, rises the same way at first (0.93
-after 25 batches, 0.99 after 50) but leaves the collapse within the first epoch (0.72 after 75) and
-learns (validation NDCG@20 0.011, 0.017, 0.026 in a 3-epoch check). The reference's own encoder
-(pre-norm blocks, final LayerNorm, torch's default initialisation) collapses like this one (0.44 ->
-0.92 after 25 batches, 0.999 after 75; the port lives in the probe, not in the registry), so the
-objective, not this encoder, is the cause; the reference trains for far longer (`config.py`: at most
-10,000 epochs, patience 200 epochs; its ML-1M config: 100 batches an epoch). The zoo keeps the
-shared encoder, so that gSASRec differs from SASRec-CE by its loss.
+epoch); N(0, 1) for every weight did (0.0013, 0.0027, 0.0044 against 0.0003, 0.0002, 0.0002 with the
+model's own N(0, 0.02)), which no reference does. `loss="sampled-softmax"`, invariant to a shift of
+all scores, rises the same way at first (0.93 after 25 batches, 0.99 after 50) but leaves the
+collapse within the first epoch (0.72 after 75) and learns (validation NDCG@20 0.011, 0.016, 0.026
+in 3 epochs). The reference's own encoder (pre-norm blocks, final LayerNorm, torch's default
+initialisation) collapses like this one (0.44 -> 0.92 after 25 batches, 0.999 after 75; the port
+lives in the probe, not in the registry), so the objective, not this encoder, is the cause; the
+reference trains for far longer (`config.py`: at most 10,000 epochs, patience 200 epochs; its ML-1M
+config: 100 batches an epoch). The zoo keeps the shared encoder, so that gSASRec differs from
+SASRec-CE by its loss.
 """
 
 from __future__ import annotations
