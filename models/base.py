@@ -9,6 +9,7 @@ they reuse that encoder. BERT4Rec (bidirectional), FMLP-Rec and BSARec (Fourier 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -126,16 +127,23 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor, model: ZooModel, p_attn: float, p: float) -> Tensor:
         """x (B, L, D), additive mask (B, 1, L, L) -> (B, L, D)."""
-        b, n, d = x.shape
-        dh = d // self.heads
-
-        def split(t: Tensor) -> Tensor:
-            return t.view(b, n, self.heads, dh).transpose(1, 2)  # (B, h, L, dh)
-
-        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh) + mask, dim=-1)  # (B, h, L, L)
-        ctx = (model.drop(probs, p_attn) @ v).transpose(1, 2).reshape(b, n, d)
+        ctx = multi_head(self.query(x), self.key(x), self.value(x), self.heads, mask,
+                         lambda probs: model.drop(probs, p_attn))
         return self.LayerNorm(model.drop(self.dense(ctx), p) + x)
+
+
+def multi_head(q: Tensor, k: Tensor, v: Tensor, heads: int, mask: Tensor,
+               on_probs: Callable[[Tensor], Tensor]) -> Tensor:
+    """Scaled dot-product attention over `heads` heads: q, k, v (B, L, D), additive mask (B, 1, L, L);
+    `on_probs` (attention dropout) maps the (B, h, L, L) weights -> (B, L, D)."""
+    b, n, d = q.shape
+    dh = d // heads
+
+    def split(t: Tensor) -> Tensor:
+        return t.view(b, n, heads, dh).transpose(1, 2)  # (B, h, L, dh)
+
+    probs = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(dh) + mask, dim=-1)
+    return (on_probs(probs) @ split(v)).transpose(1, 2).reshape(b, n, d)
 
 
 class FeedForward(nn.Module):

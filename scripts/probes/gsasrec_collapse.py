@@ -36,7 +36,7 @@ from bench.presets import preset
 from bench.runner import parse_value
 from bench.spec import RunSpec, TrainConfig
 from bench.train import epoch_generators, make_optimizer, to_batches, train_run
-from models.base import ZooModel, attention_mask
+from models.base import ZooModel, attention_mask, multi_head
 from models.gsasrec import GSASRec, GSASRecConfig
 
 
@@ -68,16 +68,10 @@ class PreNormBlock(nn.Module):
 
     def forward(self, seq: Tensor, mask: Tensor, keep: Tensor, model: ZooModel, p: float) -> Tensor:
         """seq (B, L, D), additive causal mask (B, 1, L, L), keep (B, L, 1) -> (B, L, D)."""
-        b, n, d = seq.shape
-        dh = d // self.heads
-
-        def split(t: Tensor) -> Tensor:
-            return t.view(b, n, self.heads, dh).transpose(1, 2)  # (B, h, L, dh)
-
         x = self.first_norm(seq)
-        q, k, v = split(self.query(x)), split(self.key(seq)), split(self.value(seq))
-        probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh) + mask, dim=-1) * keep[:, None]
-        x = self.second_norm((model.drop(probs, p) @ v).transpose(1, 2).reshape(b, n, d) + x)
+        ctx = multi_head(self.query(x), self.key(seq), self.value(seq), self.heads, mask,
+                         lambda probs: model.drop(probs * keep[:, None], p))  # padding queries attend to nothing
+        x = self.second_norm(ctx + x)
         return (x + model.drop(self.dense2(model.drop(self.dense1(x), p)), p)) * keep
 
 
