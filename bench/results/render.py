@@ -34,6 +34,7 @@ from bench.results.report import (
     fmt_p,
     pct,
     provenance_table,
+    published_table,
     quality_table,
     runs_table,
     significance_caption,
@@ -89,6 +90,7 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
                   "", "*Test metrics with each run's best-validation weights; best epoch counted from 1. Users' "
                   "cosine: the mean cosine between users' scoring vectors (near 1: every user ranked alike, a "
                   "collapse; – in records of older code).*", ""]
+    lines += _md_published(sec)
     warnings = code_warnings(list(sec.ok.record))  # runs of one comparison from different code
     lines += [f"> **Warning:** {w}." for w in warnings] + ([""] if warnings else [])
     if sec.comparisons:
@@ -153,6 +155,18 @@ def _md_paired(sec: Section) -> list[str]:
         "epochs the subject needs to reach the reference's best validation NDCG@20 over the epochs the reference "
         "needs, times the per-epoch ratio; both variances added. On CPU the paper's GPU memory claim needs a "
         "GPU; peak and average RSS are in the cost table.*", ""]
+
+
+def _md_published(sec: Section) -> list[str]:
+    """Our seed means beside the numbers papers and released checkpoints report (a description)."""
+    if not sec.published:
+        return []
+    headers, rows = published_table(sec)
+    return ["### Beside published numbers", "", tabulate(rows, headers, tablefmt="github", disable_numparse=True),
+            "", "*Ours / published: our test metric (mean over seeds) and the number the source reports on the same "
+            "data; then ours ÷ published − 1 with a 95% t interval over our seeds (two or more). The published "
+            "number's own seed noise is unknown and not in the interval: a description beside the claims, never a "
+            "verdict.*", ""]
 
 
 def _scope_note(sec: Section) -> str:

@@ -26,6 +26,7 @@ from bench.metrics import METRIC_NAMES
 from bench.results import stats
 from bench.results.claims import INCONCLUSIVE, Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
 from bench.results.frame import COST_COLUMNS, best_valid, curve, load_frame, per_user_matrix, time_to_target
+from bench.results.published import Beside, beside, load_published, published_path
 from bench.results.schema import CodeVersion, CostRecord, Measured, RecordedProtocol, RunRecord
 from bench.results.sensitivity import (
     Grid,
@@ -97,6 +98,7 @@ class Section:
     paired: list[Any] = field(default_factory=list)  # PairedCost of the paired cost benchmark
     grids: list[Grid] = field(default_factory=list)  # one-setting grids of a model (bench.results.sensitivity)
     ranges: list[RangeVerdict] = field(default_factory=list)  # the range claims judged on them
+    published: list[Beside] = field(default_factory=list)  # our seed means beside published numbers
 
 
 @dataclass
@@ -188,6 +190,8 @@ def build_report(cfg: ReportConfig) -> Report:
                          + (f" of {', '.join(cfg.datasets)}" if cfg.datasets else ""))
     claims = load_claims(cfg.claims) if cfg.claims else []
     ranges = load_range_claims(cfg.claims) if cfg.claims else []
+    pub_file = published_path(cfg.claims) if cfg.claims else None
+    published = load_published(pub_file) if pub_file else []
     failed = [{"model": r.model, "dataset": r.dataset, "seed": r.seed, "reason": r.reason}
               for r in df[df.status != "ok"].itertuples()]
     ok = df[df.status == "ok"]
@@ -201,6 +205,7 @@ def build_report(cfg: ReportConfig) -> Report:
         for h in hashes:
             part = by_ds[by_ds.protocol == h]
             sections.append(_section(str(dataset), part, claims, cfg, costs[costs.dataset == dataset]))
+            sections[-1].published = beside(part, str(dataset), published)
             sections[-1].ranges = judge_grids(ranges, sections[-1].grids)
             notes += _pooled_notes(sections[-1])
     judged = {v.claim.id for sec in sections for v in sec.verdicts}
@@ -385,6 +390,27 @@ def runs_table(sec: Section) -> list[list[str]]:
 RUN_HEADERS = ["model", "seed", "epochs", "best epoch", "stopped by", *RUN_METRICS, "users' cosine", "centres used"]
 
 
+def published_table(sec: Section) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows: per model and source, each published metric as "ours / published: ours ÷
+    published − 1 [95% t interval over our seeds]"."""
+    metrics = [m for m in METRIC_NAMES if any(b.metric == m for b in sec.published)]
+    rows: dict[tuple[str, str], dict[str, Beside]] = {}
+    for b in sec.published:
+        rows.setdefault((b.model, b.source), {})[b.metric] = b
+    table = []
+    for (model, source), cells in rows.items():
+        n = next(iter(cells.values())).seeds
+        table.append([model, str(n), source, *(_beside_cell(cells.get(m)) for m in metrics)])
+    return ["model", "seeds", "published by", *metrics], table
+
+
+def _beside_cell(b: Beside | None) -> str:
+    if b is None:
+        return "–"
+    ci = f" [{pct(b.low)}, {pct(b.high)}]" if b.low == b.low else ""
+    return f"{fmt(b.ours)} / {fmt(b.published)}: {pct(b.rel)}{ci}"
+
+
 def significance_caption(sec: Section, alpha: float) -> str:
     if not sec.n_tests:
         return ("mean ± std over seeds; best in bold, runner-up underlined; no † marks: fewer seeds per model than "
@@ -459,8 +485,11 @@ def to_json(report: Report) -> str:
             "claims": [verdict_dict(v) for s in report.sections for v in s.ranges],
             "unjudged": [c.id for c in report.unjudged_ranges]}
     runs = [row for s in report.sections for row in run_rows(s)]
+    published = [{"dataset": s.dataset, "protocol": s.protocol.hash, **asdict(b)} for s in report.sections
+                 for b in s.published]
     return json.dumps({"summary": summary_rows(report), "claims": verdict_dicts(report), "failed": report.failed,
-                       "notes": report.notes, "sensitivity": sens, "runs": runs}, indent=2, default=_json_default)
+                       "notes": report.notes, "sensitivity": sens, "runs": runs, "published": published},
+                      indent=2, default=_json_default)
 
 
 def _json_default(x: Any) -> Any:
