@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.results.codeversion import recent_epoch_s
 from bench.results.schema import FailureRecord, RunRecord
 from bench.runner import PROFILES, Outcome, RunConfig, expand, state_file
 from bench.spec import RunSpec
@@ -154,9 +155,39 @@ def validate(exp: Experiment) -> list[tuple[Group, RunSpec]]:
 
 def legacy_epoch(state: Path) -> int:
     """Epochs done in a state saved before sidecars existed: needs torch (the state is a pickle)."""
+    return int(_progress(state).epoch)
+
+
+def _progress(state: Path) -> Any:
     import torch
 
-    return int(torch.load(state, map_location="cpu", weights_only=False)["progress"].epoch)
+    return torch.load(state, map_location="cpu", weights_only=False)["progress"]
+
+
+def _time_left(spec: RunSpec, side: dict[str, Any], state: Path, epoch: int) -> str:
+    """"; 38-123 epochs left, 0.7-2.4 h at 70 s an epoch": at least the epochs early stopping needs
+    if validation never improves again, at most the budget's; the pace from the state's last epochs
+    (read from the state itself where older code wrote no `epoch_s` beside it)."""
+    tc, best = spec.train_config, side.get("best_epoch", -1)
+    if best is None or best < 0:
+        return ""
+    most = tc.epochs - epoch
+    least = max(0, min(tc.epochs, best + tc.patience + 1) - epoch)
+    try:
+        pace = side.get("epoch_s") or recent_epoch_s(_progress(state).curve)
+    except Exception:  # a torn or foreign state: no pace, the epochs alone
+        pace = None
+    left = f"; {least}-{most} epochs left" if least < most else f"; {most} epoch{'s' * (most != 1)} left"
+    if pace:
+        span = f"{duration(least * pace)}-" if least < most else ""
+        left += f", {span}{duration(most * pace)} at {pace:.0f} s an epoch"
+    return left
+
+
+def duration(seconds: float) -> str:
+    """"45 s", "12 min", "2.7 h"."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 \
+        else f"{seconds / 3600:.1f} h"
 
 
 def run_state(spec: RunSpec, out: Path, records: dict[tuple[str | None, int | None], Outcome]) -> tuple[str, str]:
@@ -178,7 +209,8 @@ def run_state(spec: RunSpec, out: Path, records: dict[tuple[str | None, int | No
         epoch = side["epoch"] if side else legacy_epoch(state)
     except Exception as e:  # a torn or foreign state: the run will say more when it resumes
         return "partial", f"partial (state unreadable: {type(e).__name__})"
-    text = f"partial at epoch {epoch} of {spec.train_config.epochs}"
+    text = f"partial at epoch {epoch} of {spec.train_config.epochs}" + (_time_left(spec, side, state, epoch)
+                                                                         if side else "")
     pre = side.get("pretrain_epoch") if side else None
     if side and epoch == 0 and pre:  # still pre-training (S3-Rec)
         text = f"partial: pre-training at epoch {pre} of {side.get('pretrain_epochs', '?')}, training not started"

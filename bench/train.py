@@ -32,7 +32,7 @@ from bench.memory import MB, MemorySampler
 from bench.modelio import build_model, model_config
 from bench.optim import Adam
 from bench.protocol import PHASES
-from bench.results.codeversion import code_version, write_sidecar
+from bench.results.codeversion import code_version, recent_epoch_s, write_sidecar
 from bench.results.records import peak_rss_mb
 from bench.spec import RunSpec, TrainConfig
 from models.protocol import Batch, Pretraining, RecModel, model_info
@@ -218,7 +218,8 @@ def _save_run(path: Path, model: RecModel, opt: Adam, prog: Progress, best_state
     stage = model.pretraining()
     write_sidecar(path, {"epoch": prog.epoch, "epochs": epochs, "best_epoch": prog.best_epoch,
                          "best_valid_ndcg20": prog.best_score, "stop_reason": prog.stop_reason,
-                         "pretrain_epoch": prog.pretrain_epoch, "pretrain_epochs": (stage.epochs if stage else 0)})
+                         "pretrain_epoch": prog.pretrain_epoch, "pretrain_epochs": (stage.epochs if stage else 0),
+                         "epoch_s": recent_epoch_s(prog.curve)})
     _save_state(path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "progress": prog,
                        "best_state": best_state, "clock": (clock.seconds, clock.gpu),
                        "memory": (clock.mem.phases, clock.mem.timeline),

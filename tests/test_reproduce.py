@@ -115,6 +115,25 @@ def _partial(path: Path, seed: int = 1) -> Path:
     return state
 
 
+def test_the_dry_run_says_how_long_a_partial_run_may_take(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """At least the epochs early stopping needs if validation never improves again, at most the
+    budget's, at the pace of the run's last epochs; from the state itself where older code wrote no
+    pace beside it."""
+    path = experiment(tmp_path)
+    path.write_text(path.read_text().replace("epochs = 2\n", "epochs = 50\n"))
+    state = _partial(path)
+    side = json.loads(state.with_suffix(".json").read_text())
+    patience = next(s for _, s in validate(load_experiment(path))).train_config.patience
+    least = side["best_epoch"] + patience + 1 - 1  # one epoch done
+    pace = side["epoch_s"]
+    assert 0 < pace < 600 and least < 49
+    line = dry(path, capsys)[1]
+    assert f"partial at epoch 1 of 50; {least}-49 epochs left, " in line and f" at {pace:.0f} s an epoch" in line
+    del side["epoch_s"]
+    state.with_suffix(".json").write_text(json.dumps(side))
+    assert f"{least}-49 epochs left, " in (older := dry(path, capsys)[1]) and f" at {pace:.0f} s an epoch" in older
+
+
 def test_dry_run_states_and_a_refused_then_allowed_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = experiment(tmp_path)
     lines = dry(path, capsys)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import statistics
 import subprocess
 from collections import defaultdict
 from pathlib import Path
@@ -85,6 +86,13 @@ def write_sidecar(state: Path, progress: dict[str, Any]) -> None:
 
     body = {**progress, "code": code_version().to_json(), "saved": now()}
     write_atomic(sidecar_path(state), (json.dumps(body, sort_keys=True) + "\n").encode())
+
+
+def recent_epoch_s(curve: list[dict[str, Any]]) -> float | None:
+    """Median wall seconds of a run's last ten epochs (every phase, the epoch-start work included):
+    the pace a sidecar records, for the dry run's time left."""
+    recent = [sum(c["seconds"].values()) for c in curve[-10:]]
+    return statistics.median(recent) if recent else None
 
 
 def read_sidecar(state: Path) -> dict[str, Any] | None:
