@@ -44,6 +44,13 @@ direction = "lower"
 claimed = 0.15
 min_seeds = 3
 source = "fixture"
+
+[[published]]
+source = "fixture paper, Table_1 & 100%"
+dataset = "toyset"
+metrics = ["HR@5", "NDCG@5"]
+[published.values]
+elcrec = [0.12, 0.08]
 """
 
 

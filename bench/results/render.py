@@ -235,7 +235,7 @@ def tex_escape(text: str) -> str:
     out = _TEX_RE.sub(lambda m: _TEX_ESCAPES[m.group()], str(text))
     out = out.replace("<", r"$<$").replace(">", r"$>$")
     return out.replace("±", r"$\pm$").replace("†", r"$^\dagger$").replace("α", r"$\alpha$").replace("−", "-")\
-        .replace("≤", r"$\le$").replace("⅓", "1/3")
+        .replace("≤", r"$\le$").replace("⅓", "1/3").replace("÷", r"$\div$")
 
 
 def _tex_table(headers: list[str], rows: list[list[str]], caption: str, label: str) -> list[str]:
@@ -255,6 +255,12 @@ def render_latex(report: Report) -> str:
         cap = f"{sec.dataset}, protocol {sec.protocol.hash} (seen items: {sec.protocol.seen_items}): " \
               f"{significance_caption(sec, report.alpha)}."
         lines += _tex_table(QUALITY_HEADERS, rows, cap, f"tab:{_label(sec.dataset)}-{i}")
+        if sec.published:
+            headers, prows = published_table(sec)
+            lines += _tex_table(headers, [[tex_escape(c) for c in row] for row in prows],
+                                f"{sec.dataset}: ours (mean over seeds) / published, and ours ÷ published − 1 "
+                                "[95% t interval over our seeds]; a description, not a verdict.",
+                                f"tab:{_label(sec.dataset)}-published-{i}")
         if sec.verdicts:
             keep = [0, 1, 2, 3, 4, 5, 6, 10]  # the sample sizes, power and reasons are in the markdown
             vrows = [[tex_escape(row[j]) for j in keep] for row in verdict_rows(sec.verdicts)]
