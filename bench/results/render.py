@@ -14,7 +14,7 @@ from tabulate import tabulate
 from bench.config import from_namespace
 from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES
-from bench.results.claims import Verdict
+from bench.results.claims import NOT_RUNNABLE, Verdict
 from bench.results.codeversion import code_warnings
 from bench.results.report import (
     CHECK_TITLES,
@@ -209,10 +209,31 @@ def _md_unjudged(report: Report) -> list[str]:
     return [*lines, *ranges, ""]
 
 
+def _md_glance(report: Report) -> list[str]:
+    """Every judged claim in one table at the top: what a reader came for, before the evidence."""
+    listed = [v for v in report.unjudged if v.verdict not in ("NOT RUN", NOT_RUNNABLE)]  # the paired cost benchmark's
+    twice = {d for d in (s.dataset for s in report.sections) if [x.dataset for x in report.sections].count(d) > 1}
+    judged = [(f"{sec.dataset} ({str(sec.protocol.hash)[:8]})" if sec.dataset in twice else sec.dataset, v)
+              for sec in report.sections for v in sec.verdicts] + [(v.claim.dataset, v) for v in listed]
+    if not judged:
+        return []
+    rows = [[v.claim.id, where, f"{v.claim.subject} vs {v.reference}", row[2], row[3], row[4], row[5],
+             f"**{v.verdict}**"] for where, v in judged for row in verdict_rows([v])]
+    others = len(report.unjudged) - len(listed)
+    rest = f" {others} more claims are listed at the end: not runnable here or without records." if others else ""
+    return ["## Verdicts at a glance", "", tabulate(rows, ["claim", "dataset", "comparison", "metric", "claimed",
+                                                            "measured", "95% CI", "verdict"],
+                                                     tablefmt="github", disable_numparse=True),
+            "", f"*Sizes in the claimed direction; the evidence, tests and what each verdict means are in each "
+            f"dataset's Claims section (of a claim judged on the paired cost benchmark alone: in the list at the end)."
+            f"{rest}*", ""]
+
+
 def render_markdown(report: Report, plots: dict[str, dict[str, str]] | None = None) -> str:
     lines = ["# intentbench report", ""]
     if report.claims_file:
         lines += [f"Claims: `{Path(report.claims_file).name}`.", ""]
+    lines += _md_glance(report)
     lines += [f"> {n}" for n in report.notes] + ([""] if report.notes else [])
     for sec in report.sections:
         lines += _md_section(sec, report.alpha, (plots or {}).get(f"{sec.dataset}/{sec.protocol.hash}", {}))
