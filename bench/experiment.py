@@ -36,6 +36,7 @@ TOP_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "name": _STR, "description": _STR, "profile": _STR, "datasets": _STRS, "claims": _STR, "out": _STR,
     "report": _STR, "formats": _STRS, "epochs": _INT, "set": _STRS, "device": _STR, "jobs": _INT,
     "threads": _INT, "timeout": _NUM, "data_dir": _STR, "runs": _TABLES, "compare": _STRS, "kind": _STR,
+    "published": _STR,
 }
 GROUP_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "name": _STR, "models": _STRS, "seeds": _INTS, "optional": _BOOL, "set": _STRS, "datasets": _STRS,
@@ -63,6 +64,7 @@ class Experiment:
     report: Path
     formats: tuple[str, ...]
     compare: tuple[Path, ...] = ()  # record folders of other studies that the report also reads
+    published: Path | None = None  # published numbers beside ours (default: the file the claims file names)
 
     @property
     def out(self) -> Path:
@@ -122,12 +124,15 @@ def load_experiment(path: Path) -> Experiment:
     if top["profile"] not in PROFILES:
         raise BenchError(f"{path}: unknown profile {top['profile']!r}; known: {', '.join(PROFILES)}")
     claims = Path(top["claims"]) if "claims" in top else None
-    if claims is not None and not claims.is_file():
-        raise BenchError(f"{path}: claims file {claims} does not exist")
+    published = Path(top["published"]) if "published" in top else None
+    for what, file in (("claims", claims), ("published numbers", published)):
+        if file is not None and not file.is_file():
+            raise BenchError(f"{path}: {what} file {file} does not exist")
     groups = tuple(_group(raw, i, top, path) for i, raw in enumerate(top["runs"]))
     formats = tuple(top.get("formats", ("md",)))
     compare = tuple(Path(p) for p in top.get("compare", ()))
-    return Experiment(path, top.get("name", path.stem), groups, claims, Path(top["report"]), formats, compare)
+    return Experiment(path, top.get("name", path.stem), groups, claims, Path(top["report"]), formats, compare,
+                      published)
 
 
 def override(exp: Experiment, **changes: Any) -> Experiment:

@@ -117,8 +117,9 @@ def write_report(exp: Experiment, specs: list[RunSpec]) -> list[Path]:
         print(f"no records of this experiment in {exp.out} yet: no report", file=sys.stderr)
         return []
     folders = [f for f in (exp.report / "records", cost, *exp.compare) if (f / "records.jsonl").exists()]
-    cfg = ReportConfig(records=tuple(folders), out=exp.report, claims=exp.claims, format=exp.formats,
-                       datasets=tuple(sorted({s.dataset.split(":")[0] for s in specs})))  # its runs' data
+    datasets = tuple(sorted({s.dataset.split(":")[0] for s in specs}))  # its runs' data
+    cfg = ReportConfig(records=tuple(folders), out=exp.report, claims=exp.claims, published=exp.published,
+                       format=exp.formats, datasets=datasets)
     return write_outputs(build_report(cfg), cfg)
 
 

@@ -97,3 +97,25 @@ def test_every_shipped_published_number_names_a_registered_model_and_known_data(
     assert entries
     for p in entries:
         assert p.model in REGISTRY and p.dataset in known_datasets() and p.values, p
+
+
+def test_published_numbers_need_no_claims_file(tmp_path: Path) -> None:
+    """`--published FILE` (an experiment's `published` key) shows them in a report that judges nothing."""
+    (tmp_path / "pub.toml").write_text(PUBLISHED)
+    cfg = ReportConfig(records=(write_fixture(tmp_path / "records"),), published=tmp_path / "pub.toml")
+    report = build_report(cfg)
+    assert not any(s.verdicts for s in report.sections)
+    assert {(b.model, b.metric) for s in report.sections for b in s.published} >= {("elcrec", "NDCG@5")}
+
+
+def test_an_experiment_naming_a_missing_published_file_is_a_one_line_error(tmp_path: Path) -> None:
+    from bench.experiment import load_experiment
+
+    path = tmp_path / "study.toml"
+    path.write_text(f'profile = "smoke"\nout = "{tmp_path}/runs"\nreport = "{tmp_path}/rep"\n'
+                    f'published = "{tmp_path}/none.toml"\n[[runs]]\nmodels = ["sasrec"]\nseeds = [1]\n')
+    with pytest.raises(BenchError) as err:
+        load_experiment(path)
+    assert "published numbers file" in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "none.toml").write_text(PUBLISHED)
+    assert load_experiment(path).published == tmp_path / "none.toml"

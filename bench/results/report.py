@@ -50,6 +50,8 @@ class ReportConfig:
     format: tuple[str, ...] = opt(("md",), help="comma-separated: md, tex, csv, json")
     out: Path = opt(Path("reports/latest"), help="output folder")
     claims: Path | None = opt(None, help="claims file (TOML); e.g. bench/claims/elcrec.toml")
+    published: Path | None = opt(None, help="published numbers (TOML) shown beside ours, e.g. "
+                                 "bench/claims/published.toml (default: the file the claims file names)")
     reference: str | None = opt(None, help="model whose best validation NDCG@20 is the time-to-target target "
                                 "(default: the weakest model, so that every model can reach it)")
     alpha: float = opt(0.05, help="significance level of the daggers (family-wise, Holm)")
@@ -190,7 +192,7 @@ def build_report(cfg: ReportConfig) -> Report:
                          + (f" of {', '.join(cfg.datasets)}" if cfg.datasets else ""))
     claims = load_claims(cfg.claims) if cfg.claims else []
     ranges = load_range_claims(cfg.claims) if cfg.claims else []
-    pub_file = published_path(cfg.claims) if cfg.claims else None
+    pub_file = cfg.published or (published_path(cfg.claims) if cfg.claims else None)
     published = load_published(pub_file) if pub_file else []
     failed = [{"model": r.model, "dataset": r.dataset, "seed": r.seed, "reason": r.reason}
               for r in df[df.status != "ok"].itertuples()]
