@@ -182,7 +182,9 @@ def _time_left(spec: RunSpec, side: dict[str, Any], state: Path, epoch: int) -> 
         pace = side.get("epoch_s") or recent_epoch_s(_progress(state).curve)
     except Exception:  # a torn or foreign state: no pace, the epochs alone
         pace = None
-    left = f"; {least}-{most} epochs left" if least < most else f"; {most} epoch{'s' * (most != 1)} left"
+    score = side.get("best_valid_ndcg20")
+    left = f" (best validation NDCG@20 {score:.4f} at epoch {best + 1})" if score is not None else ""
+    left += f"; {least}-{most} epochs left" if least < most else f"; {most} epoch{'s' * (most != 1)} left"
     if pace:
         span = f"{duration(least * pace)}-" if least < most else ""
         left += f", {span}{duration(most * pace)} at {pace:.0f} s an epoch"

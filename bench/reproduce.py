@@ -60,22 +60,45 @@ def _experiment(cfg: ReproduceConfig) -> Experiment:
     return dataclasses.replace(exp, report=cfg.report or exp.report)
 
 
+def _states(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> list[tuple[Group, RunSpec, str, str]]:
+    """Each run with its state: (group, spec, kind done|partial|todo, text)."""
+    records = latest_records(exp.out)
+    return [(g, spec, *run_state(spec, exp.out, records)) for g, spec in runs]
+
+
+def _totals(states: list[tuple[Group, RunSpec, str, str]]) -> str:
+    kinds = Counter(kind for _, _, kind, _ in states)
+    required = Counter(kind for g, _, kind, _ in states if not g.optional)
+    return f"total: {_counts(kinds)}; required groups: {_counts(required)}"
+
+
 def dry_run(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> None:
     """One line per run (model, dataset, seed, config hash, state), then the totals."""
-    records = latest_records(exp.out)
-    kinds: Counter[str] = Counter()
-    required: Counter[str] = Counter()
+    states = _states(exp, runs)
     print(f"{exp.name}: {len(runs)} runs, records in {exp.out}, report in {exp.report}")
-    for group, spec in runs:
-        kind, text = run_state(spec, exp.out, records)
-        kinds[kind] += 1
-        if not group.optional:
-            required[kind] += 1
+    for group, spec, _, text in states:
         tag = f"  [{group.name}, optional]" if group.optional else ""
         sets = _set_values(group, spec)
         print(f"  {spec.model:8s} {spec.dataset.split(':')[0]:10s} seed {spec.seed:<3d} "
               f"{spec.config_hash}  {sets + '  ' if sets else ''}{text}{tag}")
-    print(f"total: {_counts(kinds)}; required groups: {_counts(required)}")
+    print(_totals(states))
+
+
+def write_progress(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> Path:
+    """`<report>/progress.md`: where every run of the study stood when its report was written (the
+    dry run's lines as a table), so that a committed report in progress says what is still running."""
+    from bench.fileio import now
+
+    states = _states(exp, runs)
+    rows = [f"| {spec.model} | {spec.dataset.split(':')[0]} | {spec.seed} | {g.name}{' (optional)' * g.optional} "
+            f"| {_set_values(g, spec) or '–'} | {text} |" for g, spec, _, text in states]
+    total = _totals(states).capitalize()
+    lines = [f"# {exp.name}: where the runs stand", "", f"As of {now()}, from `{exp.out}` "
+             f"(`python -m bench reproduce {exp.path} --dry-run` shows the same now). {total}.", "",
+             "| model | dataset | seed | group | settings | state |", "|---|---|---|---|---|---|", *rows, ""]
+    path = exp.report / "progress.md"
+    path.write_text("\n".join(lines))
+    return path
 
 
 def _set_values(group: Group, spec: RunSpec) -> str:
@@ -168,7 +191,7 @@ def cmd_reproduce(ns: argparse.Namespace) -> int:
         dry_run(exp, runs)
         return 0
     if cfg.report_only:
-        for path in write_report(exp, [s for _, s in runs]):
+        for path in [*write_report(exp, [s for _, s in runs]), write_progress(exp, runs)]:
             print(path)
         return 0
     chosen = [g for g in exp.groups if cfg.extended or not g.optional]
@@ -177,7 +200,7 @@ def cmd_reproduce(ns: argparse.Namespace) -> int:
     rc = _run_groups(chosen)
     if rc >= 128:
         return rc
-    for path in write_report(exp, [s for _, s in runs]):
+    for path in [*write_report(exp, [s for _, s in runs]), write_progress(exp, runs)]:
         print(path)
     return rc
 

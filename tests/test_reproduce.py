@@ -128,7 +128,8 @@ def test_the_dry_run_says_how_long_a_partial_run_may_take(tmp_path: Path, capsys
     pace = side["epoch_s"]
     assert 0 < pace < 600 and least < 49
     line = dry(path, capsys)[1]
-    assert f"partial at epoch 1 of 50; {least}-49 epochs left, " in line and f" at {pace:.0f} s an epoch" in line
+    assert f"partial at epoch 1 of 50 (best validation NDCG@20 {side['best_valid_ndcg20']:.4f} at epoch 1); " \
+        f"{least}-49 epochs left, " in line and f" at {pace:.0f} s an epoch" in line
     del side["epoch_s"]
     state.with_suffix(".json").write_text(json.dumps(side))
     assert f"{least}-49 epochs left, " in (older := dry(path, capsys)[1]) and f" at {pace:.0f} s an epoch" in older
@@ -183,6 +184,11 @@ def test_a_tiny_study_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     report = tmp_path / "report"
     assert f"{report / 'report.md'}\n" in out and (report / "summary.json").exists()
+    progress = (report / "progress.md").read_text().splitlines()  # where each run stood beside the report
+    rows = [r for r in progress if r.startswith("| sasrec |")]
+    assert len(rows) == 2 and "| 1 |" in rows[0] and "done (best epoch" in rows[0]
+    assert "| more (optional) |" in rows[1] and rows[1].endswith("| to do |")
+    assert "Total: 2 runs, 1 done, 0 partial, 1 to do" in "\n".join(progress)
     lines = dry(path, capsys)
     assert "done (best epoch" in lines[1] and "test NDCG@5 0." in lines[1]
     assert lines[2].endswith("to do  [more, optional]")  # optional groups run with --extended only
@@ -197,6 +203,7 @@ def test_a_tiny_study_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert again["summary"] == json.loads((report / "summary.json").read_text())["summary"]
     assert main(["reproduce", str(path), "--extended", "--report", str(tmp_path / "r2")]) == 0
     assert dry(path, capsys)[-1].startswith("total: 2 runs, 2 done")
+    assert "Total: 2 runs, 2 done" in (tmp_path / "r2" / "progress.md").read_text()
 
 
 def test_report_only_writes_the_report_of_a_study_in_progress_with_its_cost_records(tmp_path: Path) -> None:
