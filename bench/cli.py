@@ -21,7 +21,8 @@ from bench.errors import BenchError
 COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "run": ("train models x datasets x seeds under the authors' protocol", "bench.runner:RunConfig",
             "bench.runner:cmd_run"),
-    "eval": ("evaluate a checkpoint on a dataset's test split", "bench.config:EvalConfig", "bench.evaluate:cmd_eval"),
+    "eval": ("evaluate a checkpoint on a dataset's test split", "bench.config:EvalConfig",
+             "bench.eval_checkpoint:cmd_eval"),
     "report": ("tables, significance tests, claim verdicts and plots from records", "bench.results.report:ReportConfig",
                "bench.results.render:cmd_report"),
     "gate": ("compare current records with a baseline; exit 1 on a significant regression",

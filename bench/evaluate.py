@@ -2,22 +2,18 @@
 
 Scores are computed in chunks of users small enough to stay in cache; the seen-item rule is
 applied to the chunk, then a user's rank is the number of items scoring at least the target's
-(ties count against the model). Per-user metric arrays come back with the summary. Also the
-`bench eval` command: a checkpoint's test metrics, printed and optionally recorded.
+(ties count against the model). Per-user metric arrays come back with the summary. The `bench
+eval` command is `bench.eval_checkpoint`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from bench.config import EvalConfig, from_namespace
 from bench.data import SeqData, concat_ranges, windows
 from bench.metrics import per_user_metrics, summarise
 from bench.protocol import SEEN_RULES, Protocol
@@ -142,35 +138,3 @@ def device_info(name: str) -> dict[str, Any]:
         return {"type": "cuda", "name": torch.cuda.get_device_name(), "torch_threads": torch.get_num_threads()}
     return {"type": "cpu", "name": cpu_model(), "torch_threads": torch.get_num_threads(),
             "kernels": fast.describe()}
-
-
-def cmd_eval(ns: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
-    from bench.data import load_dataset, sha256_file
-    from bench.modelio import check_model, load_checkpoint
-    from bench.results.records import append_record, peak_rss_mb, provenance
-    from bench.results.schema import Device, EvalRecord, Memory, RecordedProtocol
-
-    cfg = from_namespace(EvalConfig, ns)
-    check_model(cfg.model)
-    data = load_dataset(cfg.dataset, cfg.data_dir)
-    model = load_checkpoint(cfg.model, cfg.checkpoint, data.item_size)
-    res = evaluate(model, data, "test", cfg.seen_items)
-    peak_mb = peak_rss_mb()
-    if cfg.json:
-        print(json.dumps({**res.metrics, "protocol": res.protocol.as_dict(), "peak_rss_mb": peak_mb}))
-    else:
-        rows = [[k, f"{v:.4f}"] for k, v in res.metrics.items()]
-        print(f"{cfg.model} on {cfg.dataset} ({cfg.checkpoint.name}), seen items: {cfg.seen_items}, "
-              f"{data.n_users} users x {data.item_size} items")
-        print(tabulate(rows, headers=["metric", "value"], tablefmt="github"))
-    if cfg.out is not None:
-        record = EvalRecord(model=cfg.model, dataset=cfg.dataset, checkpoint=str(cfg.checkpoint),
-                            checkpoint_sha256=sha256_file(cfg.checkpoint), metrics=res.metrics,
-                            protocol=RecordedProtocol.from_json(res.protocol.as_dict()), n_users=data.n_users,
-                            memory=Memory(peak_rss_mb=peak_mb), device=Device.from_json(device_info("cpu")),
-                            provenance=provenance())
-        rec = append_record(cfg.out, record, {**res.per_user, "rank": res.ranks})
-        print(f"record {rec.id} appended to {cfg.out}", file=sys.stderr)
-    return 0

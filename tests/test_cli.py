@@ -33,6 +33,33 @@ def test_eval_json_and_record(checkpoints: Path, shared_data: Path, tmp_path: Pa
     assert rec.memory.peak_rss_mb and rec.memory.peak_rss_mb > 100 and out["peak_rss_mb"] > 100  # torch, Beauty, model
 
 
+def test_an_evaluated_checkpoint_says_how_many_intents_its_users_use(tmp_path: Path) -> None:
+    """`bench eval` of a model with intent centres records how its users spread over them (as a
+    training run's record does), and the report lists the checkpoint with them."""
+    import torch
+
+    from bench.data import load_dataset
+    from bench.diagnostics import cluster_diagnostics
+    from bench.modelio import build_model
+
+    data_name = "synthetic:users=300,items=60,intents=3"
+    data = load_dataset(data_name)
+    torch.manual_seed(0)
+    model = build_model("elcrec", data.item_size, {"k": 8})
+    model.cluster_centers.data.normal_()  # type: ignore[operator,union-attr]  # eight distinct centres
+    torch.save(model.state_dict(), tmp_path / "ck.pt")
+    res = bench("eval", "--model", "elcrec", "--dataset", data_name, "--checkpoint", str(tmp_path / "ck.pt"),
+                "--out", str(tmp_path / "rec"))
+    assert res.returncode == 0, res.stderr
+    (rec,) = read_records([tmp_path / "rec"])
+    assert isinstance(rec, EvalRecord) and rec.representation and 0 < rec.representation["mean_cosine"] <= 1
+    want = cluster_diagnostics(model, data, torch.device("cpu"))
+    assert want and rec.diagnostics == pytest.approx(want) and "of its centres, effective clusters" in res.stdout
+    assert bench("report", str(tmp_path / "rec"), "--out", str(tmp_path / "rep")).returncode == 0
+    row = next(r for r in (tmp_path / "rep" / "report.md").read_text().splitlines() if "| ck.pt " in r)
+    assert f"| {int(want['centres_used'])} " in row and f"| {want['effective_clusters']:.2f} " in row
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -19,6 +19,7 @@ from bench.results.codeversion import code_warnings
 from bench.results.report import (
     CHECK_TITLES,
     COST_HEADERS,
+    EVAL_HEADERS,
     FORMATS,
     PROVENANCE_HEADERS,
     RUN_HEADERS,
@@ -30,6 +31,7 @@ from bench.results.report import (
     Section,
     build_report,
     cost_table,
+    evals_table,
     fmt,
     fmt_p,
     pct,
@@ -59,6 +61,8 @@ from bench.results.sensitivity import (
 )
 
 QUALITY_HEADERS = ["model", "seeds", *METRIC_NAMES]
+CENTRES_NOTE = ("Centres used: intent centres holding at least one user, each user assigned as the model assigns "
+                "it; effective clusters = exp(entropy of their usage): 1 when every user shares one intent.")
 
 
 def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
@@ -84,12 +88,7 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
                                              disable_numparse=True),
               "", "*Costs compare only on one machine and thread count; CPU metrics repeat exactly only at the "
               "same commit and thread count.*", ""]
-    runs = runs_table(sec)
-    if runs:
-        lines += ["### Runs", "", tabulate(runs, RUN_HEADERS, tablefmt="github", disable_numparse=True),
-                  "", "*Test metrics with each run's best-validation weights; best epoch counted from 1. Users' "
-                  "cosine: the mean cosine between users' scoring vectors (near 1: every user ranked alike, a "
-                  "collapse; – in records of older code).*", ""]
+    lines += _md_runs(sec)
     lines += _md_published(sec)
     warnings = code_warnings(list(sec.ok.record))  # runs of one comparison from different code
     lines += [f"> **Warning:** {w}." for w in warnings] + ([""] if warnings else [])
@@ -109,6 +108,24 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
     own = {c for i, g in enumerate(sec.grids) for c in plot_captions(g, i)}
     rest = {name: path for name, path in plots.items() if name not in own}
     lines += [f"![{name}]({path})" for name, path in rest.items()] + ([""] if rest else [])
+    return lines
+
+
+def _md_runs(sec: Section) -> list[str]:
+    """Training runs and evaluated checkpoints, one row each, with their users' collapse measures."""
+    lines: list[str] = []
+    runs = runs_table(sec)
+    if runs:
+        lines += ["### Runs", "", tabulate(runs, RUN_HEADERS, tablefmt="github", disable_numparse=True),
+                  "", "*Test metrics with each run's best-validation weights; best epoch counted from 1. Users' "
+                  "cosine: the mean cosine between users' scoring vectors (near 1: every user ranked alike, a "
+                  f"collapse; – in records of older code). {CENTRES_NOTE}*", ""]
+    evals = evals_table(sec)
+    if evals:
+        lines += ["### Checkpoints evaluated", "", tabulate(evals, EVAL_HEADERS, tablefmt="github",
+                                                            disable_numparse=True),
+                  "", f"*Test metrics of each checkpoint as given (`bench eval`); users' cosine as in the runs "
+                  f"table, – in records of older code. {CENTRES_NOTE}*", ""]
     return lines
 
 

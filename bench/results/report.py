@@ -27,7 +27,7 @@ from bench.results import stats
 from bench.results.claims import INCONCLUSIVE, Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
 from bench.results.frame import COST_COLUMNS, best_valid, curve, load_frame, per_user_matrix, time_to_target
 from bench.results.published import Beside, beside, load_published, published_path
-from bench.results.schema import CodeVersion, CostRecord, Measured, RecordedProtocol, RunRecord
+from bench.results.schema import CodeVersion, CostRecord, EvalRecord, Measured, RecordedProtocol, RunRecord
 from bench.results.sensitivity import (
     Grid,
     RangeClaim,
@@ -379,17 +379,44 @@ def run_rows(sec: Section) -> list[dict[str, Any]]:
     return [{"dataset": sec.dataset, "model": m, "seed": r.seed, "epochs": r.epochs_run,
              "best_epoch": (r.best_epoch or 0) + 1, "stop_reason": r.stop_reason,
              **{k: r.metrics.get(k, math.nan) for k in RUN_METRICS},
-             "users_mean_cosine": (r.representation or {}).get("mean_cosine", math.nan),
-             "centres_used": (r.diagnostics or {}).get("centres_used")} for m, r in runs]
+             **_users(r)} for m, r in runs]
+
+
+def _users(r: RunRecord | EvalRecord) -> dict[str, Any]:
+    """How alike the users' scoring vectors are, and how many centres they use (intent models)."""
+    diag = r.diagnostics or {}
+    return {"users_mean_cosine": (r.representation or {}).get("mean_cosine", math.nan),
+            "centres_used": diag.get("centres_used"), "effective_clusters": diag.get("effective_clusters", math.nan)}
+
+
+def _user_cells(d: dict[str, Any]) -> list[str]:
+    return [fmt(d["users_mean_cosine"], 3), "–" if d["centres_used"] is None else str(int(d["centres_used"])),
+            fmt(d["effective_clusters"], 2)]
 
 
 def runs_table(sec: Section) -> list[list[str]]:
     return [[d["model"], str(d["seed"]), str(d["epochs"]), str(d["best_epoch"]), str(d["stop_reason"]),
-             *(fmt(d[k]) for k in RUN_METRICS), fmt(d["users_mean_cosine"], 3),
-             "–" if d["centres_used"] is None else str(int(d["centres_used"]))] for d in run_rows(sec)]
+             *(fmt(d[k]) for k in RUN_METRICS), *_user_cells(d)] for d in run_rows(sec)]
 
 
-RUN_HEADERS = ["model", "seed", "epochs", "best epoch", "stopped by", *RUN_METRICS, "users' cosine", "centres used"]
+USER_HEADERS = ["users' cosine", "centres used", "effective clusters"]
+RUN_HEADERS = ["model", "seed", "epochs", "best epoch", "stopped by", *RUN_METRICS, *USER_HEADERS]
+
+
+def eval_rows(sec: Section) -> list[dict[str, Any]]:
+    """One dict per evaluated checkpoint (`bench eval`): its file, test metrics and users."""
+    evals = sorted(((m, r) for m, r in zip(sec.ok.model, sec.ok.record, strict=True) if isinstance(r, EvalRecord)),
+                   key=lambda mr: (mr[0], str(mr[1].checkpoint)))
+    return [{"dataset": sec.dataset, "model": m, "checkpoint": Path(str(r.checkpoint)).name,
+             **{k: r.metrics.get(k, math.nan) for k in RUN_METRICS}, **_users(r)} for m, r in evals]
+
+
+def evals_table(sec: Section) -> list[list[str]]:
+    return [[d["model"], d["checkpoint"], *(fmt(d[k]) for k in RUN_METRICS), *_user_cells(d)]
+            for d in eval_rows(sec)]
+
+
+EVAL_HEADERS = ["model", "checkpoint", *RUN_METRICS, *USER_HEADERS]
 
 
 def published_table(sec: Section) -> tuple[list[str], list[list[str]]]:
@@ -487,10 +514,12 @@ def to_json(report: Report) -> str:
             "claims": [verdict_dict(v) for s in report.sections for v in s.ranges],
             "unjudged": [c.id for c in report.unjudged_ranges]}
     runs = [row for s in report.sections for row in run_rows(s)]
+    evals = [row for s in report.sections for row in eval_rows(s)]
     published = [{"dataset": s.dataset, "protocol": s.protocol.hash, **asdict(b)} for s in report.sections
                  for b in s.published]
     return json.dumps({"summary": summary_rows(report), "claims": verdict_dicts(report), "failed": report.failed,
-                       "notes": report.notes, "sensitivity": sens, "runs": runs, "published": published},
+                       "notes": report.notes, "sensitivity": sens, "runs": runs, "evaluations": evals,
+                       "published": published},
                       indent=2, default=_json_default)
 
 

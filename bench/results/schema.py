@@ -353,6 +353,8 @@ class EvalRecord(Evaluated):
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
     n_users: int | None = None
+    diagnostics: dict[str, float] | None = field(default=None, metadata=LATER)  # as RunRecord's
+    representation: dict[str, float] | None = field(default=None, metadata=LATER)  # as RunRecord's
 
 
 @dataclass(frozen=True, kw_only=True)
