@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.data import SeqData
+from bench.data import SeqData, windows
 from bench.evaluate import mean_pooled_train_outputs
 from models.protocol import RecModel
 
@@ -73,17 +73,48 @@ def usage(counts: np.ndarray) -> dict[str, float]:
             "effective_share": float(np.exp(h)) / k}
 
 
+def _position_counts(model: RecModel, data: SeqData, device: torch.device, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-centre counts of the encoder outputs at every real (non-padding) position of each user's
+    training sequence, and at its last position (the one that predicts), assigned by the model's own
+    rule (`intent_of` on each position's vector)."""
+    starts, ends = data.train_arrays()
+    inputs = torch.from_numpy(windows(data.flat, starts, np.maximum(ends, starts)))  # (U, L), left-padded
+    real, last = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
+    with torch.inference_mode():
+        for i in range(0, len(inputs), 1024):
+            x = inputs[i : i + 1024].to(device)
+            out = model(x)  # (C, L, D)
+            for counts, vectors in ((real, out[x > 0]), (last, out[:, -1])):
+                idx = model.intent_of(vectors)
+                if idx is not None:
+                    counts += np.bincount(idx.cpu().numpy(), minlength=k)
+    return real, last
+
+
 def cluster_diagnostics(model: RecModel, data: SeqData, device: torch.device) -> dict[str, Any] | None:
+    """How users spread over the model's intent centres: each user by the mean-pooled output of its
+    training sequence over all positions, padding included (ICLRec's k-means input); then
+    (`positions_*`, `last_*`) every real position and the last position of each sequence, one by
+    one, as ELCRec's training assigns positions (by the model's own rule, `intent_of`). Where most
+    positions are padding, the user-level mean is dominated by the padding's output."""
     if model.intents() == 0:
         return None  # a model without intents: skip the encoder pass
+    was_training = model.training  # type: ignore[attr-defined]
+    model.eval()
     with torch.no_grad():
         reps = torch.from_numpy(mean_pooled_train_outputs(model, data, device)).to(device)
         idx = model.intent_of(reps)
     if idx is None:
+        model.train(was_training)
         return None
     assign = idx.cpu().numpy()
     counts = np.bincount(assign, minlength=model.intents())  # unused centres count towards the maximum
     out: dict[str, Any] = {"centres_used": int((counts > 0).sum()), **usage(counts)}
+    for name, c in zip(("positions", "last"), _position_counts(model, data, device, model.intents()), strict=True):
+        out[f"{name}_counted"] = int(c.sum())
+        out[f"{name}_centres_used"] = int((c > 0).sum())
+        out[f"{name}_effective_clusters"] = usage(c)["effective_clusters"]
+    model.train(was_training)
     if data.labels is not None:
         out["nmi"], out["ari"] = nmi(data.labels, assign), ari(data.labels, assign)
     return out

@@ -57,7 +57,8 @@ def test_an_evaluated_checkpoint_says_how_many_intents_its_users_use(tmp_path: P
     assert want and rec.diagnostics == pytest.approx(want) and "of its centres, effective clusters" in res.stdout
     assert bench("report", str(tmp_path / "rec"), "--out", str(tmp_path / "rep")).returncode == 0
     row = next(r for r in (tmp_path / "rep" / "report.md").read_text().splitlines() if "| ck.pt " in r)
-    assert f"| {int(want['centres_used'])} " in row and f"| {want['effective_clusters']:.2f} " in row
+    assert f"| {want['centres_used']} / {want['positions_centres_used']} " in row
+    assert f"| {want['effective_clusters']:.2f} / {want['positions_effective_clusters']:.1f} " in row
 
 
 @pytest.mark.parametrize(

@@ -57,3 +57,20 @@ def test_usage_is_measured_against_every_centre_not_only_the_used_ones() -> None
     assert diag["max_usage_entropy_nats"] == pytest.approx(np.log(16))
     assert diag["effective_clusters"] == 1.0 and diag["effective_share"] == 1 / 16
     assert cluster_diagnostics(build_model("sasrec", data.item_size, {}), data, torch.device("cpu")) is None
+
+
+def test_positions_are_counted_without_padding_and_spread_where_users_are_not() -> None:
+    """Every real position of every training sequence (its last 50 at most) is assigned, padding
+    never, and the last position of every user; identical centres leave one in use there too."""
+    data = load_dataset("synthetic:users=120,items=30,intents=3,seed=1")
+    model = build_model("elcrec", data.item_size, {"k": 16, "layers": 1})
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    starts, ends = data.train_arrays()
+    diag = cluster_diagnostics(model, data, torch.device("cpu"))
+    assert diag is not None and diag["positions_counted"] == int(np.minimum(ends - starts, 50).sum())
+    assert diag["last_counted"] == data.n_users
+    assert 1 <= diag["positions_centres_used"] <= 16 and 1.0 <= diag["positions_effective_clusters"] <= 16.0
+    with torch.no_grad():  # identical centres: every position too picks the first
+        model.cluster_centers.copy_(model.cluster_centers[:1].expand(16, -1))
+    same = cluster_diagnostics(model, data, torch.device("cpu"))
+    assert same is not None and same["positions_centres_used"] == 1 == same["last_centres_used"]

@@ -61,8 +61,11 @@ from bench.results.sensitivity import (
 )
 
 QUALITY_HEADERS = ["model", "seeds", *METRIC_NAMES]
-CENTRES_NOTE = ("Centres used: intent centres holding at least one user, each user assigned as the model assigns "
-                "it; effective clusters = exp(entropy of their usage): 1 when every user shares one intent.")
+CENTRES_NOTE = ("Centres used: intent centres holding at least one user (each user by the mean-pooled output of "
+                "its training sequence, padding included, ICLRec's k-means input), then after the slash at least "
+                "one real position of a training sequence (each position assigned by the model's rule, as ELCRec's "
+                "training assigns them; padding left out); effective clusters = exp(entropy of that usage), 1 when "
+                "all share one intent. Where most positions are padding, the user-level mean is dominated by it.")
 
 
 def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:

@@ -386,12 +386,24 @@ def _users(r: RunRecord | EvalRecord) -> dict[str, Any]:
     """How alike the users' scoring vectors are, and how many centres they use (intent models)."""
     diag = r.diagnostics or {}
     return {"users_mean_cosine": (r.representation or {}).get("mean_cosine", math.nan),
-            "centres_used": diag.get("centres_used"), "effective_clusters": diag.get("effective_clusters", math.nan)}
+            "centres_used": diag.get("centres_used"), "effective_clusters": diag.get("effective_clusters", math.nan),
+            "positions_centres_used": diag.get("positions_centres_used"),
+            "positions_effective_clusters": diag.get("positions_effective_clusters", math.nan)}
 
 
 def _user_cells(d: dict[str, Any]) -> list[str]:
-    return [fmt(d["users_mean_cosine"], 3), "–" if d["centres_used"] is None else str(int(d["centres_used"])),
-            fmt(d["effective_clusters"], 2)]
+    """Users' cosine; centres used and effective clusters as "by users / by positions" (– where a
+    record of older code has no position counts)."""
+    def count(x: Any) -> str:
+        return "–" if x is None else str(int(x))
+
+    used = count(d["centres_used"])
+    if d["positions_centres_used"] is not None:
+        used += f" / {count(d['positions_centres_used'])}"
+    eff = fmt(d["effective_clusters"], 2)
+    if d["positions_effective_clusters"] == d["positions_effective_clusters"]:  # not nan
+        eff += f" / {fmt(d['positions_effective_clusters'], 1)}"
+    return [fmt(d["users_mean_cosine"], 3), used, eff]
 
 
 def runs_table(sec: Section) -> list[list[str]]:

@@ -44,6 +44,7 @@ from bench.results.schema import Record, RunRecord
 METRICS = ("HR@5", "NDCG@5", "HR@20", "NDCG@20")  # the report's headline metrics
 RULES = ("near-best", "range-matters")
 UNSET = "(unset)"  # a key a record does not name (records written before `model_config`)
+POSITION_KEYS = ("positions_centres_used", "positions_effective_clusters")
 DIAG_KEYS = ("centres_used", "usage_entropy_nats", "effective_clusters", "effective_share")
 
 
@@ -111,15 +112,17 @@ def _run_diag(rec: RunRecord, key: str) -> dict[str, float] | None:
     if not d or "usage_entropy_nats" not in d:
         return None
     eff, k = math.exp(d["usage_entropy_nats"]), math.exp(d["max_usage_entropy_nats"])
-    return {"centres_used": d["centres_used"], "usage_entropy_nats": d["usage_entropy_nats"], "k": k,
-            "effective_clusters": d.get("effective_clusters", eff),
-            "effective_share": d.get("effective_share", eff / k)}
+    out = {"centres_used": d["centres_used"], "usage_entropy_nats": d["usage_entropy_nats"], "k": k,
+           "effective_clusters": d.get("effective_clusters", eff),
+           "effective_share": d.get("effective_share", eff / k)}
+    return out | {name: d[name] for name in POSITION_KEYS if name in d}  # position counts: newer records only
 
 
 def _diag(recs: list[RunRecord], key: str) -> dict[str, float]:
     """Means over runs of the cluster diagnostics under `key` ({} where no run has them)."""
     rows = [d for d in (_run_diag(r, key) for r in recs) if d is not None]
-    return {k: float(np.mean([r[k] for r in rows])) for k in (*DIAG_KEYS, "k")} if rows else {}
+    keys = (*DIAG_KEYS, "k", *(n for n in POSITION_KEYS if rows and all(n in r for r in rows)))
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys} if rows else {}
 
 
 def diag_values(point: Point, key: str, name: str) -> np.ndarray:
@@ -366,7 +369,8 @@ def cluster_rows(grid: Grid) -> list[list[str]]:
 
     return [[label(p.value), *([] if _axis_is_k(grid) else [f(p.diag, "k", ".0f")]), f(p.diag, "centres_used", ".1f"),
              f(p.diag, "usage_entropy_nats", ".2f"), f(p.diag, "effective_clusters", ".1f"),
-             f(p.diag, "effective_share", ".1%"), f(p.diag_init, "effective_clusters", ".1f"),
+             f(p.diag, "effective_share", ".1%"), f(p.diag, "positions_centres_used", ".1f"),
+             f(p.diag, "positions_effective_clusters", ".1f"), f(p.diag_init, "effective_clusters", ".1f"),
              f"{p.epochs_run:.0f}", f"{p.best_epoch:.0f}", ", ".join(f"{n} {r}" for r, n in sorted(p.stops.items()))]
             for p in grid.points]
 
@@ -378,7 +382,8 @@ def _axis_is_k(grid: Grid) -> bool:
 
 def cluster_headers(grid: Grid) -> list[str]:
     return [grid.axis, *([] if _axis_is_k(grid) else ["k"]), "centres used", "usage entropy (nats)",
-            "effective clusters", "share of k", "effective at init", "epochs run", "best epoch", "stopped by"]
+            "effective clusters", "share of k", "centres used (positions)", "effective (positions)",
+            "effective at init", "epochs run", "best epoch", "stopped by"]
 
 
 RANGE_HEADERS = ["claim", "statement", "rule", "metric", "comparison", "measured", "95% CI", "p", "verdict", "reason"]
