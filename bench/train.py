@@ -308,4 +308,5 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
         "model_config": asdict(model_config(spec.model, spec.hp)),  # every hyper-parameter, defaults included
         "train_config": asdict(spec.train_config),
         "model_info": model_info(model),
+        "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},  # the tested weights
     }

@@ -15,6 +15,8 @@ if __name__ == "__main__":  # before torch is imported: that takes seconds, the 
     die_with_parent()
     keep_niceness()
 
+import dataclasses
+import io
 import json
 import math
 import os
@@ -25,6 +27,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.evaluate import device_info
+from bench.fileio import write_atomic
 from bench.results.codeversion import code_version, resume_check, sidecar_path
 from bench.results.records import append_record, failure_record, run_record
 from bench.runner import state_file
@@ -43,6 +46,17 @@ def _await_job() -> list[str] | None:
     os.dup2(fd, 2)  # from here on stderr goes to the run's log, as for a worker started with the job
     os.close(fd)
     return argv
+
+
+def save_weights(out: Path, rec_id: str, weights: dict[str, torch.Tensor]) -> str:
+    """The tested (best-validation) weights as a state dict, `<out>/weights/<record id>.pt`, written
+    atomically before the record that names them: `bench eval --checkpoint` reads them, so that
+    diagnostics added later can be measured on finished runs. Returns the path relative to out."""
+    buf = io.BytesIO()
+    torch.save(weights, buf)
+    rel = f"weights/{rec_id}.pt"
+    write_atomic(out / rel, buf.getvalue())
+    return rel
 
 
 def main(argv: list[str]) -> int:
@@ -73,8 +87,9 @@ def main(argv: list[str]) -> int:
                                           code_change=code_change))
         print(reason, file=sys.stderr)
         return 1
-    per_user = result.pop("per_user")
-    append_record(out, run_record(spec, attempt, result, device_info(spec.device), resumed, code_change), per_user)
+    per_user, weights = result.pop("per_user"), result.pop("weights")
+    rec = run_record(spec, attempt, result, device_info(spec.device), resumed, code_change)
+    append_record(out, dataclasses.replace(rec, weights_file=save_weights(out, rec.id, weights)), per_user)
     state.unlink(missing_ok=True)  # the record is written: the resume state is no longer needed
     sidecar_path(state).unlink(missing_ok=True)
     return 0

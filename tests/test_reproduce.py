@@ -196,6 +196,13 @@ def test_a_tiny_study_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert [(r.model, r.seed, r.status) for r in copied] == [("sasrec", 1, "ok")]
     assert isinstance(copied[0], RunRecord) and copied[0].per_user_file
     assert (report / "records" / copied[0].per_user_file).is_file()
+    # the tested weights stay beside the records: `bench eval` of them gives the record's test metrics
+    (rec,) = read_records([tmp_path / "runs"])
+    assert isinstance(rec, RunRecord) and rec.weights_file
+    assert main(["eval", "--model", "sasrec", "--dataset", DATA, "--json",
+                 "--checkpoint", str(tmp_path / "runs" / rec.weights_file)]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert {k: evaluated[k] for k in rec.metrics} == rec.metrics
     # the report folder alone rebuilds the same summary
     assert main(["report", str(report / "records"), "--out", str(tmp_path / "again"), "--format", "json",
                  "--claims", str(CLAIMS)]) == 0

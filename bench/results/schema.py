@@ -334,6 +334,7 @@ class RunRecord(Attempt, Evaluated):
     representation: dict[str, float] | None = field(default=None, metadata=LATER)
     model_config: dict[str, Any] | None = None  # every hyper-parameter of the model, defaults included
     model_info: dict[str, Any] | None = None  # `models.protocol.model_info`
+    weights_file: str | None = field(default=None, metadata=LATER)  # the tested weights, relative to the folder
 
 
 @dataclass(frozen=True, kw_only=True)
