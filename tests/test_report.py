@@ -275,3 +275,26 @@ def test_a_report_can_keep_to_its_studys_datasets(tmp_path: Path) -> None:
         == len(every.sections)
     with pytest.raises(BenchError, match=r"no records in .* of beauty"):
         build_report(ReportConfig(records=(rec,), out=tmp_path / "out", datasets=("beauty",)))
+
+
+def test_an_evaluated_checkpoint_is_never_one_more_seed_of_the_trained_model(tmp_path: Path) -> None:
+    """The zoo study reads the released checkpoints' evaluations beside trained runs: where both exist
+    for a model under one protocol, the checkpoint is its own row and claims use the runs."""
+    from bench.results.records import append_record
+    from bench.results.schema import EvalRecord
+    from tests.fixture_records import PROTO, PROV
+
+    rec = write_fixture(tmp_path / "records")
+    ranks = np.full(400, 1)  # a perfect checkpoint: pooled with the runs, it would lift their mean
+    from bench.metrics import per_user_metrics
+
+    metrics = {k: float(v.mean()) for k, v in per_user_metrics(ranks).items()}
+    append_record(rec, EvalRecord(model="elcrec", dataset="toyset", protocol=PROTO, metrics=metrics, provenance=PROV),
+                  {**per_user_metrics(ranks), "rank": ranks})
+    (tmp_path / "claims.toml").write_text(CLAIMS)
+    report = build_report(ReportConfig(records=(rec,), claims=tmp_path / "claims.toml"))
+    sec = next(s for s in report.sections if s.protocol.hash == "feedc0ffee000001")
+    rows = {r.model: r for r in sec.rows}
+    assert rows["elcrec"].n == 3 and rows["elcrec[checkpoint]"].n == 1 and rows["elcrec[checkpoint]"].mean["HR@5"] == 1
+    v = next(v for v in sec.verdicts if v.claim.id == "toy-ndcg5")
+    assert v.reference == "iclrec" and v.n.startswith("3+3 seeds")  # the runs, not the checkpoint

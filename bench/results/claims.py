@@ -177,7 +177,9 @@ def _reference(claim: Claim, ok: pd.DataFrame) -> str | None:
     if claim.reference != "runner-up":
         return claim.reference
     metric = claim.metric if claim.kind == "quality" else "NDCG@10"
-    others = ok[ok.model != claim.subject].groupby("model")[metric].mean()
+    # the best *other* model: not the subject under other settings, nor its evaluated checkpoint
+    base = ok.get("base_model", ok.model)
+    others = ok[(ok.model != claim.subject) & (base != claim.subject.split("[")[0])].groupby("model")[metric].mean()
     if others.empty:
         return None
     return str(others.idxmax() if claim.direction == "higher" or claim.kind == "cost" else others.idxmin())

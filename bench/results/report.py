@@ -197,7 +197,7 @@ def build_report(cfg: ReportConfig) -> Report:
     failed = [{"model": r.model, "dataset": r.dataset, "seed": r.seed, "reason": r.reason}
               for r in df[df.status != "ok"].itertuples()]
     ok = df[df.status == "ok"]
-    costs, ok = ok[ok.kind == "cost"], ok[ok.kind != "cost"]  # the paired cost benchmark's records
+    costs, ok = ok[ok.kind == "cost"], _checkpoints_apart(ok[ok.kind != "cost"])  # cost: the paired benchmark's
     sections, notes = [], []
     for dataset, by_ds in ok.groupby("dataset", sort=True):
         hashes = sorted(by_ds.protocol.unique())
@@ -215,6 +215,18 @@ def build_report(cfg: ReportConfig) -> Report:
     report = Report(sections, failed, notes, cfg.alpha, str(cfg.claims) if cfg.claims else None, unjudged)
     report.unjudged_ranges = [c for c in ranges if all(v.claim is not c for s in sections for v in s.ranges)]
     return report
+
+
+def _checkpoints_apart(ok: pd.DataFrame) -> pd.DataFrame:
+    """Evaluated checkpoints of a model that also has training runs under the same dataset and
+    protocol are named `model[checkpoint]`: a released checkpoint is not one more seed of our
+    training, and a claim about the model is judged on the runs."""
+    if ok.empty:
+        return ok
+    both = ok.groupby(["dataset", "protocol", "model"])["kind"].transform(lambda k: {"run", "eval"} <= set(k))
+    ok = ok.copy()
+    ok.loc[both.astype(bool) & (ok.kind == "eval"), "model"] += "[checkpoint]"
+    return ok
 
 
 def _pooled_notes(sec: Section) -> list[str]:
