@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from bench.data import SeqData, windows
-from bench.evaluate import mean_pooled_train_outputs
 from models.protocol import RecModel
 
 
@@ -73,22 +72,29 @@ def usage(counts: np.ndarray) -> dict[str, float]:
             "effective_share": float(np.exp(h)) / k}
 
 
-def _position_counts(model: RecModel, data: SeqData, device: torch.device, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-centre counts of the encoder outputs at every real (non-padding) position of each user's
-    training sequence, and at its last position (the one that predicts), assigned by the model's own
-    rule (`intent_of` on each position's vector)."""
+def _one_pass(model: RecModel, data: SeqData, device: torch.device, k: int
+              ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """One encoder pass over every user's training sequence: the (U, D) means over all positions
+    (as `mean_pooled_train_outputs`), and per-centre counts of the outputs at every real
+    (non-padding) position and at the last position (the one that predicts), each assigned by the
+    model's own rule (`intent_of` on each position's vector)."""
     starts, ends = data.train_arrays()
     inputs = torch.from_numpy(windows(data.flat, starts, np.maximum(ends, starts)))  # (U, L), left-padded
     real, last = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.int64)
+    means: torch.Tensor | None = None  # (U, D), filled chunk by chunk (docs/perf.md: the heap)
     with torch.inference_mode():
         for i in range(0, len(inputs), 1024):
             x = inputs[i : i + 1024].to(device)
             out = model(x)  # (C, L, D)
+            if means is None:
+                means = torch.empty(len(inputs), out.shape[-1], device=device)
+            means[i : i + 1024] = out.mean(1)
             for counts, vectors in ((real, out[x > 0]), (last, out[:, -1])):
                 idx = model.intent_of(vectors)
                 if idx is not None:
                     counts += np.bincount(idx.cpu().numpy(), minlength=k)
-    return real, last
+    assert means is not None  # every dataset has users
+    return means, real, last
 
 
 def cluster_diagnostics(model: RecModel, data: SeqData, device: torch.device) -> dict[str, Any] | None:
@@ -101,20 +107,19 @@ def cluster_diagnostics(model: RecModel, data: SeqData, device: torch.device) ->
         return None  # a model without intents: skip the encoder pass
     was_training = model.training  # type: ignore[attr-defined]
     model.eval()
+    reps, real, last = _one_pass(model, data, device, model.intents())
+    model.train(was_training)
     with torch.no_grad():
-        reps = torch.from_numpy(mean_pooled_train_outputs(model, data, device)).to(device)
         idx = model.intent_of(reps)
     if idx is None:
-        model.train(was_training)
         return None
     assign = idx.cpu().numpy()
     counts = np.bincount(assign, minlength=model.intents())  # unused centres count towards the maximum
     out: dict[str, Any] = {"centres_used": int((counts > 0).sum()), **usage(counts)}
-    for name, c in zip(("positions", "last"), _position_counts(model, data, device, model.intents()), strict=True):
+    for name, c in zip(("positions", "last"), (real, last), strict=True):
         out[f"{name}_counted"] = int(c.sum())
         out[f"{name}_centres_used"] = int((c > 0).sum())
         out[f"{name}_effective_clusters"] = usage(c)["effective_clusters"]
-    model.train(was_training)
     if data.labels is not None:
         out["nmi"], out["ari"] = nmi(data.labels, assign), ari(data.labels, assign)
     return out
