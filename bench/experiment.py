@@ -197,17 +197,19 @@ def duration(seconds: float) -> str:
         else f"{seconds / 3600:.1f} h"
 
 
-def run_state(spec: RunSpec, out: Path, records: dict[tuple[str | None, int | None], Outcome]) -> tuple[str, str]:
+def run_state(spec: RunSpec, out: Path, records: dict[tuple[str | None, int | None], Outcome],
+              state: Path | None = None) -> tuple[str, str]:
     """(kind, text): ("done", "done (best epoch 7 of 12, test NDCG@5 0.0351)"), ("partial", "partial
     at epoch 3 of 300"), or ("todo", "to do"), with the last failure's reason where one is recorded.
-    Epochs count from 1 here (records keep the 0-based `best_epoch`)."""
+    Epochs count from 1 here (records keep the 0-based `best_epoch`). `state`: read the run's
+    state there instead of in `out` (a carried state, `bench.carry`)."""
     from bench.results.codeversion import code_version, describe, read_sidecar, same_code, sidecar_code
 
     rec = records.get((spec.config_hash, spec.seed))
     if isinstance(rec, RunRecord):
         return "done", (f"done (best epoch {(rec.best_epoch or 0) + 1} of {rec.epochs_run}, "
                         f"test NDCG@5 {rec.metrics['NDCG@5']:.4f})")
-    state = state_file(out, spec)
+    state = state or state_file(out, spec)
     failed = f" (last attempt failed: {rec.reason})" if isinstance(rec, FailureRecord) else ""
     if not state.exists():
         return "todo", "to do" + failed

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.carry import carried_file, carry_states, restore_states
 from bench.config import from_namespace, opt
 from bench.errors import BenchError
 from bench.experiment import (
@@ -49,6 +50,8 @@ class ReproduceConfig:
     threads: int | None = opt(None, help="torch threads per run (default: the experiment's, else cores / jobs)")
     device: str | None = opt(None, help="cpu or cuda (default: the experiment's, else cpu)", choices=("cpu", "cuda"))
     allow_code_change: bool = opt(False, help="resume runs whose state was saved by other code (recorded)")
+    carry_states: bool = opt(False, help="also copy each partial run's resume state into <report>/resume/ "
+                             "(committed there, a fresh clone resumes the run; see bench.carry)")
 
 
 def _experiment(cfg: ReproduceConfig) -> Experiment:
@@ -61,9 +64,18 @@ def _experiment(cfg: ReproduceConfig) -> Experiment:
 
 
 def _states(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> list[tuple[Group, RunSpec, str, str]]:
-    """Each run with its state: (group, spec, kind done|partial|todo, text)."""
+    """Each run with its state: (group, spec, kind done|partial|todo, text); a run the out folder
+    has no state of, but the report carries one of, is partial at the carried epoch."""
     records = latest_records(exp.out)
-    return [(g, spec, *run_state(spec, exp.out, records)) for g, spec in runs]
+    states = []
+    for g, spec in runs:
+        kind, text = run_state(spec, exp.out, records)
+        carried = carried_file(exp.report, spec)
+        if kind == "todo" and carried.exists():
+            kind, text = run_state(spec, exp.out, records, carried)
+            text += f" (carried in {carried.parent}: restored when the study runs)"
+        states.append((g, spec, kind, text))
+    return states
 
 
 def _totals(states: list[tuple[Group, RunSpec, str, str]]) -> str:
@@ -191,16 +203,25 @@ def cmd_reproduce(ns: argparse.Namespace) -> int:
         dry_run(exp, runs)
         return 0
     if cfg.report_only:
-        for path in [*write_report(exp, [s for _, s in runs]), write_progress(exp, runs)]:
-            print(path)
+        _finish(exp, runs, cfg.carry_states, report=True)
         return 0
     chosen = [g for g in exp.groups if cfg.extended or not g.optional]
     todo = [s for g, s in runs if g in chosen]
+    for line in restore_states(exp.report, exp.out, todo, latest_records(exp.out)):
+        print(line, file=sys.stderr)
     check_resumes(todo, exp.out, cfg.allow_code_change)  # before any group runs
     rc = _run_groups(chosen)
-    if rc >= 128:
-        return rc
-    for path in [*write_report(exp, [s for _, s in runs]), write_progress(exp, runs)]:
-        print(path)
+    _finish(exp, runs, cfg.carry_states, report=rc < 128)  # interrupted: carry, no report
     return rc
+
+
+def _finish(exp: Experiment, runs: list[tuple[Group, RunSpec]], carry: bool, report: bool) -> None:
+    """The report and progress.md (unless the runs were interrupted), then the carried states."""
+    if report:
+        for path in [*write_report(exp, [s for _, s in runs]), write_progress(exp, runs)]:
+            print(path)
+    if carry:
+        specs = [s for _, s in runs]
+        for line in carry_states(exp.report, exp.out, specs, latest_records(exp.out)):
+            print(line, file=sys.stderr)
 

@@ -237,3 +237,32 @@ def test_report_only_writes_the_report_of_a_study_in_progress_with_its_cost_reco
     assert "`c`" in text and "2 paired rounds (bench cost on cpu" in text
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))  # nothing trained
     shutil.rmtree(report)
+
+
+def test_a_carried_state_resumes_the_run_from_a_fresh_clone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The runs folder is lost between machines; a state carried in the report folder is not: the
+    study resumes from it (never over a newer state), and the carried copy goes once the run is done."""
+    path = experiment(tmp_path)
+    state = _partial(path)
+    carried = tmp_path / "report" / "resume" / state.name
+    assert main(["reproduce", str(path), "--report-only", "--carry-states"]) == 0
+    assert "carried sasrec seed 1 at epoch 1" in capsys.readouterr().err
+    assert carried.read_bytes() == state.read_bytes() and carried.with_suffix(".json").exists()
+    state.with_suffix(".json").rename(tmp_path / "side.json")  # a newer state in the out folder wins
+    newer = json.loads((tmp_path / "side.json").read_text())
+    state.with_suffix(".json").write_text(json.dumps({**newer, "epoch": 2}))
+    from bench.carry import restore_states
+
+    spec = next(s for _, s in validate(load_experiment(path)) if s.seed == 1)
+    assert restore_states(tmp_path / "report", tmp_path / "runs", [spec], {}) == []
+    assert json.loads(state.with_suffix(".json").read_text())["epoch"] == 2
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")  # the machine is gone; the clone has the report folder
+    line = dry(path, capsys)[1]
+    assert "partial at epoch 1 of 2" in line and "restored when the study runs" in line
+    assert main(["reproduce", str(path), "--carry-states"]) == 0
+    assert "restored sasrec seed 1 at epoch 1" in capsys.readouterr().err
+    (rec,) = read_records([tmp_path / "runs"])
+    assert isinstance(rec, RunRecord) and rec.resumed and rec.epochs_run == 2
+    assert not carried.exists() and not carried.with_suffix(".json").exists()  # done: dropped
