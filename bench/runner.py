@@ -115,14 +115,16 @@ def dataset_list(items: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def expand(cfg: RunConfig) -> list[RunSpec]:
-    """Every run of the sweep (checked against the model registries by `_validate`)."""
+    """Every run of the sweep (checked against the model registries by `_validate`), seed-major:
+    every model's seed 1 before any seed 2, so that a sweep stopped half-way leaves whole
+    comparisons (the same seeds of every model) rather than many seeds of the first model."""
     from bench.presets import preset  # light: a dict
 
     prof = PROFILES[cfg.profile]
     datasets = dataset_list(cfg.datasets) or prof.datasets
     grid = parse_sets(cfg.set, cfg.models)
     runs = []
-    for point, dataset, model, seed in itertools.product(grid, datasets, cfg.models, cfg.seeds):
+    for point, dataset, seed, model in itertools.product(grid, datasets, cfg.seeds, cfg.models):
         over = point.get(model, {})
         train = {"epochs": cfg.epochs or prof.epochs, "patience": prof.patience, **prof.train}
         train.update({k: v for k, v in over.items() if k in TRAIN_KEYS})
@@ -399,6 +401,8 @@ def run_sweep(cfg: RunConfig, runs: list[RunSpec], standby: list[subprocess.Pope
     """Runs what is not finished yet in cfg.out (the caller holds its `sweep_lock`)."""
     done = finished(cfg.out)
     todo = [r for r in runs if (r.config_hash, r.seed) not in done]
+    # runs with a resume state first: finish what was started before starting more
+    todo.sort(key=lambda r: not state_file(cfg.out, r).exists())
     check_resumes(todo, cfg.out, cfg.allow_code_change)
     if len(todo) < len(runs):
         print(f"{len(runs) - len(todo)} of {len(runs)} runs already finished in {cfg.out}; skipping them",

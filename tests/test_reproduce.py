@@ -266,3 +266,16 @@ def test_a_carried_state_resumes_the_run_from_a_fresh_clone(tmp_path: Path, caps
     (rec,) = read_records([tmp_path / "runs"])
     assert isinstance(rec, RunRecord) and rec.resumed and rec.epochs_run == 2
     assert not carried.exists() and not carried.with_suffix(".json").exists()  # done: dropped
+
+
+def test_a_study_runs_seed_by_seed_and_finishes_started_runs_first(tmp_path: Path) -> None:
+    """Every model's seed 1 comes before any seed 2 (a study stopped half-way leaves whole
+    comparisons), and a run with a resume state goes before runs not yet started."""
+    runs = '[[runs]]\nmodels = ["sasrec", "bprmf"]\nseeds = [1, 2]\n'
+    path = experiment(tmp_path, runs=runs)
+    specs = [s for _, s in validate(load_experiment(path))]
+    assert [(s.model, s.seed) for s in specs] == [("sasrec", 1), ("bprmf", 1), ("sasrec", 2), ("bprmf", 2)]
+    _partial(path, seed=2)
+    assert main(["reproduce", str(path), "--jobs", "1"]) == 0
+    order = [(r.model, r.seed) for r in read_records([tmp_path / "runs"])]
+    assert order == [("sasrec", 2), ("sasrec", 1), ("bprmf", 1), ("bprmf", 2)]
