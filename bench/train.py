@@ -13,6 +13,7 @@ import copy
 import io
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -27,13 +28,14 @@ from bench.batches import EpochBatches, Samples, training_samples
 from bench.config import require_device
 from bench.data import SeqData, item_attributes, load_dataset
 from bench.diagnostics import cluster_diagnostics
-from bench.evaluate import EvalResult, evaluate, mean_pooled_train_outputs
+from bench.evaluate import EvalResult, device_info, evaluate, mean_pooled_train_outputs
+from bench.fileio import now
 from bench.memory import MB, MemorySampler
 from bench.modelio import build_model, model_config
 from bench.optim import Adam
 from bench.protocol import PHASES
 from bench.results.codeversion import code_version, recent_epoch_s, write_sidecar
-from bench.results.records import peak_rss_mb
+from bench.results.records import cpu_model, peak_rss_mb
 from bench.spec import RunSpec, TrainConfig
 from models.protocol import Batch, Pretraining, RecModel, model_info
 
@@ -137,6 +139,9 @@ class Progress:
     # cluster diagnostics of the initial centres (after the epoch-0 hook); a class-level default, so
     # that the states of older code, pickled without it, load
     init_diagnostics: dict[str, Any] | None = None
+    # where each stretch of the run trained: a run resumed on another machine has epochs of two
+    # speeds, so its times are no one machine's (a class-level default, as above)
+    segments: list[dict[str, Any]] | None = None
 
 
 def epoch_generators(seed: int, epoch: int, device: torch.device) -> tuple[np.random.Generator, torch.Generator]:
@@ -165,6 +170,7 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
     tc = spec.train_config
     opt = make_optimizer(model, tc)
     prog, best_state, clock = _restore(state_path, model, opt, device)
+    prog.segments = [*(prog.segments or []), _segment(spec, prog)]
     setup_s = time.perf_counter() - t_start
 
     def save() -> None:
@@ -191,6 +197,14 @@ def train_run(spec: RunSpec, state_path: Path | None = None,
         if on_epoch is not None:
             on_epoch(prog, tc.epochs)
     return _finish(spec, model, data, best_state, prog, clock, setup_s, device)
+
+
+def _segment(spec: RunSpec, prog: Progress) -> dict[str, Any]:
+    """This process's stretch of the run: from which epoch, on which machine and device."""
+    dev = device_info(spec.device)
+    return {"from_epoch": prog.epoch, "from_pretrain_epoch": prog.pretrain_epoch, "started": now(),
+            "host": socket.gethostname(), "cpu": cpu_model(), "device": f"{dev['type']}: {dev['name']}",
+            "torch_threads": torch.get_num_threads()}
 
 
 def _restore(state_path: Path | None, model: RecModel, opt: Adam, device: torch.device
@@ -304,6 +318,7 @@ def _finish(spec: RunSpec, model: RecModel, data: SeqData, best_state: dict[str,
             "train_sequences_per_s": data.n_users * epochs / max(clock.seconds["train"], 1e-9),
         },
         "memory": {"peak_rss_mb": peak_rss_mb(), "gpu_peak_by_phase": clock.gpu, **memory_summary(clock.mem)},
+        "segments": prog.segments,
         "diagnostics": diag, "diagnostics_init": prog.init_diagnostics, "representation": test.representation,
         "model_config": asdict(model_config(spec.model, spec.hp)),  # every hyper-parameter, defaults included
         "train_config": asdict(spec.train_config),

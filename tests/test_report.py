@@ -214,6 +214,33 @@ def test_the_provenance_table_shows_every_commit_machine_and_thread_count_of_a_m
     assert rows["elcrec"][1:5] == ["3", "0000000", "cpu: fixture", "2"]
 
 
+def test_a_run_resumed_on_another_machine_is_flagged_beside_its_times(tmp_path: Path) -> None:
+    """VMs name CPU generations of other speeds alike ("AMD EPYC"); a run's stretches record the full
+    identity, and a run that trained on two is listed under both machines and warned about."""
+    path = write_fixture(tmp_path) / "records.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    seg = {"from_pretrain_epoch": 0, "host": "vm", "torch_threads": 1, "started": "2026-01-01T00:00:00+00:00"}
+    for r in lines:
+        if r["model"] == "elcrec" and r["seed"] == 1:  # resumed at epoch 3 on a CPU of another generation
+            r["segments"] = [{**seg, "from_epoch": 0, "cpu": "AMD EPYC (family 25 model 1, AVX2)",
+                              "device": "cpu: AMD EPYC (family 25 model 1, AVX2)"},
+                             {**seg, "from_epoch": 3, "cpu": "AMD EPYC (family 25 model 17, AVX-512)",
+                              "device": "cpu: AMD EPYC (family 25 model 17, AVX-512)"}]
+        elif r["model"] == "iclrec" and r["seed"] == 1:  # resumed on the same machine: no warning
+            r["segments"] = [{**seg, "from_epoch": e, "cpu": "x", "device": "cpu: fixture"} for e in (0, 2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    cfg = ReportConfig(records=(tmp_path,), out=tmp_path / "r", format=("md",))
+    sec = build_report(cfg).sections[0]
+    rows = {row[0]: row for row in provenance_table(sec)}
+    assert rows["elcrec"][3] == ("cpu: AMD EPYC (family 25 model 1, AVX2), cpu: AMD EPYC (family 25 model 17, "
+                                 "AVX-512), cpu: fixture")
+    write_outputs(build_report(cfg), cfg)
+    warned = [ln for ln in (tmp_path / "r" / "report.md").read_text().splitlines() if "more than one machine" in ln]
+    assert warned == ["> **Warning:** elcrec s1 trained on more than one machine (from epoch 1 on cpu: AMD EPYC "
+                      "(family 25 model 1, AVX2); from epoch 4 on cpu: AMD EPYC (family 25 model 17, AVX-512)): "
+                      "its times are no one machine's."]
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "bench" / "claims").glob("*.toml")),
                          ids=lambda p: p.name)
 def test_every_shipped_claims_file_loads_on_known_data_and_models(path: Path) -> None:

@@ -156,6 +156,9 @@ def test_dry_run_states_and_a_refused_then_allowed_resume(tmp_path: Path, capsys
     assert main(["reproduce", str(path), "--allow-code-change"]) == 0
     rec = read_records([tmp_path / "runs"])[-1]
     assert isinstance(rec, RunRecord) and rec.resumed and rec.epochs_run == 2
+    from bench.results.records import cpu_model
+
+    assert rec.segments and [(s["from_epoch"], s["cpu"]) for s in rec.segments] == [(0, cpu_model()), (1, cpu_model())]
     assert rec.code_change and rec.code_change.state_code and rec.code_change.state_code.commit == "d" * 40
     assert RunSpec.from_dict(rec.config).allow_code_change
     assert not state.exists() and not state.with_suffix(".json").exists()

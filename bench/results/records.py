@@ -71,12 +71,23 @@ def peak_rss_mb() -> float:
 
 
 def cpu_model() -> str:
-    """The CPU's model name ("Intel(R) Xeon(R) ..."); platform.processor() is empty on most Linux."""
+    """The CPU's model name with its family, model and widest vector extension ("AMD EPYC (family
+    25 model 17, AVX-512)"): virtual machines often give a bare "AMD EPYC" to CPU generations whose
+    speed differs by half, and speed is only comparable within one. platform.processor() is empty on
+    most Linux."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         return platform.processor() or platform.machine()
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine())
+    # one block per logical CPU, all alike: the last one's fields stand
+    info = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in lines if ":" in ln)}
+    name = info.get("model name", platform.machine())
+    flags = set(info.get("flags", "").split())
+    simd = next((label for flag, label in (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+                 if flag in flags), None)
+    detail = [f"family {info['cpu family']} model {info['model']}" if "cpu family" in info and "model" in info
+              else None, simd]
+    return f"{name} ({', '.join(d for d in detail if d)})" if any(detail) else name
 
 
 def provenance() -> Provenance:

@@ -34,6 +34,7 @@ from bench.results.report import (
     evals_table,
     fmt,
     fmt_p,
+    machine_warnings,
     pct,
     provenance_table,
     published_table,
@@ -93,7 +94,8 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
               "same commit and thread count.*", ""]
     lines += _md_runs(sec)
     lines += _md_published(sec)
-    warnings = code_warnings(list(sec.ok.record))  # runs of one comparison from different code
+    # runs of one comparison from different code; runs resumed on another machine
+    warnings = code_warnings(list(sec.ok.record)) + machine_warnings(list(sec.ok.record))
     lines += [f"> **Warning:** {w}." for w in warnings] + ([""] if warnings else [])
     if sec.comparisons:
         lines += ["### Paired comparisons with the best model", "", tabulate(

@@ -364,12 +364,32 @@ def provenance_table(sec: Section) -> list[list[str]]:
     for r in sec.rows:
         recs = [rec for rec in sec.ok[sec.ok.model == r.model].record if isinstance(rec, Measured)]
         commits = [_commit(rec.provenance.git) for rec in recs]
-        machines = [f"{rec.device.type or 'cpu'}: {rec.device.name or rec.provenance.cpu or rec.provenance.machine}"
-                    for rec in recs]
+        machines = [m for rec in recs for m in _machines(rec)]
         table.append([r.model, str(len(recs)), _distinct(commits), _distinct(machines),
                       _distinct([rec.device.torch_threads for rec in recs]),
                       _distinct([rec.provenance.libraries.get("torch") for rec in recs])])
     return table
+
+
+def _machines(rec: Measured) -> list[str]:
+    """The device(s) a record's run trained on: each stretch's where it was resumed."""
+    segments = rec.segments if isinstance(rec, RunRecord) else None
+    if segments:
+        return [str(seg.get("device")) for seg in segments]
+    return [f"{rec.device.type or 'cpu'}: {rec.device.name or rec.provenance.cpu or rec.provenance.machine}"]
+
+
+def machine_warnings(records: list[Any]) -> list[str]:
+    """One warning per run that trained on more than one device (resumed elsewhere): its epoch
+    times, time to best and training time mix machines of other speeds."""
+    out = []
+    for rec in records:
+        segments = rec.segments if isinstance(rec, RunRecord) else None
+        if segments and len({seg.get("device") for seg in segments}) > 1:
+            parts = [f"from epoch {seg.get('from_epoch', 0) + 1} on {seg.get('device')}" for seg in segments]
+            out.append(f"{rec.model} s{rec.seed} trained on more than one machine ({'; '.join(parts)}): its times "
+                       "are no one machine's")
+    return out
 
 
 def _commit(git: CodeVersion | None) -> str:

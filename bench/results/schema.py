@@ -335,6 +335,9 @@ class RunRecord(Attempt, Evaluated):
     model_config: dict[str, Any] | None = None  # every hyper-parameter of the model, defaults included
     model_info: dict[str, Any] | None = None  # `models.protocol.model_info`
     weights_file: str | None = field(default=None, metadata=LATER)  # the tested weights, relative to the folder
+    # each stretch the run trained in one process (from_epoch, host, cpu, device, torch_threads): more
+    # than one when it was resumed; its times mix machines when their cpus differ
+    segments: tuple[dict[str, Any], ...] | None = field(default=None, metadata=LATER)
 
 
 @dataclass(frozen=True, kw_only=True)
