@@ -20,7 +20,10 @@ from bench.results.scaling import (
     line_through_largest,
     load_scaling_claims,
     loglog_fit,
+    model_fit,
+    ratio_slope,
     scaling_records,
+    series,
     slope_difference,
 )
 from bench.results.scaling_report import write_scaling_report
@@ -126,6 +129,26 @@ def test_verdicts_on_equal_and_on_diverging_slopes() -> None:
     assert judge_scaling(claims["scaling-advantage-grows"], apart).verdict == REPRODUCED
     short = [r for r in apart if r["scale"] <= 3.0]
     assert "span" in judge_scaling(claims["scaling-epoch-slope"], scaling_records(short)).reason
+
+
+def test_a_study_spread_over_machines_fits_slopes_within_each() -> None:
+    """Repeats measured on a machine 1.8x slower (another session's CPU) shift their points, not the
+    slope: each machine gets its own intercept, and ratios pair points of one machine only."""
+    recs = study_records(1.0, noise=0.0)
+    slow = {**provenance().to_json(), "cpu": "AMD EPYC (family 25 model 1, AVX2)"}
+    for r in recs:
+        if r["repeat"] == 3 or (r["repeat"] == 2 and r["scale"] >= 10 and r["model"] == "iclrec"):
+            r["provenance"] = slow
+            r["seconds"] = {k: v * 1.8 for k, v in r["seconds"].items()}
+    pooled = loglog_fit(*series(recs, "iclrec", "epoch_s"))  # one intercept: the slow points tilt it
+    fit = model_fit(recs, "iclrec", "epoch_s")
+    assert pooled is not None and fit is not None and fit.machines == 2
+    assert abs(pooled.slope - 1.0) > 0.02 and fit.slope == pytest.approx(1.0, abs=1e-9)
+    ratio = ratio_slope(recs, "elcrec", "iclrec", "epoch_s")
+    assert ratio is not None and ratio.slope == pytest.approx(0.0, abs=1e-9)
+    assert ratio.n == len(SCALES) * 2 + 2  # repeat 2's large ICLRec points have no same-machine ELCRec twin
+    claims = {c.id: c for c in load_scaling_claims(CLAIMS)}
+    assert judge_scaling(claims["scaling-epoch-slope"], scaling_records(recs)).verdict == NOT_REPRODUCED
 
 
 def test_scaling_claims_are_left_out_of_the_run_reports_claims() -> None:

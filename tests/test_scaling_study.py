@@ -112,6 +112,15 @@ def test_a_tiny_study_runs_resumes_after_a_kill_and_repeats_no_point(tmp_path: P
     assert "total: 4 done" in capsys.readouterr().out
     md = (tmp_path / "report" / "report.md").read_text()
     assert "scaling-epoch-slope" in md and "**INCONCLUSIVE**" in md  # two sizes: no slope CI to judge
+    # a fresh clone has the report's copy of the points, not the runs folder: nothing is measured again
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")
+    assert main(["reproduce", str(path), "--dry-run"]) == 0 and "total: 4 done" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+    assert main(["reproduce", str(path)]) == 0
+    assert "restored 4 measured points" in capsys.readouterr().err
+    assert sorted(r["id"] for r in _records(tmp_path)) == sorted(r["id"] for r in recs)
 
 
 def test_points_that_cannot_fit_are_recorded_and_the_study_goes_on(tmp_path: Path) -> None:

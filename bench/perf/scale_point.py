@@ -86,7 +86,7 @@ def verdict(point: dict[str, Any], recs: dict[tuple[str, float, int], dict[str, 
 
 def plan(study: ScalingStudy) -> dict[tuple[str, float, int], str]:
     """The dry run's note for every point still to do."""
-    recs, limit = latest(study.out), memory_limit_mb(study)
+    recs, limit = latest(study.out, study.report / "records"), memory_limit_mb(study)
     out = {}
     for p in points(study):
         action, why = verdict(p, recs, limit)
@@ -249,7 +249,7 @@ def print_points(study: ScalingStudy, todo_note: dict[tuple[str, float, int], st
     """One line per point (model, scale, users, repeat, state), then the totals."""
     from collections import Counter
 
-    recs = latest(study.out)
+    recs = latest(study.out, study.report / "records")  # a run restores the committed points first
     states: Counter[str] = Counter()
     print(f"{study.name}: {len(points(study))} points, records in {study.out}, report in {study.report}")
     for p in points(study):
@@ -271,6 +271,10 @@ def cmd_scaling(study: ScalingStudy, dry_run: bool, report_only: bool) -> int:
         return 0
     rc = 0
     if not report_only:
+        from bench.results.scaling import restore_points
+
+        if n := restore_points(study.report / "records", study.out):
+            eprint(f"restored {n} measured points from {study.report / 'records'} into {study.out}")
         rc = run_study(study)
         if rc >= 128:
             return rc

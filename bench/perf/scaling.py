@@ -159,12 +159,13 @@ def key(rec: dict[str, Any]) -> tuple[str, float, int]:
     return rec["config_hash"], float(rec["scale"]), int(rec["repeat"])
 
 
-def latest(out: Path) -> dict[tuple[str, float, int], dict[str, Any]]:
-    """Per point the latest ok record, else its latest record of any status."""
+def latest(out: Path, *more: Path) -> dict[tuple[str, float, int], dict[str, Any]]:
+    """Per point the latest ok record, else its latest record of any status (of `out` and the
+    folders `more`: a report's committed copy, which a study on a fresh clone restores)."""
     from bench.results.scaling import read_points
 
     best: dict[tuple[str, float, int], dict[str, Any]] = {}
-    for rec in read_points(out):
+    for rec in [p for folder in (out, *more) for p in read_points(folder)]:
         if rec["status"] == "ok" or best.get(key(rec), {}).get("status") != "ok":
             best[key(rec)] = rec
     return best

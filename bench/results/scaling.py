@@ -64,6 +64,21 @@ def append_point(out: Path, point: dict[str, Any]) -> dict[str, Any]:
     return point
 
 
+def restore_points(copy: Path, out: Path) -> int:
+    """Appends to `out` the points of a report's committed copy (`copy`, `<report>/records`) that it
+    lacks (by id), so that a study on a fresh clone measures only what no machine has; returns how many."""
+    import fcntl
+
+    have = {p.get("id") for p in read_points(out)}
+    missing = [p for p in read_points(copy) if p.get("id") not in have]
+    if missing:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / POINTS_FILE, "ab") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.write("".join(json.dumps(p, sort_keys=True, allow_nan=True) + "\n" for p in missing).encode())
+    return len(missing)
+
+
 def read_points(out: Path) -> list[dict[str, Any]]:
     """The points of a study folder ([] without any); a torn last line (a kill mid-write) is skipped."""
     path = out / POINTS_FILE
@@ -126,6 +141,7 @@ class Fit:
     high: float
     r2: float
     users: tuple[int, int]  # smallest and largest users fitted
+    machines: int = 1  # machines the points came from (one intercept each)
 
     def predict(self, users: float) -> float:
         return math.exp(self.intercept + self.slope * math.log(users))
@@ -135,25 +151,34 @@ def _t(df: float) -> float:
     return float(special.stdtrit(df, 0.975)) if df > 0 else math.nan
 
 
-def loglog_fit(users: np.ndarray, values: np.ndarray) -> Fit | None:
+def loglog_fit(users: np.ndarray, values: np.ndarray, machines: np.ndarray | None = None) -> Fit | None:
     """OLS of log(values) on log(users), positive finite values only; None with fewer than 3 points or
-    fewer than 2 distinct sizes."""
+    fewer than 2 distinct sizes. Points from several machines (`machines`: one label per point) get
+    one intercept per machine and a common slope, estimated within machines: a machine twice as fast
+    shifts its points, not the slope. The intercept returned is the machine with the most points'."""
     users, values = np.asarray(users, float), np.asarray(values, float)
+    labels = np.asarray(machines if machines is not None else [""] * len(users), dtype=object)
     ok = np.isfinite(values) & (values > 0) & (users > 0)
-    x, y = np.log(users[ok]), np.log(values[ok])
-    if len(x) < 3 or len(np.unique(x)) < 2:
+    x, y, g = np.log(users[ok]), np.log(values[ok]), labels[ok]
+    groups = sorted(set(g), key=lambda m: (-int((g == m).sum()), str(m)))
+    xc, yc = x.copy(), y.copy()
+    for m in groups:  # centre within each machine
+        xc[g == m] -= x[g == m].mean()
+        yc[g == m] -= y[g == m].mean()
+    df = len(x) - 1 - len(groups)
+    sxx = float((xc**2).sum())
+    if df < 1 or sxx <= 0:
         return None
-    sxx = float(((x - x.mean()) ** 2).sum())
-    slope = float(((x - x.mean()) * (y - y.mean())).sum() / sxx)
-    intercept = float(y.mean() - slope * x.mean())
-    resid = y - intercept - slope * x
-    df = len(x) - 2
+    slope = float((xc * yc).sum() / sxx)
+    main = g == groups[0]
+    intercept = float(y[main].mean() - slope * x[main].mean())
+    resid = yc - slope * xc
     se = math.sqrt(float((resid**2).sum()) / df / sxx)
-    syy = float(((y - y.mean()) ** 2).sum())
+    syy = float((yc**2).sum())
     r2 = 1 - float((resid**2).sum()) / syy if syy > 0 else 1.0
     h = _t(df) * se
     return Fit(slope, intercept, se, df, len(x), slope - h, slope + h, r2,
-               (int(users[ok].min()), int(users[ok].max())))
+               (int(users[ok].min()), int(users[ok].max())), len(groups))
 
 
 @dataclass(frozen=True)
@@ -186,6 +211,12 @@ def scaling_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(best.values(), key=lambda r: (r["model"], r["scale"], r["repeat"]))
 
 
+def machine_of(rec: dict[str, Any]) -> str:
+    """Which machine measured a point: CPU (with family and model where recorded), cores, device."""
+    prov, dev = rec.get("provenance") or {}, rec.get("device") or {}
+    return f"{prov.get('cpu')}/{prov.get('cpu_count')} cores/{dev.get('type', 'cpu')}:{dev.get('name', '')}"
+
+
 def series(recs: list[dict[str, Any]], model: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """(users, values) of a model's ok points."""
     ok = [r for r in recs if r["model"] == model and r["status"] == "ok"]
@@ -193,25 +224,27 @@ def series(recs: list[dict[str, Any]], model: str, metric: str) -> tuple[np.ndar
 
 
 def model_fit(recs: list[dict[str, Any]], model: str, metric: str) -> Fit | None:
-    """The log-log fit, or None where there are too few points or the phase does no work (below FLOOR_S)."""
+    """The log-log fit (within machines, where points come from several), or None where there are
+    too few points or the phase does no work (below FLOOR_S)."""
     users, values = series(recs, model, metric)
     if METRICS[metric].unit == "s" and not np.any(values >= FLOOR_S):
         return None
-    return loglog_fit(users, values)
+    machines = np.array([machine_of(r) for r in recs if r["model"] == model and r["status"] == "ok"], dtype=object)
+    return loglog_fit(users, values, machines)
 
 
 def ratio_slope(recs: list[dict[str, Any]], subject: str, reference: str, metric: str) -> Fit | None:
     """Fit of log(subject / reference) over the (scale, repeat) points both measured: slope 0 when the
     ratio does not move with users, negative when the subject's cost falls behind the reference's."""
-    def by_point(model: str) -> dict[tuple[float, int], tuple[int, float]]:
-        return {(r["scale"], r["repeat"]): (r["users"], METRICS[metric].get(r)) for r in recs
+    def by_point(model: str) -> dict[tuple[float, int, str], tuple[int, float]]:
+        return {(r["scale"], r["repeat"], machine_of(r)): (r["users"], METRICS[metric].get(r)) for r in recs
                 if r["model"] == model and r["status"] == "ok"}
 
     s, r = by_point(subject), by_point(reference)
-    both = sorted(set(s) & set(r))
+    both = sorted(set(s) & set(r))  # a pair measured on one machine only
     users = np.array([s[k][0] for k in both], float)
     ratio = np.array([s[k][1] / r[k][1] if r[k][1] > 0 else math.nan for k in both])
-    return loglog_fit(users, ratio)
+    return loglog_fit(users, ratio, np.array([k[2] for k in both], dtype=object))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from bench.results.scaling import (
     fit_limits,
     judge_scaling,
     load_scaling_claims,
+    machine_of,
     model_fit,
     peak_phase,
     ratio_slope,
@@ -42,7 +43,8 @@ def _ci(low: float, high: float, digits: int = 3) -> str:
 def _fit_cell(f: Fit | None) -> str:
     if f is None:
         return "–"
-    return f"{f.slope:.3f} [{f.low:.3f}, {f.high:.3f}], n={f.n}, R²={f.r2:.3f}"
+    within = f", within {f.machines} machines" if f.machines > 1 else ""
+    return f"{f.slope:.3f} [{f.low:.3f}, {f.high:.3f}], n={f.n}, R²={f.r2:.3f}{within}"
 
 
 def _models(recs: list[dict[str, Any]]) -> list[str]:
@@ -72,8 +74,10 @@ def machine_lines(recs: list[dict[str, Any]], settings: dict[str, Any]) -> list[
                       + (f", kernels {r['device']['kernels']}" if r["device"].get("kernels") else "") for r in ok
                       if "device" in r})
     torch_v = sorted({str(r["provenance"]["libraries"].get("torch")) for r in recs})
+    several = (" (**points from several machines**: each fit has one intercept per machine and a slope "
+               "within machines; a ratio pairs points of one machine)") if len({machine_of(r) for r in ok}) > 1 else ""
     lines = [f"- code: {', '.join(codes)}" + (" (**points from different code**)" if len(codes) > 1 else ""),
-             f"- machine: {'; '.join(cpus)}, RAM {', '.join(ram) or '?'}; torch {', '.join(torch_v)}",
+             f"- machine{several}: {'; '.join(cpus)}, RAM {', '.join(ram) or '?'}; torch {', '.join(torch_v)}",
              f"- device: {'; '.join(devices) or '?'}"]
     keys = ("models", "scales", "repeats", "batches", "warmup", "eval_users", "batch_size", "threads", "seed",
             "data_seed", "shape", "intents", "set", "memory_limit_gb", "memory_reserve_gb", "timeout")
