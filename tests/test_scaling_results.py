@@ -175,3 +175,19 @@ def test_the_report_names_code_machine_settings_extrapolation_limits_and_verdict
     assert summary["fits"]["elcrec"]["epoch_s"]["slope"] == pytest.approx(1.0, abs=0.02)
     assert summary["fits"]["elcrec"]["epoch_start_s"] is None  # no work at epoch starts: no fit
     assert len((tmp_path / "report" / "records" / "points.jsonl").read_text().splitlines()) == len(recs)
+
+
+def test_the_committed_scaling_report_is_what_its_points_give(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed study (reports/scaling/) re-renders byte for byte from its committed points:
+    a change to the fits or the report that would alter its verdicts shows here."""
+    from bench.perf.scaling import load_study, settings
+
+    repo = Path(__file__).resolve().parent.parent
+    points = repo / "reports" / "scaling" / "records"
+    if not (points / "points.jsonl").exists():
+        pytest.skip("no committed scaling study")
+    monkeypatch.chdir(repo)  # the experiment's paths are relative to the repository root
+    study = load_study(Path("experiments/scaling.toml"))
+    write_scaling_report(points, tmp_path, study.claims, settings(study))
+    for name in ("report.md", "points.csv", "summary.json"):
+        assert (tmp_path / name).read_text() == (repo / "reports" / "scaling" / name).read_text(), name
