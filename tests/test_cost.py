@@ -109,3 +109,21 @@ def test_a_per_epoch_cost_claim_is_judged_on_the_latest_paired_rounds() -> None:
     assert np.isclose(v.estimate, 0.2, atol=0.01)  # from p2 only; p1's ratio is 1
     no_pairs = judge(claim, ok, None)
     assert "paired" not in no_pairs.test
+
+
+def test_each_paired_benchmark_gets_its_own_row() -> None:
+    """Benchmarks of one pair on two machines are listed side by side, each with its own rounds
+    (not the latest one's twice); the claim is judged on the latest (test above)."""
+    import pandas as pd
+
+    from bench.results.report import _paired_costs
+
+    old = [_cost(m, ["a", "b"], "p1", "2026-01-01", [9, 10, 10, 10, 10.2] if m == "a" else [9, 10, 10, 10, 9.8])
+           for m in ("a", "b")]
+    new = [_cost(m, ["a", "b"], "p2", "2026-02-01", [9, 7.9, 8.1, 8.0, 8.0] if m == "a" else [9, 10, 10, 10.1, 9.9])
+           for m in ("a", "b")]
+    ok = pd.DataFrame({"model": ["a", "b"], "record": [_run("a", 1, [0.1, 0.2]), _run("b", 1, [0.1, 0.2])]})
+    rows = _paired_costs(ok, pd.DataFrame({"record": new + old}))
+    assert [(p.subject, p.reference, p.rounds) for p in rows] == [("a", "b", 4)] * 2
+    assert np.isclose(rows[0].per_epoch.ratio, 1.0, atol=0.02)  # p1, the older, first
+    assert np.isclose(rows[1].per_epoch.ratio, 0.8, atol=0.01)  # p2

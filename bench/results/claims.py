@@ -206,13 +206,13 @@ def judge(claim: Claim, ok: pd.DataFrame, costs: pd.DataFrame | None = None) -> 
     return _judge_cost(claim, ref or "", subj, refs)
 
 
-def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str
+def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str, pair_id: str | None = None
                   ) -> tuple[np.ndarray, np.ndarray, CostRecord] | None:
     """The per-round epoch seconds (warm-up rounds left out) of the latest `bench cost` pair that
-    timed both models, and that pair's subject record; None without one."""
+    timed both models (or of the pair `pair_id`), and that pair's subject record; None without one."""
     if costs is None or costs.empty:
         return None
-    recs = [r for r in costs["record"] if isinstance(r, CostRecord)]
+    recs = [r for r in costs["record"] if isinstance(r, CostRecord) and pair_id in (None, r.pair)]
     for pair in sorted({r.pair for r in recs}, key=lambda p: max(r.created for r in recs if r.pair == p),
                        reverse=True):
         by_model = {r.model: r for r in recs if r.pair == pair}

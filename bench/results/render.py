@@ -176,7 +176,9 @@ def _md_paired(sec: Section) -> list[str]:
         "geometric mean of the rounds' ratios with a t interval over rounds. Time to target: per seed, the "
         "epochs the subject needs to reach the reference's best validation NDCG@20 over the epochs the reference "
         "needs, times the per-epoch ratio; both variances added. On CPU the paper's GPU memory claim needs a "
-        "GPU; peak and average RSS are in the cost table.*", ""]
+        "GPU; peak and average RSS are in the cost table." + (" One row per benchmark, oldest first; the claims "
+        "are judged on the latest.*" if len(sec.paired) > len({(p.subject, p.reference) for p in sec.paired})
+        else "*"), ""]
 
 
 def _md_published(sec: Section) -> list[str]:

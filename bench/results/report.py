@@ -289,14 +289,15 @@ class PairedCost:
 
 
 def _paired_costs(ok: pd.DataFrame, costs: pd.DataFrame | None) -> list[PairedCost]:
+    """One row per `bench cost` benchmark and compared model, oldest first: benchmarks on other
+    machines stand side by side (a claim is judged on the latest)."""
     out: list[PairedCost] = []
     if costs is None or costs.empty:
         return out
-    for rec in costs["record"]:
-        if not isinstance(rec, CostRecord) or rec.model != rec.models[0]:
-            continue  # one entry per pair: its subject's record
+    subjects = [r for r in costs["record"] if isinstance(r, CostRecord) and r.model == r.models[0]]
+    for rec in sorted(subjects, key=lambda r: r.created or ""):  # one entry per pair: its subject's record
         for ref in rec.models[1:]:
-            pair = paired_epochs(costs, rec.model, ref)
+            pair = paired_epochs(costs, rec.model, ref, rec.pair)
             if pair is None:
                 continue
             est = stats.paired_ratio(pair[0], pair[1])
