@@ -251,11 +251,12 @@ def _unjudged(claim: Any, costs: pd.DataFrame) -> Verdict:
         v = judge(claim, costs.iloc[:0], mine)
         if "paired" in v.test:
             return v
-    if claim.metric == "gpu_memory" and not mine.empty:
-        rss = ", ".join(f"{r.model} {r.memory.rss_avg_mb:.0f} / {r.memory.peak_rss_mb:.0f} MB"
-                        for r in mine["record"] if r.model in (claim.subject, claim.reference))
-        return Verdict(claim, claim.reference, INCONCLUSIVE, "needs a GPU: the paired cost benchmark ran on CPU "
-                       f"(average / peak RSS during training: {rss})")
+    latest = paired_epochs(mine, claim.subject, claim.reference) if claim.metric == "gpu_memory" else None
+    if latest is not None:  # the latest benchmark's, as the time claims
+        rss = ", ".join(f"{r.model} {r.memory.rss_avg_mb:.0f} / {r.memory.peak_rss_mb:.0f} MB" for r in mine["record"]
+                        if r.pair == latest[2].pair and r.model in (claim.subject, claim.reference))
+        return Verdict(claim, claim.reference, INCONCLUSIVE, "needs a GPU: the paired cost benchmark ran on "
+                       f"{latest[2].device.name or 'CPU'} (average / peak RSS during training: {rss})")
     return Verdict(claim, claim.reference, "NOT RUN", f"no records of {claim.dataset}")
 
 
