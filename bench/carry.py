@@ -45,6 +45,10 @@ def _copy(src: Path, dest: Path) -> None:
             tmp.replace(b)
 
 
+def _done(spec: RunSpec, records: dict[tuple[str | None, int | None], Outcome]) -> bool:
+    return isinstance(records.get((spec.config_hash, spec.seed)), RunRecord)
+
+
 def _remove(state: Path) -> None:
     state.unlink(missing_ok=True)
     sidecar_path(state).unlink(missing_ok=True)
@@ -57,7 +61,7 @@ def carry_states(report: Path, out: Path, specs: list[RunSpec],
     lines = []
     for spec in specs:
         carried, state = carried_file(report, spec), state_file(out, spec)
-        if isinstance(records.get((spec.config_hash, spec.seed)), RunRecord):
+        if _done(spec, records):
             if carried.exists():
                 _remove(carried)
                 lines.append(f"dropped {carried} ({spec.model} seed {spec.seed} is done)")
@@ -77,7 +81,7 @@ def restore_states(report: Path, out: Path, specs: list[RunSpec],
     for spec in specs:
         carried, state = carried_file(report, spec), state_file(out, spec)
         there, here = _epoch(carried), _epoch(state)
-        if there is None or isinstance(records.get((spec.config_hash, spec.seed)), RunRecord):
+        if there is None or _done(spec, records):
             continue
         if here is None and state.exists():  # a state without a sidecar: epoch unknown, keep it
             continue

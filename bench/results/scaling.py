@@ -51,31 +51,32 @@ POINTS_FILE = "points.jsonl"  # the scaling study's measurements: its own JSON l
 def append_point(out: Path, point: dict[str, Any]) -> dict[str, Any]:
     """Appends one measured point (a plain JSON object with id, created and provenance) under an
     exclusive lock, as run records are appended; returns it."""
-    import fcntl
 
     from bench.fileio import now
     from bench.results.schema import new_id
 
     point = {"id": new_id(), "created": now(), **point}
+    _append(out, [point])
+    return point
+
+
+def _append(out: Path, points: list[dict[str, Any]]) -> None:
+    """Points as JSON lines at the end of the study's file, under an exclusive lock."""
+    import fcntl
+
     out.mkdir(parents=True, exist_ok=True)
     with open(out / POINTS_FILE, "ab") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        f.write((json.dumps(point, sort_keys=True, allow_nan=True) + "\n").encode())
-    return point
+        f.write("".join(json.dumps(p, sort_keys=True, allow_nan=True) + "\n" for p in points).encode())
 
 
 def restore_points(copy: Path, out: Path) -> int:
     """Appends to `out` the points of a report's committed copy (`copy`, `<report>/records`) that it
     lacks (by id), so that a study on a fresh clone measures only what no machine has; returns how many."""
-    import fcntl
-
     have = {p.get("id") for p in read_points(out)}
     missing = [p for p in read_points(copy) if p.get("id") not in have]
     if missing:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / POINTS_FILE, "ab") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.write("".join(json.dumps(p, sort_keys=True, allow_nan=True) + "\n" for p in missing).encode())
+        _append(out, missing)
     return len(missing)
 
 
