@@ -1,5 +1,5 @@
-"""Resume states that travel with a study's report, so that a run longer than one machine's life
-can be resumed from a fresh clone.
+"""Resume states and records that travel with a study's report, so that a study longer than one
+machine's life can be resumed from a fresh clone.
 
 `bench reproduce EXP --report-only --carry-states` copies the state of every partial run of the
 study (`<out>/state/<hash>-s<seed>.pt` and its sidecar) into `<report>/resume/`, where it can be
@@ -8,6 +8,11 @@ committed beside the records, and removes from there the states of runs that hav
 the runs start, unless the out folder holds the same run at a later or equal epoch: nothing newer is
 ever overwritten. A carried state resumes under the same code check as any other
 (`--allow-code-change`). No torch here: the epoch comes from the sidecar.
+
+The report's own copy of the finished runs' records (`<report>/records/`, committed) counts too: a
+run with an ok record there is done, whatever the out folder holds (`study_records`), and before
+the runs start `restore_records` appends such a record (with its per-user sidecar) to an out folder
+that lacks it, so a fresh clone never trains a committed run again.
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from bench.experiment import latest_records
 from bench.results.codeversion import read_sidecar, sidecar_path
+from bench.results.records import append_record
 from bench.results.schema import RunRecord
 from bench.runner import Outcome, state_file
 from bench.spec import RunSpec
 
 CARRY_DIR = "resume"
+RECORDS_DIR = "records"
+Records = dict[tuple[str | None, int | None], Outcome]
 
 
 def carried_file(report: Path, spec: RunSpec) -> Path:
@@ -45,7 +54,7 @@ def _copy(src: Path, dest: Path) -> None:
             tmp.replace(b)
 
 
-def _done(spec: RunSpec, records: dict[tuple[str | None, int | None], Outcome]) -> bool:
+def _done(spec: RunSpec, records: Records) -> bool:
     return isinstance(records.get((spec.config_hash, spec.seed)), RunRecord)
 
 
@@ -88,4 +97,32 @@ def restore_states(report: Path, out: Path, specs: list[RunSpec],
         if here is None or there > here:
             _copy(carried, state)
             lines.append(f"restored {spec.model} seed {spec.seed} at epoch {there} from {carried}")
+    return lines
+
+
+def study_records(report: Path, out: Path) -> Records:
+    """Per (config hash, seed) the out folder's latest record (`latest_records`), where the report's
+    committed copy has no ok record of the run; else the committed one."""
+    merged = latest_records(out)
+    for key, rec in latest_records(report / RECORDS_DIR).items():
+        if isinstance(rec, RunRecord) and not isinstance(merged.get(key), RunRecord):
+            merged[key] = rec
+    return merged
+
+
+def restore_records(report: Path, out: Path, specs: list[RunSpec]) -> list[str]:
+    """Appends to `<out>/records.jsonl` the committed ok record of each of `specs` that the out folder
+    has no ok record of, with the files it names (per-user sidecar, weights); one line per record."""
+    here, lines = latest_records(out), []
+    committed = latest_records(report / RECORDS_DIR)
+    for spec in specs:
+        rec = committed.get((spec.config_hash, spec.seed))
+        if not isinstance(rec, RunRecord) or _done(spec, here) or rec.folder is None:
+            continue
+        for rel in (rec.per_user_file, rec.weights_file):
+            if rel and (rec.folder / rel).exists():
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(rec.folder / rel, out / rel)
+        append_record(out, rec)
+        lines.append(f"restored the record of {spec.model} seed {spec.seed} (done) from {rec.folder}")
     return lines

@@ -169,26 +169,49 @@ def _progress(state: Path) -> Any:
     return torch.load(state, map_location="cpu", weights_only=False)["progress"]
 
 
-def _time_left(spec: RunSpec, side: dict[str, Any], state: Path, epoch: int) -> str:
-    """"; 38-123 epochs left, 0.7-2.4 h at 70 s an epoch": at least the epochs early stopping needs
-    if validation never improves again, at most the budget's; the pace from the state's last epochs
-    (read from the state itself where older code wrote no `epoch_s` beside it)."""
-    tc, best = spec.train_config, side.get("best_epoch", -1)
-    if best is None or best < 0:
-        return ""
-    most = tc.epochs - epoch
-    least = max(0, min(tc.epochs, best + tc.patience + 1) - epoch)
+@dataclass(frozen=True)
+class Left:
+    """What a run not yet done still needs: `least` epochs if early stopping comes at its first
+    chance, `most` the budget's; `pace` seconds an epoch (None: not measured yet)."""
+
+    least: int
+    most: int
+    pace: float | None = None
+
+
+def epochs_left(spec: RunSpec, side: dict[str, Any] | None, state: Path | None) -> Left:
+    """A run's `Left` from its state's sidecar (a run with no state: all of it, pace unknown). The
+    pace is the state's last epochs' (read from the state itself where older code wrote no
+    `epoch_s` beside it)."""
+    tc = spec.train_config
+    if not side or state is None:
+        return Left(min(tc.epochs, tc.patience + 1), tc.epochs)
+    epoch, best = int(side.get("epoch", 0)), side.get("best_epoch")
+    best = -1 if best is None else int(best)
+    least = max(0, min(tc.epochs, best + tc.patience + 1) - epoch) if best >= 0 else \
+        max(0, min(tc.epochs, tc.patience + 1) - epoch)
     try:
         pace = side.get("epoch_s") or recent_epoch_s(_progress(state).curve)
     except Exception:  # a torn or foreign state: no pace, the epochs alone
         pace = None
+    return Left(least, tc.epochs - epoch, pace)
+
+
+def _time_left(spec: RunSpec, side: dict[str, Any], state: Path, epoch: int) -> str:
+    """"; 38-123 epochs left, 0.7-2.4 h at 70 s an epoch": at least the epochs early stopping needs
+    if validation never improves again, at most the budget's."""
+    best = side.get("best_epoch", -1)
+    if best is None or best < 0:
+        return ""
+    left = epochs_left(spec, {**side, "epoch": epoch}, state)
+    least, most, pace = left.least, left.most, left.pace
     score = side.get("best_valid_ndcg20")
-    left = f" (best validation NDCG@20 {score:.4f} at epoch {best + 1})" if score is not None else ""
-    left += f"; {least}-{most} epochs left" if least < most else f"; {most} epoch{'s' * (most != 1)} left"
+    text = f" (best validation NDCG@20 {score:.4f} at epoch {best + 1})" if score is not None else ""
+    text += f"; {least}-{most} epochs left" if least < most else f"; {most} epoch{'s' * (most != 1)} left"
     if pace:
         span = f"{duration(least * pace)}-" if least < most else ""
-        left += f", {span}{duration(most * pace)} at {pace:.0f} s an epoch"
-    return left
+        text += f", {span}{duration(most * pace)} at {pace:.0f} s an epoch"
+    return text
 
 
 def duration(seconds: float) -> str:

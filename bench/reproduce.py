@@ -4,7 +4,9 @@ Each `[[runs]]` group of the experiment is handed to `bench run` as the equivale
 same run specs and config hashes), so finished runs are skipped and killed ones resume. Optional
 groups run with `--extended` only. Then the records of the experiment's runs (with their per-user
 sidecars) are copied into `<report>/records/` and the report is written from that copy, so the
-report folder is self-contained. `--dry-run` lists each run with its state and runs nothing.
+report folder is self-contained; a run whose record is committed there is done even where the out
+folder was lost (`bench.carry`). `--dry-run` lists each run with its state and the time the study
+still needs at the paces measured so far, and runs nothing.
 A file with `kind = "scaling"` is a scaling study instead (`bench.perf.scaling`): points, not runs.
 """
 
@@ -19,19 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.carry import carried_file, carry_states, restore_states
+from bench.carry import carried_file, carry_states, restore_records, restore_states, study_records
 from bench.config import from_namespace, opt
 from bench.errors import BenchError
 from bench.experiment import (
     Experiment,
     Group,
-    latest_records,
+    Left,
+    duration,
+    epochs_left,
     load_experiment,
     override,
     run_state,
     study_kind,
     validate,
 )
+from bench.results.codeversion import read_sidecar
+from bench.runner import state_file
 from bench.spec import RunSpec
 
 
@@ -63,37 +69,86 @@ def _experiment(cfg: ReproduceConfig) -> Experiment:
     return dataclasses.replace(exp, report=cfg.report or exp.report)
 
 
-def _states(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> list[tuple[Group, RunSpec, str, str]]:
-    """Each run with its state: (group, spec, kind done|partial|todo, text); a run the out folder
-    has no state of, but the report carries one of, is partial at the carried epoch."""
-    records = latest_records(exp.out)
+@dataclass(frozen=True)
+class RunState:
+    group: Group
+    spec: RunSpec
+    kind: str  # done | partial | todo
+    text: str
+    left: Left | None  # None: done
+
+
+def _states(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> list[RunState]:
+    """Each run with its state; a run the out folder has no state of, but the report carries one
+    of, is partial at the carried epoch; a run with a record committed in the report is done."""
+    records = study_records(exp.report, exp.out)
     states = []
     for g, spec in runs:
         kind, text = run_state(spec, exp.out, records)
+        state = state_file(exp.out, spec)
         carried = carried_file(exp.report, spec)
         if kind == "todo" and carried.exists():
             kind, text = run_state(spec, exp.out, records, carried)
             text += f" (carried in {carried.parent}: restored when the study runs)"
-        states.append((g, spec, kind, text))
-    return states
+            state = carried
+        left = None if kind == "done" else epochs_left(spec, read_sidecar(state), state if state.exists() else None)
+        states.append(RunState(g, spec, kind, text, left))
+    return _with_sibling_paces(states, records)
 
 
-def _totals(states: list[tuple[Group, RunSpec, str, str]]) -> str:
-    kinds = Counter(kind for _, _, kind, _ in states)
-    required = Counter(kind for g, _, kind, _ in states if not g.optional)
+def _with_sibling_paces(states: list[RunState], records: dict[Any, Any]) -> list[RunState]:
+    """A run with no pace of its own takes the pace of a run of the same settings (another seed):
+    a partial one's, else the mean epoch of a done one's record."""
+    paces: dict[str | None, float] = {}
+    for st in states:
+        rec = records.get((st.spec.config_hash, st.spec.seed))
+        done_pace = getattr(getattr(rec, "timing", None), "epoch_mean_s", None) if st.kind == "done" else None
+        pace = st.left.pace if st.left else done_pace
+        if pace and (st.spec.config_hash not in paces or st.left):
+            paces[st.spec.config_hash] = pace
+    return [dataclasses.replace(st, left=dataclasses.replace(st.left, pace=paces.get(st.spec.config_hash)))
+            if st.left and not st.left.pace else st for st in states]
+
+
+def _totals(states: list[RunState]) -> str:
+    kinds = Counter(st.kind for st in states)
+    required = Counter(st.kind for st in states if not st.group.optional)
     return f"total: {_counts(kinds)}; required groups: {_counts(required)}"
+
+
+def time_left(states: list[RunState], jobs: int) -> str:
+    """"time left: required groups 1.2-4.5 h of training (0.6-2.3 h at 2 jobs), all groups ...":
+    the sums of each unfinished run's epochs left times its pace, or its settings' pace measured
+    in another seed; the least if every run stops at its first chance, the most at its budget."""
+    parts = []
+    for what, chosen in (("required groups", [s for s in states if not s.group.optional]), ("all groups", states)):
+        todo = [s.left for s in chosen if s.left is not None]
+        if not todo:
+            parts.append(f"{what} done")
+            continue
+        known = [x for x in todo if x.pace]
+        unknown = f"{len(todo) - len(known)} run{'s' * (len(todo) - len(known) != 1)} with no pace yet"
+        if not known:
+            parts.append(f"{what} unknown ({unknown}: no run of their settings has trained an epoch)")
+            continue
+        least, most = sum(x.least * (x.pace or 0) for x in known), sum(x.most * (x.pace or 0) for x in known)
+        text = f"{what} {duration(least)}-{duration(most)} of training"
+        text += f" ({duration(least / jobs)}-{duration(most / jobs)} at {jobs} jobs)" if jobs > 1 else ""
+        parts.append(text + (f", plus {unknown}" if len(known) < len(todo) else ""))
+    return "time left at the paces measured so far: " + "; ".join(parts)
 
 
 def dry_run(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> None:
     """One line per run (model, dataset, seed, config hash, state), then the totals."""
     states = _states(exp, runs)
     print(f"{exp.name}: {len(runs)} runs, records in {exp.out}, report in {exp.report}")
-    for group, spec, _, text in states:
-        tag = f"  [{group.name}, optional]" if group.optional else ""
-        sets = _set_values(group, spec)
+    for st in states:
+        tag = f"  [{st.group.name}, optional]" if st.group.optional else ""
+        sets, spec = _set_values(st.group, st.spec), st.spec
         print(f"  {spec.model:8s} {spec.dataset.split(':')[0]:10s} seed {spec.seed:<3d} "
-              f"{spec.config_hash}  {sets + '  ' if sets else ''}{text}{tag}")
+              f"{spec.config_hash}  {sets + '  ' if sets else ''}{st.text}{tag}")
     print(_totals(states))
+    print(time_left(states, _jobs(exp)))
 
 
 def write_progress(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> Path:
@@ -102,15 +157,21 @@ def write_progress(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> Path:
     from bench.fileio import now
 
     states = _states(exp, runs)
-    rows = [f"| {spec.model} | {spec.dataset.split(':')[0]} | {spec.seed} | {g.name}{' (optional)' * g.optional} "
-            f"| {_set_values(g, spec) or '–'} | {text} |" for g, spec, _, text in states]
+    rows = [f"| {st.spec.model} | {st.spec.dataset.split(':')[0]} | {st.spec.seed} | {st.group.name}"
+            f"{' (optional)' * st.group.optional} | {_set_values(st.group, st.spec) or '–'} | {st.text} |"
+            for st in states]
     total = _totals(states).capitalize()
     lines = [f"# {exp.name}: where the runs stand", "", f"As of {now()}, from `{exp.out}` "
-             f"(`python -m bench reproduce {exp.path} --dry-run` shows the same now). {total}.", "",
+             f"(`python -m bench reproduce {exp.path} --dry-run` shows the same now). {total}. "
+             f"{time_left(states, _jobs(exp)).capitalize()}.", "",
              "| model | dataset | seed | group | settings | state |", "|---|---|---|---|---|---|", *rows, ""]
     path = exp.report / "progress.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _jobs(exp: Experiment) -> int:
+    return max(1, max(g.cfg.jobs for g in exp.groups))
 
 
 def _set_values(group: Group, spec: RunSpec) -> str:
@@ -125,16 +186,19 @@ def _counts(c: Counter[str]) -> str:
 
 
 def copy_records(exp: Experiment, specs: list[RunSpec], dest: Path) -> int:
-    """The experiment's records (the latest ok record of each run, else its latest failure) and
-    their per-user sidecars into `dest` (replaced); returns how many."""
+    """The experiment's records (`study_records`: the latest ok record of each run, else its latest
+    failure; one committed in the report stays where the out folder has no ok one) and their
+    per-user sidecars into `dest` (replaced as a whole, once the new copy is written)."""
     from bench.results.records import save_copies
 
-    latest = latest_records(exp.out)
+    latest = study_records(exp.report, exp.out)
     keys: dict[tuple[str | None, int | None], None] = dict.fromkeys((s.config_hash, s.seed) for s in specs)
     chosen = [latest[k] for k in keys if k in latest]
-    if dest.exists():
-        shutil.rmtree(dest)
-    save_copies(chosen, dest)
+    new = dest.with_name(dest.name + ".new")
+    shutil.rmtree(new, ignore_errors=True)
+    save_copies(chosen, new)  # from the sources, some of which may be in `dest` itself
+    shutil.rmtree(dest, ignore_errors=True)
+    new.rename(dest)
     return len(chosen)
 
 
@@ -207,7 +271,8 @@ def cmd_reproduce(ns: argparse.Namespace) -> int:
         return 0
     chosen = [g for g in exp.groups if cfg.extended or not g.optional]
     todo = [s for g, s in runs if g in chosen]
-    for line in restore_states(exp.report, exp.out, todo, latest_records(exp.out)):
+    for line in [*restore_records(exp.report, exp.out, todo),
+                 *restore_states(exp.report, exp.out, todo, study_records(exp.report, exp.out))]:
         print(line, file=sys.stderr)
     check_resumes(todo, exp.out, cfg.allow_code_change)  # before any group runs
     rc = _run_groups(chosen)
@@ -222,6 +287,6 @@ def _finish(exp: Experiment, runs: list[tuple[Group, RunSpec]], carry: bool, rep
             print(path)
     if carry:
         specs = [s for _, s in runs]
-        for line in carry_states(exp.report, exp.out, specs, latest_records(exp.out)):
+        for line in carry_states(exp.report, exp.out, specs, study_records(exp.report, exp.out)):
             print(line, file=sys.stderr)
 

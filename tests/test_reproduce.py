@@ -130,6 +130,13 @@ def test_the_dry_run_says_how_long_a_partial_run_may_take(tmp_path: Path, capsys
     line = dry(path, capsys)[1]
     assert f"partial at epoch 1 of 50 (best validation NDCG@20 {side['best_valid_ndcg20']:.4f} at epoch 1); " \
         f"{least}-49 epochs left, " in line and f" at {pace:.0f} s an epoch" in line
+    # the study's total: the optional seed 2 has no state and trains at seed 1's pace (same settings)
+    from bench.experiment import duration
+
+    fresh = min(50, patience + 1)
+    assert dry(path, capsys)[-1] == (
+        f"time left at the paces measured so far: required groups {duration(least * pace)}-{duration(49 * pace)} "
+        f"of training; all groups {duration((least + fresh) * pace)}-{duration(99 * pace)} of training")
     del side["epoch_s"]
     state.with_suffix(".json").write_text(json.dumps(side))
     assert f"{least}-49 epochs left, " in (older := dry(path, capsys)[1]) and f" at {pace:.0f} s an epoch" in older
@@ -138,7 +145,8 @@ def test_the_dry_run_says_how_long_a_partial_run_may_take(tmp_path: Path, capsys
 def test_dry_run_states_and_a_refused_then_allowed_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = experiment(tmp_path)
     lines = dry(path, capsys)
-    assert lines[-1] == "total: 2 runs, 0 done, 0 partial, 2 to do; required groups: 1 runs, 0 done, 0 partial, 1 to do"
+    assert lines[-2] == "total: 2 runs, 0 done, 0 partial, 2 to do; required groups: 1 runs, 0 done, 0 partial, 1 to do"
+    assert lines[-1].startswith("time left at the paces measured so far: required groups unknown (1 run with no pace")
     assert lines[1].split()[:4] == ["sasrec", "synthetic", "seed", "1"] and lines[1].endswith("to do")
     assert lines[2].endswith("to do  [more, optional]")
     state = _partial(path)
@@ -212,7 +220,8 @@ def test_a_tiny_study_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     again = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert again["summary"] == json.loads((report / "summary.json").read_text())["summary"]
     assert main(["reproduce", str(path), "--extended", "--report", str(tmp_path / "r2")]) == 0
-    assert dry(path, capsys)[-1].startswith("total: 2 runs, 2 done")
+    assert dry(path, capsys)[-2].startswith("total: 2 runs, 2 done")
+    assert dry(path, capsys)[-1] == "time left at the paces measured so far: required groups done; all groups done"
     assert "Total: 2 runs, 2 done" in (tmp_path / "r2" / "progress.md").read_text()
 
 
@@ -269,6 +278,30 @@ def test_a_carried_state_resumes_the_run_from_a_fresh_clone(tmp_path: Path, caps
     (rec,) = read_records([tmp_path / "runs"])
     assert isinstance(rec, RunRecord) and rec.resumed and rec.epochs_run == 2
     assert not carried.exists() and not carried.with_suffix(".json").exists()  # done: dropped
+
+
+def test_committed_records_count_as_done_on_a_fresh_clone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The runs folder is lost; the report's committed records are not: the dry run calls those runs
+    done, a report written from an empty runs folder keeps them, and running the study again restores
+    the record (with its per-user arrays) instead of training the run again."""
+    import shutil
+
+    path = experiment(tmp_path)
+    assert main(["reproduce", str(path)]) == 0
+    report = tmp_path / "report"
+    (committed,) = read_records([report / "records"])
+    shutil.rmtree(tmp_path / "runs")
+    capsys.readouterr()
+    assert "done (best epoch" in dry(path, capsys)[1]
+    assert main(["reproduce", str(path), "--report-only"]) == 0
+    assert [r.id for r in read_records([report / "records"])] == [committed.id]
+    assert "done (best epoch" in (report / "progress.md").read_text()
+    capsys.readouterr()
+    assert main(["reproduce", str(path)]) == 0
+    assert "restored the record of sasrec seed 1 (done)" in capsys.readouterr().err
+    (rec,) = read_records([tmp_path / "runs"])  # one record: restored, not trained again
+    assert isinstance(rec, RunRecord) and rec.id == committed.id and rec.per_user_file
+    assert (tmp_path / "runs" / rec.per_user_file).is_file()
 
 
 def test_a_study_runs_seed_by_seed_and_finishes_started_runs_first(tmp_path: Path) -> None:

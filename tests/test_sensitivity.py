@@ -131,7 +131,7 @@ def test_the_lastfm_experiment_expands_to_the_three_grids(capsys: pytest.Capture
     assert k64[0].config_hash == preset.config_hash  # the preset point is the plain preset run
     assert main(["reproduce", str(path), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("sensitivity-lastfm: 33 runs") and len(lines) == 35
+    assert lines[0].startswith("sensitivity-lastfm: 33 runs") and len(lines) == 36
     assert sum("alpha=0.01  to do" in ln for ln in lines) == 3 and sum("init=kmeanspp" in ln for ln in lines) == 3
 
 
