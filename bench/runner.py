@@ -277,6 +277,19 @@ def finished(out: Path) -> set[tuple[str | None, int | None]]:
     return {(r.config_hash, r.seed) for r in read_records([out]) if isinstance(r, RunRecord)}
 
 
+def _show_progress(bar: Any, line: str) -> None:
+    """Moves a run's bar on its worker's progress lines ("EPOCH done best", "PRETRAIN done total loss")."""
+    if line.startswith("EPOCH "):
+        _, done, best = line.split()
+        bar.n = int(done)
+        bar.set_postfix_str(f"best val NDCG@20 {float(best):.4f}")
+        bar.refresh()
+    elif line.startswith("PRETRAIN "):  # training's bar stays at 0 while the model pre-trains
+        _, done, total, loss = line.split()
+        bar.set_postfix_str(f"pre-training {done}/{total}, loss {float(loss):.4f}")
+        bar.refresh()
+
+
 def _run_local(runs: list[RunSpec], cfg: RunConfig, standby: list[subprocess.Popen[str]]) -> list[Outcome]:
     from tqdm import tqdm
 
@@ -294,22 +307,10 @@ def _run_local(runs: list[RunSpec], cfg: RunConfig, standby: list[subprocess.Pop
         label = f"{spec.model}/{spec.dataset.split(':')[0]}/s{spec.seed}"
         bar = tqdm(total=spec.train_config.epochs, desc=label, unit="ep", position=slot, leave=False,
                    dynamic_ncols=True)
-
-        def on_line(line: str) -> None:
-            if line.startswith("EPOCH "):
-                _, done, best = line.split()
-                bar.n = int(done)
-                bar.set_postfix_str(f"best val NDCG@20 {float(best):.4f}")
-                bar.refresh()
-            elif line.startswith("PRETRAIN "):  # training's bar stays at 0 while the model pre-trains
-                _, done, total, loss = line.split()
-                bar.set_postfix_str(f"pre-training {done}/{total}, loss {float(loss):.4f}")
-                bar.refresh()
-
         with lock:
             ready = standby.pop() if standby else None
         try:
-            rec = execute_run(spec, str(cfg.out), cfg.timeout, on_line, ready)
+            rec = execute_run(spec, str(cfg.out), cfg.timeout, lambda line: _show_progress(bar, line), ready)
         finally:
             bar.close()
             with lock:

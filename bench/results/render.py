@@ -69,6 +69,20 @@ CENTRES_NOTE = ("Centres used: intent centres holding at least one user (each us
                 "all share one intent. Where most positions are padding, the user-level mean is dominated by it.")
 
 
+def _md_comparisons(sec: Section) -> list[str]:
+    """Each model against the section's best: the paired-comparison table and its caption."""
+    if not sec.comparisons:
+        return []
+    return ["### Paired comparisons with the best model", "", tabulate(
+            [[c.model, c.best, c.metric, pct(c.rel), f"[{pct(c.low)}, {pct(c.high)}]", fmt_p(c.p_t),
+              fmt_p(c.p_wilcoxon), fmt(c.dz, 3), "/".join(map(str, c.wtl))] for c in sec.comparisons],
+            ["model", "best", "metric", "Δ rel", "95% CI", "p (t)", "p (Wilcoxon)", "d_z", "win/tie/loss"],
+            tablefmt="github", disable_numparse=True),
+            "", f"*Δ rel = mean(model) / mean(best) − 1; 95% CI and p (two-sided, uncorrected) from Welch's t on "
+            f"seed means plus the per-user variance the seeds share; {_scope_note(sec)} Wilcoxon, d_z and "
+            "win/tie/loss over users on seed-averaged per-user metrics (descriptive).*", ""]
+
+
 def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
     p = sec.protocol
     lines = [f"## {sec.dataset}", "",
@@ -97,15 +111,7 @@ def _md_section(sec: Section, alpha: float, plots: dict[str, str]) -> list[str]:
     # runs of one comparison from different code; runs resumed on another machine
     warnings = code_warnings(list(sec.ok.record)) + machine_warnings(list(sec.ok.record))
     lines += [f"> **Warning:** {w}." for w in warnings] + ([""] if warnings else [])
-    if sec.comparisons:
-        lines += ["### Paired comparisons with the best model", "", tabulate(
-            [[c.model, c.best, c.metric, pct(c.rel), f"[{pct(c.low)}, {pct(c.high)}]", fmt_p(c.p_t),
-              fmt_p(c.p_wilcoxon), fmt(c.dz, 3), "/".join(map(str, c.wtl))] for c in sec.comparisons],
-            ["model", "best", "metric", "Δ rel", "95% CI", "p (t)", "p (Wilcoxon)", "d_z", "win/tie/loss"],
-            tablefmt="github", disable_numparse=True),
-            "", f"*Δ rel = mean(model) / mean(best) − 1; 95% CI and p (two-sided, uncorrected) from Welch's t on "
-            f"seed means plus the per-user variance the seeds share; {_scope_note(sec)} Wilcoxon, d_z and "
-            "win/tie/loss over users on seed-averaged per-user metrics (descriptive).*", ""]
+    lines += _md_comparisons(sec)
     if sec.verdicts:
         lines += _md_claims(sec)
     for i, grid in enumerate(sec.grids):
