@@ -1,8 +1,9 @@
 """`python -m bench reproduce EXPERIMENT.toml`: run (or resume) every run of a study, then report.
 
-Each `[[runs]]` group of the experiment is handed to `bench run` as the equivalent command (the
-same run specs and config hashes), so finished runs are skipped and killed ones resume. Optional
-groups run with `--extended` only. Then the records of the experiment's runs (with their per-user
+Each `[[runs]]` group of the experiment expands as the equivalent `bench run` command would (the
+same run specs and config hashes), and the chosen groups' runs go through one sweep, group after
+group in its queue (no job slot idles at a group boundary), so finished runs are skipped and killed
+ones resume. Optional groups run with `--extended` only. Then the records of the experiment's runs (with their per-user
 sidecars) are copied into `<report>/records/` and the report is written from that copy, so the
 report folder is self-contained; a run whose record is committed there is done even where the out
 folder was lost (`bench.carry`). `--dry-run` lists each run with its state and the time the study
@@ -223,17 +224,18 @@ def write_report(exp: Experiment, specs: list[RunSpec]) -> list[Path]:
 
 
 def _run_groups(groups: list[Group]) -> int:
-    """Each group as the equivalent `bench run` (which skips finished runs and resumes killed ones)."""
-    from bench.runner import cmd_run
+    """The groups' runs as one sweep of `bench run` (which skips finished runs and resumes killed
+    ones), group after group in the queue, so that no job slot idles while one group's last run
+    ends and the next group's runs wait. The groups of one study share out folder, jobs, threads,
+    device and timeout (only models, datasets, seeds and settings are a group's own)."""
+    from bench.runner import expand, run_specs
 
-    rc = 0
+    specs: dict[tuple[str | None, int | None], RunSpec] = {}
     for g in groups:
         print(f"== {g.name}: {','.join(g.cfg.models)} x seeds {','.join(map(str, g.cfg.seeds))}", file=sys.stderr)
-        rc = max(rc, cmd_run(argparse.Namespace(**{f.name: getattr(g.cfg, f.name)
-                                                   for f in dataclasses.fields(g.cfg)})))
-        if rc >= 128:  # interrupted by a signal: stop here, the same command resumes
-            break
-    return rc
+        specs.update({(s.config_hash, s.seed): s for s in expand(g.cfg) if (s.config_hash, s.seed) not in specs})
+    models = tuple(dict.fromkeys(m for g in groups for m in g.cfg.models))
+    return run_specs(dataclasses.replace(groups[0].cfg, models=models), list(specs.values())) if groups else 0
 
 
 def _other_kind(cfg: ReproduceConfig) -> int | None:

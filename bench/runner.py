@@ -376,7 +376,12 @@ def _summary_line(rec: Outcome) -> str:
 def cmd_run(ns: argparse.Namespace) -> int:
     cfg = from_namespace(RunConfig, ns)
     _check_options(cfg)
-    runs = expand(cfg)
+    return run_specs(cfg, expand(cfg))
+
+
+def run_specs(cfg: RunConfig, runs: list[RunSpec]) -> int:
+    """Runs (or resumes, or skips where finished) `runs` as one sweep in `cfg.out` with cfg's jobs,
+    executor and timeout; the exit status of `bench run` (128 + signal when interrupted)."""
     with interruptible():
         # validating imports torch (the model registry); the first workers import it meanwhile
         standby = [start_standby() for _ in range(min(cfg.jobs, len(runs)))] if cfg.executor == "local" else []

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -302,6 +303,25 @@ def test_committed_records_count_as_done_on_a_fresh_clone(tmp_path: Path, capsys
     (rec,) = read_records([tmp_path / "runs"])  # one record: restored, not trained again
     assert isinstance(rec, RunRecord) and rec.id == committed.id and rec.per_user_file
     assert (tmp_path / "runs" / rec.per_user_file).is_file()
+
+
+def test_a_study_runs_all_its_groups_in_one_queue(tmp_path: Path) -> None:
+    """With two job slots, the second group's run starts while the first group's runs: no slot idles
+    at a group boundary (the old group-by-group sweeps ran them one after the other)."""
+    runs = ('[[runs]]\nname = "a"\nmodels = ["sasrec"]\nseeds = [1]\n'
+            '[[runs]]\nname = "b"\nmodels = ["sasrec"]\nseeds = [2]\n')
+    path = experiment(tmp_path, "jobs = 2\nthreads = 1\n", runs)
+    assert main(["reproduce", str(path)]) == 0
+    recs = read_records([tmp_path / "runs"])
+    assert sorted(r.seed for r in recs) == [1, 2]
+    spans = []
+    for r in recs:
+        assert isinstance(r, RunRecord)
+        end = datetime.fromisoformat(r.created).timestamp()
+        t = r.timing
+        spans.append((end - (t.setup_s or 0) - (t.train_total_s or 0) - (t.test_s or 0), end))
+    (s1, e1), (s2, e2) = spans
+    assert s1 < e2 and s2 < e1  # the two runs overlapped in time
 
 
 def test_a_study_runs_seed_by_seed_and_finishes_started_runs_first(tmp_path: Path) -> None:
