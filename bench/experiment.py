@@ -188,8 +188,7 @@ def epochs_left(spec: RunSpec, side: dict[str, Any] | None, state: Path | None) 
         return Left(min(tc.epochs, tc.patience + 1), tc.epochs)
     epoch, best = int(side.get("epoch", 0)), side.get("best_epoch")
     best = -1 if best is None else int(best)
-    least = max(0, min(tc.epochs, best + tc.patience + 1) - epoch) if best >= 0 else \
-        max(0, min(tc.epochs, tc.patience + 1) - epoch)
+    least = max(0, min(tc.epochs, max(best, 0) + tc.patience + 1) - epoch)  # no best yet: as if epoch 0's
     try:
         pace = side.get("epoch_s") or recent_epoch_s(_progress(state).curve)
     except Exception:  # a torn or foreign state: no pace, the epochs alone
