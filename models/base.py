@@ -125,22 +125,25 @@ class Attention(nn.Module):
         self.LayerNorm = nn.LayerNorm(d, eps=1e-12)
         self.heads = heads
 
-    def forward(self, x: Tensor, mask: Tensor, model: ZooModel, p_attn: float, p: float) -> Tensor:
-        """x (B, L, D), additive mask (B, 1, L, L) -> (B, L, D)."""
-        ctx = multi_head(self.query(x), self.key(x), self.value(x), self.heads, mask,
+    def forward(self, x: Tensor, mask: Tensor, model: ZooModel, p_attn: float, p: float,
+                last_only: bool = False) -> Tensor:
+        """x (B, L, D), additive mask (B, 1, L, L) -> (B, Lq, D); Lq = 1, the final position, if
+        last_only (its query alone; keys and values still see every position)."""
+        x_q, mask_q = (x[:, -1:], mask[:, :, -1:]) if last_only else (x, mask)  # (B, Lq, D), (B, 1, Lq, L)
+        ctx = multi_head(self.query(x_q), self.key(x), self.value(x), self.heads, mask_q,
                          lambda probs: model.drop(probs, p_attn))
-        return self.LayerNorm(model.drop(self.dense(ctx), p) + x)
+        return self.LayerNorm(model.drop(self.dense(ctx), p) + x_q)
 
 
 def multi_head(q: Tensor, k: Tensor, v: Tensor, heads: int, mask: Tensor,
                on_probs: Callable[[Tensor], Tensor]) -> Tensor:
-    """Scaled dot-product attention over `heads` heads: q, k, v (B, L, D), additive mask (B, 1, L, L);
-    `on_probs` (attention dropout) maps the (B, h, L, L) weights -> (B, L, D)."""
+    """Scaled dot-product attention over `heads` heads: q (B, Lq, D), k, v (B, L, D), additive mask
+    (B, 1, Lq, L); `on_probs` (attention dropout) maps the (B, h, Lq, L) weights -> (B, Lq, D)."""
     b, n, d = q.shape
     dh = d // heads
 
     def split(t: Tensor) -> Tensor:
-        return t.view(b, n, heads, dh).transpose(1, 2)  # (B, h, L, dh)
+        return t.view(b, t.shape[1], heads, dh).transpose(1, 2)  # (B, h, L or Lq, dh)
 
     probs = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(dh) + mask, dim=-1)
     return (on_probs(probs) @ split(v)).transpose(1, 2).reshape(b, n, d)

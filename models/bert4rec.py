@@ -90,9 +90,9 @@ class BERT4Rec(ZooModel):
         """(B, L) -> (B, L, D+1) head outputs with a constant 1 appended (it meets the output bias)."""
         hp, mask = self.hp, attention_mask(input_ids, causal=False)
         x = self.embed(input_ids, self, hp.dropout)
-        for b in self.blocks:
-            x = b.feed_forward(b.attention(x, mask, self, hp.attn_dropout, hp.dropout), self, hp.dropout)  # type: ignore[operator]
-        x = x[:, -1:] if last_only else x
+        for i, b in enumerate(self.blocks):
+            last = last_only and i == len(self.blocks) - 1  # the final position alone (scoring)
+            x = b.feed_forward(b.attention(x, mask, self, hp.attn_dropout, hp.dropout, last), self, hp.dropout)  # type: ignore[operator]
         out = self.head_norm(F.gelu(self.head(x)))
         return torch.cat([out, torch.ones_like(out[..., :1])], -1)
 

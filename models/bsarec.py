@@ -50,11 +50,14 @@ class FrequencyLayer(nn.Module):
         self.LayerNorm = nn.LayerNorm(d, eps=1e-12)
         self.keep = c // 2 + 1
 
-    def forward(self, x: Tensor, model: ZooModel, p: float) -> Tensor:
-        """x (B, L, D) -> LayerNorm(x + dropout(low + beta^2 high)), split along the sequence."""
+    def forward(self, x: Tensor, model: ZooModel, p: float, last_only: bool = False) -> Tensor:
+        """x (B, L, D) -> LayerNorm(x + dropout(low + beta^2 high)), split along the sequence:
+        (B, L, D), or (B, 1, D) at the final position if last_only (the split still sees all L)."""
         spec = torch.fft.rfft(x, dim=1, norm="ortho")  # (B, L // 2 + 1, D)
         keep = torch.arange(spec.shape[1], device=x.device)[None, :, None] < self.keep
-        low = torch.fft.irfft(spec * keep, n=x.shape[1], dim=1, norm="ortho")
+        low = torch.fft.irfft(spec * keep, n=x.shape[1], dim=1, norm="ortho")  # (B, L, D)
+        if last_only:
+            x, low = x[:, -1:], low[:, -1:]
         mixed = low + self.sqrt_beta**2 * (x - low)
         return self.LayerNorm(model.drop(mixed, p) + x)
 
@@ -83,12 +86,14 @@ class BSARec(LastItemCE):
             block.filter.sqrt_beta.data.normal_(0.0, 1.0, generator=gen)  # type: ignore[union-attr,operator]
 
     def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
-        """(B, L) -> (B, max_len, D) (B, 1, D if last_only)."""
+        """(B, L) -> (B, max_len, D) (B, 1, D if last_only: the last block computes the final
+        position only, all that the loss and the scores read)."""
         ids = pad_left(input_ids, self.hp.max_len)
         hp, mask = self.hp, attention_mask(ids, causal=True)
         x = self.embed(ids, self, hp.dropout)
-        for b in self.blocks:
-            dsp = b.filter(x, self, hp.dropout)  # type: ignore[operator]
-            gsp = b.attention(x, mask, self, hp.attn_dropout, hp.dropout)  # type: ignore[operator]
+        for i, b in enumerate(self.blocks):
+            last = last_only and i == len(self.blocks) - 1
+            dsp = b.filter(x, self, hp.dropout, last)  # type: ignore[operator]
+            gsp = b.attention(x, mask, self, hp.attn_dropout, hp.dropout, last)  # type: ignore[operator]
             x = b.feed_forward(hp.alpha * dsp + (1 - hp.alpha) * gsp, self, hp.dropout)  # type: ignore[operator]
-        return x[:, -1:] if last_only else x
+        return x

@@ -46,10 +46,14 @@ class FilterLayer(nn.Module):
         self.complex_weight = nn.Parameter(torch.zeros(1, max_len // 2 + 1, d, 2))
         self.LayerNorm = nn.LayerNorm(d, eps=1e-12)
 
-    def forward(self, x: Tensor, model: ZooModel, p: float) -> Tensor:
-        """x (B, L, D) -> (B, L, D)."""
+    def forward(self, x: Tensor, model: ZooModel, p: float, last_only: bool = False) -> Tensor:
+        """x (B, L, D) -> (B, L, D), or (B, 1, D) at the final position if last_only (the filter
+        still sees all L)."""
         spec = torch.fft.rfft(x, dim=1, norm="ortho") * torch.view_as_complex(self.complex_weight)
-        return self.LayerNorm(model.drop(torch.fft.irfft(spec, n=x.shape[1], dim=1, norm="ortho"), p) + x)
+        filtered = torch.fft.irfft(spec, n=x.shape[1], dim=1, norm="ortho")  # (B, L, D)
+        if last_only:
+            x, filtered = x[:, -1:], filtered[:, -1:]
+        return self.LayerNorm(model.drop(filtered, p) + x)
 
 
 class FMLPBlock(nn.Module):
@@ -75,9 +79,11 @@ class FMLPRec(LastItemCE):
             block.filter.complex_weight.data.normal_(0.0, 0.02, generator=gen)  # type: ignore[union-attr,operator]
 
     def forward(self, input_ids: Tensor, last_only: bool = False) -> Tensor:
-        """(B, L) -> (B, max_len, D) (B, 1, D if last_only)."""
+        """(B, L) -> (B, max_len, D) (B, 1, D if last_only: the last block computes the final
+        position only, all that the loss and the scores read)."""
         p = self.hp.dropout
         x = self.embed(pad_left(input_ids, self.hp.max_len), self, p)
-        for block in self.blocks:
-            x = block.feed_forward(block.filter(x, self, p), self, p)  # type: ignore[operator]
-        return x[:, -1:] if last_only else x
+        for i, block in enumerate(self.blocks):
+            last = last_only and i == len(self.blocks) - 1
+            x = block.feed_forward(block.filter(x, self, p, last), self, p)  # type: ignore[operator]
+        return x

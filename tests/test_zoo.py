@@ -72,6 +72,28 @@ def test_state_dict_round_trips_and_full_ranking_works(name: str, data: Any) -> 
     assert np.array_equal(evaluate(copy, data, "test").ranks, res.ranks)
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_the_last_position_alone_equals_the_whole_pass_there(name: str, data: Any) -> None:
+    """`last_only=True` (what prefix-sample losses and scoring use; the last block may compute the
+    final position alone) gives the whole pass's last output and the same gradients (eval mode)."""
+    model = fresh(name, data, seed=5).eval()
+    ids = torch.as_tensor(training_samples("prefixes", data, np.random.default_rng(0), {})["input_ids"][:16])
+    params = [p for p in model.parameters() if p.requires_grad]
+    last, whole = model(ids, last_only=True), model(ids)[:, -1:]  # (B, 1, D) each
+    assert last.shape == whole.shape and torch.allclose(last, whole, atol=1e-5), name
+    g_last = [zero_if_none(g, p) for g, p in zip(torch.autograd.grad(last.square().sum(), params,
+                                                                       allow_unused=True), params, strict=True)]
+    g_whole = [zero_if_none(g, p) for g, p in zip(torch.autograd.grad(whole.square().sum(), params,
+                                                                        allow_unused=True), params, strict=True)]
+    # float32 rounding of sums whose terms reach the largest gradient: tolerance on that scale
+    scale = max(float(g.abs().max()) for g in g_whole)
+    assert max(float((a - b).abs().max()) for a, b in zip(g_last, g_whole, strict=True)) <= 1e-6 * scale, name
+
+
+def zero_if_none(grad: torch.Tensor | None, param: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(param) if grad is None else grad
+
+
 def tiny_batch(model: RecModel, data: Any, rows: int = 6) -> Batch:
     rng, _ = epoch_generators(5, 0, torch.device("cpu"))
     samples = training_samples(model.samples, data, rng, model.sample_options())
