@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -325,3 +326,39 @@ def test_an_evaluated_checkpoint_is_never_one_more_seed_of_the_trained_model(tmp
     assert rows["elcrec"].n == 3 and rows["elcrec[checkpoint]"].n == 1 and rows["elcrec[checkpoint]"].mean["HR@5"] == 1
     v = next(v for v in sec.verdicts if v.claim.id == "toy-ndcg5")
     assert v.reference == "iclrec" and v.n.startswith("3+3 seeds")  # the runs, not the checkpoint
+
+
+ROOT = Path(__file__).resolve().parents[1]
+QUALITY = ("HR@5", "NDCG@5", "HR@20", "NDCG@20")
+
+
+def _readme_verdict_rows() -> dict[str, list[str]]:
+    """The cells of the README's Beauty verdict table, per quality metric (the row's first word)."""
+    text = (ROOT / "README.md").read_text().split("## Where the verdicts stand (Beauty)", 1)[1]
+    rows = {}
+    for line in text.split("\n## ", 1)[0].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].split(" ")[0] in QUALITY:
+            rows[cells[0].split(" ")[0]] = cells
+    return rows
+
+
+def _quoted(cell: str) -> tuple[str, ...]:
+    m = re.search(r"([+-]\d+\.\d)% \[([+-]\d+\.\d)%, ([+-]\d+\.\d)%\]: ([A-Z][A-Z ]*[A-Z](?: \([a-z ]+\))?)", cell)
+    assert m, f"no 'effect [CI]: VERDICT' in {cell!r}"
+    return m.groups()
+
+
+def test_the_readme_verdict_table_quotes_the_committed_reports() -> None:
+    """Each quality row of the README's headline table gives the effect, 95% CI and verdict of the
+    paper's claim as the committed summaries have them: the released-checkpoint audit
+    (`reports/audit/`) in the third column, our paper-protocol runs (`reports/reproduction/beauty/`)
+    in the fourth. Re-rendered reports with a stale README fail here."""
+    rows = _readme_verdict_rows()
+    assert sorted(rows) == sorted(QUALITY)
+    for column, folder in ((2, "reports/audit"), (3, "reports/reproduction/beauty")):
+        claims = json.loads((ROOT / folder / "summary.json").read_text())["claims"]
+        for metric, cells in rows.items():
+            claim = next(c for c in claims if c["id"] == f"beauty-{metric.lower().replace('@', '')}")
+            want = (f"{100 * claim['estimate']:+.1f}", *(f"{100 * x:+.1f}" for x in claim["ci"]), claim["verdict"])
+            assert _quoted(cells[column]) == want, (folder, metric)
