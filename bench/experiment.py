@@ -172,11 +172,13 @@ def _progress(state: Path) -> Any:
 @dataclass(frozen=True)
 class Left:
     """What a run not yet done still needs: `least` epochs if early stopping comes at its first
-    chance, `most` the budget's; `pace` seconds an epoch (None: not measured yet)."""
+    chance, `most` the budget's; `pace` seconds an epoch (None: not measured yet), `borrowed` when
+    that pace is its model's under other settings (no run of its own settings has one)."""
 
     least: int
     most: int
     pace: float | None = None
+    borrowed: bool = False
 
 
 def epochs_left(spec: RunSpec, side: dict[str, Any] | None, state: Path | None) -> Left:

@@ -99,7 +99,9 @@ def _states(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> list[RunState
 
 def _with_sibling_paces(states: list[RunState], records: dict[Any, Any]) -> list[RunState]:
     """A run with no pace of its own takes the pace of a run of the same settings (another seed):
-    a partial one's, else the mean epoch of a done one's record."""
+    a partial one's, else the mean epoch of a done one's record. Failing that, the mean of those
+    paces over its model's other settings on the dataset (`Left.borrowed`: a grid's first runs
+    give the rest an estimate)."""
     paces: dict[str | None, float] = {}
     for st in states:
         rec = records.get((st.spec.config_hash, st.spec.seed))
@@ -107,8 +109,19 @@ def _with_sibling_paces(states: list[RunState], records: dict[Any, Any]) -> list
         pace = st.left.pace if st.left else done_pace
         if pace and (st.spec.config_hash not in paces or st.left):
             paces[st.spec.config_hash] = pace
-    return [dataclasses.replace(st, left=dataclasses.replace(st.left, pace=paces.get(st.spec.config_hash)))
-            if st.left and not st.left.pace else st for st in states]
+    by_model: dict[tuple[str, str], list[float]] = {}
+    for st in {st.spec.config_hash: st for st in states if st.spec.config_hash in paces}.values():
+        by_model.setdefault((st.spec.model, st.spec.dataset), []).append(paces[st.spec.config_hash])
+    return [_paced(st, paces, by_model) for st in states]
+
+
+def _paced(st: RunState, paces: dict[str | None, float], by_model: dict[tuple[str, str], list[float]]) -> RunState:
+    if st.left is None or st.left.pace:
+        return st
+    own, other = paces.get(st.spec.config_hash), by_model.get((st.spec.model, st.spec.dataset))
+    if own is None and other:
+        return dataclasses.replace(st, left=dataclasses.replace(st.left, pace=sum(other) / len(other), borrowed=True))
+    return dataclasses.replace(st, left=dataclasses.replace(st.left, pace=own))
 
 
 def _totals(states: list[RunState]) -> str:
@@ -119,8 +132,9 @@ def _totals(states: list[RunState]) -> str:
 
 def time_left(states: list[RunState], jobs: int) -> str:
     """"time left: required groups 1.2-4.5 h of training (0.6-2.3 h at 2 jobs), all groups ...":
-    the sums of each unfinished run's epochs left times its pace, or its settings' pace measured
-    in another seed; the least if every run stops at its first chance, the most at its budget."""
+    the sums of each unfinished run's epochs left times its pace, its settings' pace measured in
+    another seed, or its model's under other settings (said); the least if every run stops at its
+    first chance, the most at its budget."""
     parts = []
     for what, chosen in (("required groups", [s for s in states if not s.group.optional]), ("all groups", states)):
         todo = [s.left for s in chosen if s.left is not None]
@@ -130,11 +144,13 @@ def time_left(states: list[RunState], jobs: int) -> str:
         known = [x for x in todo if x.pace]
         unknown = f"{len(todo) - len(known)} run{'s' * (len(todo) - len(known) != 1)} with no pace yet"
         if not known:
-            parts.append(f"{what} unknown ({unknown}: no run of their settings has trained an epoch)")
+            parts.append(f"{what} unknown ({unknown}: no run of their model on their dataset has trained an epoch)")
             continue
         least, most = sum(x.least * (x.pace or 0) for x in known), sum(x.most * (x.pace or 0) for x in known)
         text = f"{what} {duration(least)}-{duration(most)} of training"
         text += f" ({duration(least / jobs)}-{duration(most / jobs)} at {jobs} jobs)" if jobs > 1 else ""
+        if borrowed := sum(x.borrowed for x in known):
+            text += f" ({borrowed} of the runs at their model's pace under other settings)"
         parts.append(text + (f", plus {unknown}" if len(known) < len(todo) else ""))
     return "time left at the paces measured so far: " + "; ".join(parts)
 

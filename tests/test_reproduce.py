@@ -143,6 +143,30 @@ def test_the_dry_run_says_how_long_a_partial_run_may_take(tmp_path: Path, capsys
     assert f"{least}-49 epochs left, " in (older := dry(path, capsys)[1]) and f" at {pace:.0f} s an epoch" in older
 
 
+def test_a_grids_runs_with_no_pace_take_their_models_pace_under_other_settings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sensitivity grid's first runs give the rest of the grid an estimate, said as such."""
+    runs = ('[[runs]]\nmodels = ["sasrec"]\nseeds = [1]\n'
+            '[[runs]]\nname = "grid"\nmodels = ["sasrec"]\nseeds = [1]\nset = ["sasrec.layers=2"]\n')
+    path = experiment(tmp_path, runs=runs)
+    path.write_text(path.read_text().replace("epochs = 2\n", "epochs = 50\n"))
+    assert "required groups unknown (2 runs with no pace yet: no run of their model on their dataset has " \
+        "trained an epoch)" in dry(path, capsys)[-1]
+    state = _partial(path)  # the first group's run: one epoch at its pace
+    side = json.loads(state.with_suffix(".json").read_text())
+    spec = next(s for _, s in validate(load_experiment(path)))
+    least = side["best_epoch"] + spec.train_config.patience + 1 - 1
+    fresh = min(50, spec.train_config.patience + 1)
+    from bench.experiment import duration
+
+    pace = side["epoch_s"]
+    assert dry(path, capsys)[-1] == (
+        f"time left at the paces measured so far: required groups {duration((least + fresh) * pace)}-"
+        f"{duration((49 + 50) * pace)} of training (1 of the runs at their model's pace under other settings); "
+        f"all groups {duration((least + fresh) * pace)}-{duration((49 + 50) * pace)} of training "
+        f"(1 of the runs at their model's pace under other settings)")
+
+
 def test_dry_run_states_and_a_refused_then_allowed_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = experiment(tmp_path)
     lines = dry(path, capsys)
