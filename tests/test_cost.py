@@ -44,6 +44,7 @@ def test_cost_alternates_epochs_and_writes_a_cost_record_per_model(tmp_path: Pat
         assert [e.round for e in r.epochs] == [0, 1, 2] and [e.warmup for e in r.epochs] == [True, False, False]
         assert all(len(e.loadavg_before) == 3 for e in r.epochs)
         assert r.memory.sampled and r.memory.sampled.by_phase["train"]["samples"] > 0
+        assert all(e.gpu_avg_mb is None for e in r.epochs)  # a GPU counter only on CUDA
         assert r.config_hash == r.config["config_hash"] and r.config["train"] == {"epochs": 300, "patience": 40}
     # A B, then B A, then A B: each model as often first as last
     assert [e.position for e in by_model["elcrec"].epochs] == [0, 1, 0]
@@ -65,10 +66,54 @@ def _run(model: str, seed: int, curve: list[float]) -> RunRecord:
                                  for i, v in enumerate(curve)))
 
 
-def _cost(model: str, models: list[str], pair: str, created: str, secs: list[float]) -> CostRecord:
+def _cost(model: str, models: list[str], pair: str, created: str, secs: list[float],
+          gpu_mb: list[float] | None = None) -> CostRecord:
     return CostRecord(model=model, dataset="d", models=tuple(models), pair=pair, created=created,
                       epochs=tuple(CostEpoch(epoch=i, round=i, position=0, epoch_s=s, warmup=i == 0,
-                                             loadavg_before=(0.1, 0.1, 0.1)) for i, s in enumerate(secs)))
+                                             loadavg_before=(0.1, 0.1, 0.1), gpu_avg_mb=gpu_mb[i] if gpu_mb else None)
+                                   for i, s in enumerate(secs)))
+
+
+def test_an_epochs_average_gpu_memory_is_its_largest_phase_mean_of_the_epochs_own_samples() -> None:
+    from bench.perf.cost_worker import epoch_gpu_avg_mb
+
+    before = {"train": (10, 1000.0), "validation": (2, 150.0)}  # (samples so far, sum of MB)
+    after = {"train": (20, 3000.0), "validation": (4, 450.0), "other": (9, 9e9)}
+    assert epoch_gpu_avg_mb(before, after) == 200.0  # train (3000 - 1000) / 10 over validation's 150
+    assert epoch_gpu_avg_mb({}, {"batches": (4, 40.0)}) == 10.0  # the first epoch: nothing before
+    assert epoch_gpu_avg_mb({}, {}) is None  # no GPU counter (CPU)
+
+
+def test_the_gpu_memory_claim_is_judged_on_the_latest_benchmark_that_ran_on_a_gpu() -> None:
+    import pandas as pd
+
+    from bench.results.claims import Claim, judge
+
+    claim = Claim(id="m", subject="a", reference="b", dataset="d", metric="gpu_memory", direction="lower",
+                  claimed=0.1135, source="test", kind="cost", min_seeds=3)
+    ok = pd.DataFrame({"model": ["a", "b"], "NDCG@10": [0.1, 0.1],
+                       "record": [_run("a", 1, [0.1, 0.2]), _run("b", 1, [0.1, 0.2])]})
+    assert "needs a GPU" in judge(claim, ok, None).reason
+    gpu = [_cost("a", ["a", "b"], "p1", "2026-01-01", [9, 8, 8, 8, 8], [1500, 1594, 1594, 1595, 1594]),
+           _cost("b", ["a", "b"], "p1", "2026-01-01", [9, 9, 9, 9, 9], [1700, 1798, 1799, 1798, 1798])]
+    cpu = [_cost(m, ["a", "b"], "p2", "2026-02-01", [9, 8, 8, 8, 8]) for m in ("a", "b")]  # newer, no GPU
+    v = judge(claim, ok, pd.DataFrame({"record": gpu + cpu}))
+    assert "average GPU memory" in v.test and v.n.startswith("4 paired rounds")
+    assert np.isclose(v.estimate, 1 - 1594.25 / 1798.25, atol=1e-3) and v.low <= v.estimate <= v.high
+    assert v.verdict == "REPRODUCED"
+    # the paired table gets the memory columns, filled for the benchmark that ran on a GPU
+    from bench.results.render import _md_paired
+    from bench.results.report import Section, _paired_costs
+
+    rows = _paired_costs(ok, pd.DataFrame({"record": gpu + cpu}))
+    assert rows[0].gpu_memory is not None and np.isclose(rows[0].gpu_memory.ratio, 1594.25 / 1798.25, atol=1e-4)
+    assert rows[1].gpu_memory is None
+    sec = Section("d", None, [], [], [], 0, None, ok)  # type: ignore[arg-type]
+    sec.paired = rows
+    table = "\n".join(_md_paired(sec))
+    header = [c.strip() for c in table.splitlines()[2].split("|")]
+    assert header[header.index("average GPU memory ratio") + 1] == "95% CI"
+    assert f"| {1594.25 / 1798.25:.3f} " in table
 
 
 def test_time_to_target_is_the_epochs_ratio_per_seed_times_the_per_epoch_ratio() -> None:

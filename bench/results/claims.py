@@ -192,8 +192,8 @@ def judge(claim: Claim, ok: pd.DataFrame, costs: pd.DataFrame | None = None) -> 
     if not claim.runnable:
         return Verdict(claim, claim.reference, NOT_RUNNABLE, claim.not_runnable)
     ref = _reference(claim, ok)
-    if claim.kind == "cost" and claim.metric == "epoch_time" and ref:
-        pair = paired_epochs(costs, claim.subject, ref)
+    if claim.kind == "cost" and claim.metric in PAIRED_VALUES and ref:
+        pair = paired_epochs(costs, claim.subject, ref, value=PAIRED_VALUES[claim.metric])
         if pair is not None:
             return _judge_paired_cost(claim, ref, *pair)
     subj = ok[ok.model == claim.subject]
@@ -206,10 +206,14 @@ def judge(claim: Claim, ok: pd.DataFrame, costs: pd.DataFrame | None = None) -> 
     return _judge_cost(claim, ref or "", subj, refs)
 
 
-def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str, pair_id: str | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, CostRecord] | None:
-    """The per-round epoch seconds (warm-up rounds left out) of the latest `bench cost` pair that
-    timed both models (or of the pair `pair_id`), and that pair's subject record; None without one."""
+PAIRED_VALUES = {"epoch_time": "epoch_s", "gpu_memory": "gpu_avg_mb"}  # cost metric -> `CostEpoch` field
+
+
+def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str, pair_id: str | None = None,
+                  value: str = "epoch_s") -> tuple[np.ndarray, np.ndarray, CostRecord] | None:
+    """The per-round epoch seconds (or another `CostEpoch` field, `value`; warm-up rounds left out)
+    of the latest `bench cost` pair that measured it for both models (or of the pair `pair_id`), and
+    that pair's subject record; None without one (GPU memory: without a benchmark on a GPU)."""
     if costs is None or costs.empty:
         return None
     recs = [r for r in costs["record"] if isinstance(r, CostRecord) and pair_id in (None, r.pair)]
@@ -217,10 +221,11 @@ def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str, pair
                        reverse=True):
         by_model = {r.model: r for r in recs if r.pair == pair}
         if subject in by_model and reference in by_model:
-            a, b = ({e.round: e.epoch_s for e in by_model[m].epochs if not e.warmup}
+            a, b = ({e.round: getattr(e, value) for e in by_model[m].epochs if not e.warmup}
                     for m in (subject, reference))
-            rounds = sorted(set(a) & set(b))
-            return np.array([a[k] for k in rounds]), np.array([b[k] for k in rounds]), by_model[subject]
+            rounds = sorted(k for k in set(a) & set(b) if a[k] is not None and b[k] is not None)
+            if len(rounds):
+                return np.array([a[k] for k in rounds]), np.array([b[k] for k in rounds]), by_model[subject]
     return None
 
 
@@ -241,7 +246,8 @@ def _judge_paired_cost(claim: Claim, ref: str, s: np.ndarray, r: np.ndarray, rec
     v = Verdict(claim, ref, "", "", e, lo, hi, _p_third(est, claim.claimed, claim.direction), est.p_two_sided(),
                 n=f"{len(s)} paired rounds (bench cost on {_device(rec)}, load average {min(loads):.2f}-"
                   f"{max(loads):.2f})")
-    v.test = "t over the paired rounds' log ratios of interleaved epochs (bench cost)"
+    what = "average GPU memory of interleaved epochs" if claim.metric == "gpu_memory" else "interleaved epochs"
+    v.test = f"t over the paired rounds' log ratios of {what} (bench cost)"
     _power_note(v, est, None, None)
     _settle(v, claim, est.scope, len(s), "")  # rounds are the unit: min_seeds of them
     return v

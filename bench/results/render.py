@@ -173,18 +173,22 @@ def _md_paired(sec: Section) -> list[str]:
     """The paired cost benchmark (`bench cost`): the evidence for per-epoch cost claims."""
     if not sec.paired:
         return []
+    gpu = any(p.gpu_memory for p in sec.paired)  # the memory columns only where a benchmark ran on a GPU
     rows = [[f"{p.subject} / {p.reference}", str(p.rounds), *_ratio_cells(p.per_epoch), *_ratio_cells(p.to_target),
-             p.to_target_note, f"{p.load[0]:.2f}-{p.load[1]:.2f}", p.machine] for p in sec.paired]
-    return ["### Paired cost benchmark", "", tabulate(
-        rows, ["pair", "rounds", "per-epoch cost ratio", "95% CI", "time-to-target ratio", "95% CI", "seeds",
-               "load average", "machine"], tablefmt="github", disable_numparse=True),
+             p.to_target_note, *(_ratio_cells(p.gpu_memory) if gpu else []), f"{p.load[0]:.2f}-{p.load[1]:.2f}",
+             p.machine] for p in sec.paired]
+    headers = ["pair", "rounds", "per-epoch cost ratio", "95% CI", "time-to-target ratio", "95% CI", "seeds",
+               *(["average GPU memory ratio", "95% CI"] if gpu else []), "load average", "machine"]
+    memory = ("The GPU memory ratio is the geometric mean of the rounds' ratios of each epoch's average reserved "
+              "GPU memory (the paper's Table 2 reports averages), with a t interval over rounds. Peak" if gpu
+              else "On CPU the paper's GPU memory claim needs a GPU; peak")
+    return ["### Paired cost benchmark", "", tabulate(rows, headers, tablefmt="github", disable_numparse=True),
         "", "*Epochs of the two models alternate in one time window (A B, B A, ...); the per-epoch ratio is the "
         "geometric mean of the rounds' ratios with a t interval over rounds. Time to target: per seed, the "
         "epochs the subject needs to reach the reference's best validation NDCG@20 over the epochs the reference "
-        "needs, times the per-epoch ratio; both variances added. On CPU the paper's GPU memory claim needs a "
-        "GPU; peak and average RSS are in the cost table." + (" One row per benchmark, oldest first; the claims "
-        "are judged on the latest.*" if len(sec.paired) > len({(p.subject, p.reference) for p in sec.paired})
-        else "*"), ""]
+        f"needs, times the per-epoch ratio; both variances added. {memory} and average RSS are in the cost "
+        "table." + (" One row per benchmark, oldest first; the claims are judged on the latest.*"
+                    if len(sec.paired) > len({(p.subject, p.reference) for p in sec.paired}) else "*"), ""]
 
 
 def _md_published(sec: Section) -> list[str]:

@@ -24,7 +24,15 @@ from bench.config import opt
 from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES
 from bench.results import stats
-from bench.results.claims import INCONCLUSIVE, Verdict, judge, load_claims, paired_epochs, time_to_target_ratio
+from bench.results.claims import (
+    INCONCLUSIVE,
+    PAIRED_VALUES,
+    Verdict,
+    judge,
+    load_claims,
+    paired_epochs,
+    time_to_target_ratio,
+)
 from bench.results.frame import COST_COLUMNS, best_valid, curve, load_frame, per_user_matrix, time_to_target
 from bench.results.published import Beside, beside, load_published, published_path
 from bench.results.schema import CodeVersion, CostRecord, EvalRecord, Measured, RecordedProtocol, RunRecord
@@ -247,7 +255,7 @@ def _unjudged(claim: Any, costs: pd.DataFrame) -> Verdict:
     if not claim.runnable:
         return judge(claim, costs.iloc[:0])
     mine = costs[costs.dataset == claim.dataset]
-    if claim.kind == "cost" and claim.metric == "epoch_time" and claim.reference != "runner-up":
+    if claim.kind == "cost" and claim.metric in PAIRED_VALUES and claim.reference != "runner-up":
         v = judge(claim, costs.iloc[:0], mine)
         if "paired" in v.test:
             return v
@@ -287,6 +295,7 @@ class PairedCost:
     to_target_note: str
     load: tuple[float, float]
     machine: str
+    gpu_memory: stats.LogRatio | None = None  # average GPU memory ratio over the rounds (CUDA only)
 
 
 def _paired_costs(ok: pd.DataFrame, costs: pd.DataFrame | None) -> list[PairedCost]:
@@ -304,8 +313,10 @@ def _paired_costs(ok: pd.DataFrame, costs: pd.DataFrame | None) -> list[PairedCo
             est = stats.paired_ratio(pair[0], pair[1])
             tt, note = time_to_target_ratio(ok[ok.model == rec.model], ok[ok.model == ref], est)
             loads = [e.loadavg_before[0] for e in rec.epochs]
+            mem = paired_epochs(costs, rec.model, ref, rec.pair, value="gpu_avg_mb")
             out.append(PairedCost(rec.model, ref, len(pair[0]), est, tt, note, (min(loads), max(loads)),
-                                  f"{rec.device.name}, {rec.device.torch_threads} threads"))
+                                  f"{rec.device.name}, {rec.device.torch_threads} threads",
+                                  stats.paired_ratio(mem[0], mem[1]) if mem else None))
     return out
 
 
