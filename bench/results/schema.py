@@ -251,7 +251,7 @@ class CostEpoch(_Json):
     valid_ndcg20: float | None = None
     loadavg_before: tuple[float, ...] = ()
     loadavg_after: tuple[float, ...] = ()
-    gpu_avg_mb: float | None = None  # average reserved GPU memory of the epoch (CUDA only)
+    gpu_avg_mb: float | None = field(default=None, metadata=LATER)  # average reserved GPU memory (CUDA only)
 
 
 # ---------------------------------------------------------------- records
