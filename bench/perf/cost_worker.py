@@ -48,8 +48,11 @@ def gpu_sums(mem: MemorySampler) -> dict[str, tuple[int, float]]:
 def epoch_gpu_avg_mb(before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]) -> float | None:
     """The epoch's average reserved GPU memory (MB), the largest over its phases of the mean of the
     samples taken in it (as `bench.results.claims.avg_gpu_mb` of a run); None off a GPU."""
-    avgs = [(total - before.get(p, (0, 0.0))[1]) / (n - before.get(p, (0, 0.0))[0])
-            for p, (n, total) in after.items() if p in PHASES and n > before.get(p, (0, 0.0))[0]]
+    avgs = []
+    for phase, (n, total) in after.items():
+        n0, total0 = before.get(phase, (0, 0.0))
+        if phase in PHASES and n > n0:
+            avgs.append((total - total0) / (n - n0))
     return max(avgs) if avgs else None
 
 
