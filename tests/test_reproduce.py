@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.experiment import load_experiment, validate
+from bench.experiment import load_experiment, study_kind, validate
+from bench.perf.scaling import load_study
+from bench.results.claims import load_claims
 from bench.results.records import read_records
 from bench.results.schema import FailureRecord, RunRecord
 from bench.runner import RunConfig, expand, state_file
@@ -65,6 +67,31 @@ def test_the_cross_domain_study_trains_video_only_in_its_own_group() -> None:
     assert video.optional and video.cfg.datasets == ("video",)
     by_hand = expand(RunConfig(models=("elcrec",), datasets=("video",), seeds=(1,), profile="paper"))
     assert by_hand[0].config_hash in {s.config_hash for s in expand(video.cfg)}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_experiment_loads_and_trains_both_sides_of_its_runnable_claims(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shipped study file that `bench reproduce` would refuse, or one whose required runs leave a
+    runnable claim on its datasets without one of the two models it compares, fails here."""
+    monkeypatch.chdir(REPO)  # study files name their paths from the repository root
+    kind, _ = study_kind(path)
+    if kind == "scaling":
+        load_study(path)
+        return
+    exp = load_experiment(path)
+    trained = {(s.model, s.dataset) for g, s in validate(exp) if not g.optional}
+    assert all(p.is_dir() for p in exp.compare), exp.compare
+    if exp.claims is None:
+        return
+    datasets = {d for _, d in trained}
+    # models that the compared folders already have need no run of their own
+    have = trained | {(r.model, r.dataset) for r in read_records(list(exp.compare)) if isinstance(r, RunRecord)}
+    for c in load_claims(exp.claims):
+        if not c.runnable or c.dataset not in datasets or c.kind not in ("quality", "cost"):
+            continue
+        sides = [c.subject] + ([] if c.reference == "runner-up" else [c.reference])
+        assert all((m.split("[")[0], c.dataset) in have for m in sides), (c.id, sides)
 
 
 @pytest.mark.parametrize(("body", "runs", "message"), [
