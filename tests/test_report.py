@@ -19,7 +19,7 @@ from bench.results.frame import load_frame
 from bench.results.render import tex_escape, write_outputs
 from bench.results.report import ReportConfig, build_report, provenance_table
 from bench.spec import TrainConfig
-from tests.fixture_records import write_fixture
+from tests.fixture_records import _run, write_fixture
 
 GOLDEN = Path(__file__).parent / "golden"
 CLAIMS = """
@@ -164,6 +164,22 @@ def test_one_seed_a_side_is_never_a_verdict_on_the_models(tmp_path: Path) -> Non
     v = judge(Claim("c", "elcrec", "iclrec", "toyset", "NDCG@5", "higher", 0.05, "s", min_seeds=1), ok)
     assert v.verdict.startswith("THESE SEEDS ONLY") and "these seeds only" in v.reason
     assert "seed spread unmeasured" in v.power_note and v.seeds_needed is None
+
+
+def test_a_comparison_with_one_seed_on_a_side_is_marked_as_covering_these_seeds_only(tmp_path: Path) -> None:
+    """A model with one seed beside a best model with three: its row's interval is over users (these
+    seeds only) and says so; rows with seeds on both sides are not marked."""
+    rec = write_fixture(tmp_path / "records")
+    _run(rec, "sasrec", 1, np.random.default_rng(5).geometric(0.03, size=400), 1.0, 0.04)
+    cfg = ReportConfig(records=(rec,), out=tmp_path / "out", plots=False)
+    write_outputs(build_report(cfg), cfg)
+    table = (tmp_path / "out" / "report.md").read_text().split("### Paired comparisons with the best model")[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.split("\n\n")[1].splitlines()[2:]]
+    assert {r[0] for r in rows} == {"iclrec", "sasrec"}
+    for model, _, _, seeds, _, ci, *_ in rows:
+        assert seeds == ("1+3" if model == "sasrec" else "3+3")
+        assert ci.endswith("‡") == (model == "sasrec"), (model, ci)
+    assert "‡ one seed on a side" in table
 
 
 def test_claims_not_runnable_are_listed_and_unknown_keys_rejected(tmp_path: Path) -> None:

@@ -74,9 +74,10 @@ def _md_comparisons(sec: Section) -> list[str]:
     if not sec.comparisons:
         return []
     return ["### Paired comparisons with the best model", "", tabulate(
-            [[c.model, c.best, c.metric, pct(c.rel), f"[{pct(c.low)}, {pct(c.high)}]", fmt_p(c.p_t),
+            [[c.model, c.best, c.metric, "+".join(map(str, c.seeds)), pct(c.rel),
+              f"[{pct(c.low)}, {pct(c.high)}]" + ("" if c.scope == "seeds" else " ‡"), fmt_p(c.p_t),
               fmt_p(c.p_wilcoxon), fmt(c.dz, 3), "/".join(map(str, c.wtl))] for c in sec.comparisons],
-            ["model", "best", "metric", "Δ rel", "95% CI", "p (t)", "p (Wilcoxon)", "d_z", "win/tie/loss"],
+            ["model", "best", "metric", "seeds", "Δ rel", "95% CI", "p (t)", "p (Wilcoxon)", "d_z", "win/tie/loss"],
             tablefmt="github", disable_numparse=True),
             "", f"*Δ rel = mean(model) / mean(best) − 1; 95% CI and p (two-sided, uncorrected) from Welch's t on "
             f"seed means plus the per-user variance the seeds share; {_scope_note(sec)} Wilcoxon, d_z and "
@@ -205,7 +206,8 @@ def _md_published(sec: Section) -> list[str]:
 
 def _scope_note(sec: Section) -> str:
     if any(c.scope != "seeds" for c in sec.comparisons):
-        return "with one seed a side the interval is Fieller's over users and holds for these seeds only."
+        return ("‡ one seed on a side (seeds: the model's + the best's): the interval is Fieller's over users and "
+                "holds for these seeds only.")
     return "seeds are the unit (calibration: docs/statistics.md)."
 
 

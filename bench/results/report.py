@@ -90,6 +90,7 @@ class Comparison:
     high: float
     p_t: float  # two-sided, on seed means (one seed a side: over users, these seeds only)
     scope: str
+    seeds: tuple[int, int]  # (model, best)
     p_wilcoxon: float
     dz: float
     wtl: tuple[int, int, int]
@@ -170,7 +171,7 @@ def _comparisons(ok: pd.DataFrame, rows: list[ModelRow], cfg: ReportConfig) -> l
             lo, hi = est.interval(cfg.alpha)
             m, b = m_all.mean(0), b_all.mean(0)
             out.append(Comparison(r.model, best, metric, est.ratio - 1, lo - 1, hi - 1, est.p_two_sided(), est.scope,
-                                  stats.wilcoxon(m, b).p_value, stats.cohens_dz(m, b), stats.win_tie_loss(m, b)))
+                                  (est.n_subject, est.n_reference), stats.wilcoxon(m, b).p_value, stats.cohens_dz(m, b), stats.win_tie_loss(m, b)))
     return out
 
 
