@@ -151,6 +151,7 @@ def test_claims_use_records_only(tmp_path: Path) -> None:
     claim = Claim("c", "elcrec", "runner-up", "toyset", "NDCG@5", "higher", 0.05, "s", min_seeds=4)
     v = judge(claim, ok)
     assert v.reference == "iclrec" and v.verdict == "INCONCLUSIVE" and "too few seeds (3 < 4)" in v.reason
+    assert v.why == "3 of the 4 seeds a verdict needs"
     assert v.low < v.estimate < v.high
     cost = judge(Claim("t", "elcrec", "iclrec", "toyset", "epoch_time", "lower", 0.15, "s", kind="cost"), ok)
     geo = np.exp(np.log([2.05, 2.10, 2.15]).mean() - np.log([2.65, 2.70, 2.75]).mean())  # run means, per side
@@ -180,6 +181,35 @@ def test_a_comparison_with_one_seed_on_a_side_is_marked_as_covering_these_seeds_
         assert seeds == ("1+3" if model == "sasrec" else "3+3")
         assert ci.endswith("‡") == (model == "sasrec"), (model, ci)
     assert "‡ one seed on a side" in table
+
+
+def test_the_glance_table_says_why_a_claim_is_inconclusive(tmp_path: Path) -> None:
+    """A reader of the first table sees why each INCONCLUSIVE is one: too few seeds (and how many),
+    no GPU, no training records; decided verdicts carry no such note."""
+    (tmp_path / "c.toml").write_text(CLAIMS.replace("min_seeds = 3", "min_seeds = 4", 1) + """
+[[claim]]
+id = "toy-memory"
+kind = "cost"
+subject = "elcrec"
+reference = "iclrec"
+dataset = "toyset"
+metric = "gpu_memory"
+direction = "lower"
+claimed = 0.1
+source = "fixture"
+""")
+    cfg = ReportConfig(records=(write_fixture(tmp_path / "r"),), claims=tmp_path / "c.toml", out=tmp_path / "o",
+                       plots=False)
+    write_outputs(build_report(cfg), cfg)
+    glance = (tmp_path / "o" / "report.md").read_text().split("## Verdicts at a glance")[1].split("\n\n")[1]
+    cells: dict[str, set[str]] = {}  # claim -> its verdict cells (the fixture has a second, eval-only protocol)
+    for line in glance.splitlines()[2:]:
+        row = [c.strip() for c in line.strip("|").split("|")]
+        cells.setdefault(row[0], set()).add(row[-1])
+    assert cells["toy-ndcg5"] == {"**INCONCLUSIVE** (3 of the 4 seeds a verdict needs)",
+                                  "**INCONCLUSIVE** (no records)"}
+    assert "**INCONCLUSIVE** (needs a GPU)" in cells["toy-memory"]
+    assert "**REPRODUCED**" in cells["toy-epoch"]
 
 
 def test_claims_not_runnable_are_listed_and_unknown_keys_rejected(tmp_path: Path) -> None:

@@ -92,6 +92,7 @@ class Verdict:
     detectable: float = math.nan  # smallest effect detectable at alpha 0.05 with 80% power
     seeds_needed: int | None = None  # seeds per model for 80% power of REPRODUCED at the claimed size
     power_note: str = ""
+    why: str = ""  # a few words on why a verdict is INCONCLUSIVE, for the report's glance table
     diffs: np.ndarray | None = field(default=None, repr=False)  # per-user differences, for plots
 
 
@@ -200,7 +201,7 @@ def judge(claim: Claim, ok: pd.DataFrame, costs: pd.DataFrame | None = None) -> 
     refs = ok[ok.model == ref] if ref else ok.iloc[:0]
     if subj.empty or refs.empty:
         missing = claim.subject if subj.empty else (ref or "a reference model")
-        return Verdict(claim, ref or "-", INCONCLUSIVE, f"no records of {missing}")
+        return Verdict(claim, ref or "-", INCONCLUSIVE, f"no records of {missing}", why="no records")
     if claim.kind == "quality":
         return _judge_quality(claim, ref or "", subj, refs)
     return _judge_cost(claim, ref or "", subj, refs)
@@ -322,14 +323,16 @@ def _settle(v: Verdict, claim: Claim, scope: str, n: int, cut: str) -> None:
     """The verdict from the interval, then the conditions that overrule it."""
     base, why = decide(v.low, v.high, claim.claimed)
     if cut:
-        v.verdict, v.reason = INCONCLUSIVE, cut
+        v.verdict, v.reason, v.why = INCONCLUSIVE, cut, "not the paper's protocol"
     elif scope != "seeds" or n < 2:
         v.verdict = OTHER_WAY if v.high < 0 else THESE_SEEDS[base]
         v.reason = f"{why}, for these seeds only (one seed or run a side)"
     elif n < claim.min_seeds:
         v.verdict, v.reason = INCONCLUSIVE, f"too few seeds ({n} < {claim.min_seeds}); {why}"
+        v.why = f"{n} of the {claim.min_seeds} seeds a verdict needs"
     else:
         v.verdict, v.reason = base, why
+        v.why = "the CI holds both the claim and a third of it" if base == INCONCLUSIVE else ""
     if v.verdict == INCONCLUSIVE and v.power_note and not cut:
         v.reason += f"; {v.power_note}"
 
@@ -376,12 +379,13 @@ def _judge_cost(claim: Claim, ref: str, subj: pd.DataFrame, refs: pd.DataFrame) 
     target = float(np.mean(bests)) if bests else float("nan")
     s, r = _cost_groups(claim, subj, target), _cost_groups(claim, refs, target)
     if not bests:
-        return Verdict(claim, ref, INCONCLUSIVE, "no training records (eval records carry no cost)")
+        return Verdict(claim, ref, INCONCLUSIVE, "no training records (eval records carry no cost)",
+                       why="no training records")
     if not s or not r:
         why = {"gpu_memory": "needs a GPU: no average GPU memory (memory.gpu_avg_by_phase) in the records",
                "time_to_target": "the subject never reached the reference's best validation NDCG@20 "
                f"({target:.4f})"}.get(claim.metric, "no cost measurements")
-        return Verdict(claim, ref, INCONCLUSIVE, why)
+        return Verdict(claim, ref, INCONCLUSIVE, why, why=why.split(":")[0])
     est = stats.run_ratio(s, r)
     e, lo, hi = _effect(est, claim.direction)
     v = Verdict(claim, ref, "", "", e, lo, hi, _p_third(est, claim.claimed, claim.direction), est.p_two_sided(),

@@ -171,7 +171,8 @@ def _comparisons(ok: pd.DataFrame, rows: list[ModelRow], cfg: ReportConfig) -> l
             lo, hi = est.interval(cfg.alpha)
             m, b = m_all.mean(0), b_all.mean(0)
             out.append(Comparison(r.model, best, metric, est.ratio - 1, lo - 1, hi - 1, est.p_two_sided(), est.scope,
-                                  (est.n_subject, est.n_reference), stats.wilcoxon(m, b).p_value, stats.cohens_dz(m, b), stats.win_tie_loss(m, b)))
+                                  (est.n_subject, est.n_reference), stats.wilcoxon(m, b).p_value,
+                                  stats.cohens_dz(m, b), stats.win_tie_loss(m, b)))
     return out
 
 
@@ -265,7 +266,8 @@ def _unjudged(claim: Any, costs: pd.DataFrame) -> Verdict:
         rss = ", ".join(f"{r.model} {r.memory.rss_avg_mb:.0f} / {r.memory.peak_rss_mb:.0f} MB" for r in mine["record"]
                         if r.pair == latest[2].pair and r.model in (claim.subject, claim.reference))
         return Verdict(claim, claim.reference, INCONCLUSIVE, "needs a GPU: the paired cost benchmark ran on "
-                       f"{latest[2].device.name or 'CPU'} (average / peak RSS during training: {rss})")
+                       f"{latest[2].device.name or 'CPU'} (average / peak RSS during training: {rss})",
+                       why="needs a GPU")
     return Verdict(claim, claim.reference, "NOT RUN", f"no records of {claim.dataset}")
 
 
@@ -563,7 +565,7 @@ def verdict_dicts(report: Report) -> list[dict[str, Any]]:
     return [{**asdict(v.claim), "reference_model": v.reference, "verdict": v.verdict, "reason": v.reason,
              "estimate": v.estimate, "ci": [v.low, v.high], "p_value": v.p_value, "p_value_test": "H0: effect <= "
              "claimed / 3", "p_zero": v.p_zero, "test": v.test, "n": v.n, "detectable": v.detectable,
-             "seeds_needed": v.seeds_needed, "power_note": v.power_note}
+             "seeds_needed": v.seeds_needed, "power_note": v.power_note, "why": v.why}
             for v in [*(v for s in report.sections for v in s.verdicts), *report.unjudged]]
 
 
