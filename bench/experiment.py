@@ -173,12 +173,14 @@ def _progress(state: Path) -> Any:
 class Left:
     """What a run not yet done still needs: `least` epochs if early stopping comes at its first
     chance, `most` the budget's; `pace` seconds an epoch (None: not measured yet), `borrowed` when
-    that pace is its model's under other settings (no run of its own settings has one)."""
+    that pace is its model's under other settings (no run of its own settings has one), `scaled`
+    when it is its model's on other datasets, scaled to this one's size (no run on this one)."""
 
     least: int
     most: int
     pace: float | None = None
     borrowed: bool = False
+    scaled: bool = False
 
 
 def epochs_left(spec: RunSpec, side: dict[str, Any] | None, state: Path | None) -> Left:

@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.carry import carried_file, carry_states, restore_records, restore_states, study_records
 from bench.config import from_namespace, opt
+from bench.data.datasets import DatasetEntry, manifest
 from bench.errors import BenchError
 from bench.experiment import (
     Experiment,
@@ -31,6 +32,7 @@ from bench.experiment import (
     Left,
     duration,
     epochs_left,
+    latest_records,
     load_experiment,
     override,
     run_state,
@@ -38,6 +40,7 @@ from bench.experiment import (
     validate,
 )
 from bench.results.codeversion import read_sidecar
+from bench.results.schema import RunRecord
 from bench.runner import state_file
 from bench.spec import RunSpec
 
@@ -94,14 +97,44 @@ def _states(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> list[RunState
             state = carried
         left = None if kind == "done" else epochs_left(spec, read_sidecar(state), state if state.exists() else None)
         states.append(RunState(g, spec, kind, text, left))
-    return _with_sibling_paces(states, records)
+    elsewhere = [*records.values(), *(r for folder in exp.compare for r in latest_records(folder).values())]
+    return _with_sibling_paces(states, records, _paces_by_dataset(elsewhere))
 
 
-def _with_sibling_paces(states: list[RunState], records: dict[Any, Any]) -> list[RunState]:
+def _paces_by_dataset(records: list[Any]) -> dict[str, list[tuple[float, str, str]]]:
+    """Per model, (seconds an epoch, dataset, training-sample regime) of each finished training run
+    the study can read (its own, its report's, its compared folders')."""
+    out: dict[str, list[tuple[float, str, str]]] = {}
+    for rec in records:
+        pace = getattr(getattr(rec, "timing", None), "epoch_mean_s", None) if isinstance(rec, RunRecord) else None
+        if pace:
+            out.setdefault(rec.model, []).append((pace, rec.dataset, (rec.model_info or {}).get("samples", "")))
+    return out
+
+
+def _scaled_pace(model: str, dataset: str, elsewhere: dict[str, list[tuple[float, str, str]]]) -> float | None:
+    """The model's mean pace on other datasets of the manifest, each scaled to this one's size: by
+    its interactions where the model trains on every prefix or user-item pair, else by its users
+    (one training sequence each); None without such a run."""
+    sizes = manifest()
+    if dataset not in sizes:
+        return None
+    est = [pace * _size(sizes[dataset], samples) / _size(sizes[other], samples)
+           for pace, other, samples in elsewhere.get(model, []) if other != dataset and other in sizes]
+    return sum(est) / len(est) if est else None
+
+
+def _size(entry: DatasetEntry, samples: str) -> int:
+    return entry.interactions if samples in ("prefixes", "pairs") else entry.users
+
+
+def _with_sibling_paces(states: list[RunState], records: dict[Any, Any],
+                        elsewhere: dict[str, list[tuple[float, str, str]]]) -> list[RunState]:
     """A run with no pace of its own takes the pace of a run of the same settings (another seed):
     a partial one's, else the mean epoch of a done one's record. Failing that, the mean of those
     paces over its model's other settings on the dataset (`Left.borrowed`: a grid's first runs
-    give the rest an estimate)."""
+    give the rest an estimate); failing that, its model's on other datasets scaled to this one's
+    size (`Left.scaled`: a study of new datasets gets an order of magnitude)."""
     paces: dict[str | None, float] = {}
     for st in states:
         rec = records.get((st.spec.config_hash, st.spec.seed))
@@ -112,15 +145,18 @@ def _with_sibling_paces(states: list[RunState], records: dict[Any, Any]) -> list
     by_model: dict[tuple[str, str], list[float]] = {}
     for st in {st.spec.config_hash: st for st in states if st.spec.config_hash in paces}.values():
         by_model.setdefault((st.spec.model, st.spec.dataset), []).append(paces[st.spec.config_hash])
-    return [_paced(st, paces, by_model) for st in states]
+    return [_paced(st, paces, by_model, elsewhere) for st in states]
 
 
-def _paced(st: RunState, paces: dict[str | None, float], by_model: dict[tuple[str, str], list[float]]) -> RunState:
+def _paced(st: RunState, paces: dict[str | None, float], by_model: dict[tuple[str, str], list[float]],
+           elsewhere: dict[str, list[tuple[float, str, str]]]) -> RunState:
     if st.left is None or st.left.pace:
         return st
     own, other = paces.get(st.spec.config_hash), by_model.get((st.spec.model, st.spec.dataset))
     if own is None and other:
         return dataclasses.replace(st, left=dataclasses.replace(st.left, pace=sum(other) / len(other), borrowed=True))
+    if own is None and (scaled := _scaled_pace(st.spec.model, st.spec.dataset, elsewhere)):
+        return dataclasses.replace(st, left=dataclasses.replace(st.left, pace=scaled, scaled=True))
     return dataclasses.replace(st, left=dataclasses.replace(st.left, pace=own))
 
 
@@ -151,6 +187,9 @@ def time_left(states: list[RunState], jobs: int) -> str:
         text += f" ({duration(least / jobs)}-{duration(most / jobs)} at {jobs} jobs)" if jobs > 1 else ""
         if borrowed := sum(x.borrowed for x in known):
             text += f" ({borrowed} of the runs at their model's pace under other settings)"
+        if scaled := sum(x.scaled for x in known):
+            text += (f" ({scaled} of the runs at their model's pace on other datasets, scaled by users, or "
+                     "interactions where it trains on every prefix or pair)")
         parts.append(text + (f", plus {unknown}" if len(known) < len(todo) else ""))
     return "time left at the paces measured so far: " + "; ".join(parts)
 

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.experiment import load_experiment, study_kind, validate
+from bench.data.datasets import manifest
+from bench.experiment import duration, load_experiment, study_kind, validate
 from bench.perf.scaling import load_study
 from bench.results.claims import load_claims
-from bench.results.records import read_records
+from bench.results.records import append_record, read_records
 from bench.results.schema import FailureRecord, RunRecord
 from bench.runner import RunConfig, expand, state_file
 from bench.spec import RunSpec
+from tests.fixture_records import write_fixture
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_DS = "synthetic:users=200,items=60,intents=3,seed=2"
@@ -194,6 +196,28 @@ def test_a_grids_runs_with_no_pace_take_their_models_pace_under_other_settings(
         f"(1 of the runs at their model's pace under other settings)")
 
 
+def test_a_study_of_new_datasets_takes_its_models_pace_elsewhere_scaled_to_their_size(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No run of SASRec or BSARec has trained on Toys, but the study's compared folder has each on
+    Beauty: the dry run estimates Toys at that pace times Toys' size over Beauty's, in users for a
+    model with one training sequence per user, in interactions for one trained on every prefix."""
+    fixture = read_records([write_fixture(tmp_path / "fixture")])
+    run = next(r for r in fixture if isinstance(r, RunRecord))
+    elsewhere = tmp_path / "elsewhere"
+    for model, pace, samples in (("sasrec", 40.0, "sequence"), ("bsarec", 100.0, "prefixes")):
+        timing = replace(run.timing, epoch_mean_s=pace)
+        append_record(elsewhere, replace(run, id=model, model=model, dataset="beauty", config_hash=f"cfg-{model}",
+                                         model_info={"samples": samples}, timing=timing))
+    path = experiment(tmp_path, f'compare = ["{elsewhere}"]\n',
+                      '[[runs]]\nmodels = ["sasrec", "bsarec"]\ndatasets = ["toys"]\nseeds = [1]\n')
+    sizes = manifest()
+    toys, beauty = sizes["toys"], sizes["beauty"]
+    seconds = 2 * (40.0 * toys.users / beauty.users + 100.0 * toys.interactions / beauty.interactions)  # 2 epochs
+    last = dry(path, capsys)[-1]
+    assert f"required groups {duration(seconds)}-{duration(seconds)} of training" in last, last
+    assert "(2 of the runs at their model's pace on other datasets, scaled by users" in last
+
+
 def test_dry_run_states_and_a_refused_then_allowed_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = experiment(tmp_path)
     lines = dry(path, capsys)
@@ -359,8 +383,11 @@ def test_committed_records_count_as_done_on_a_fresh_clone(tmp_path: Path, capsys
 def test_a_study_runs_all_its_groups_in_one_queue(tmp_path: Path) -> None:
     """With two job slots, the second group's run starts while the first group's runs: no slot idles
     at a group boundary (the old group-by-group sweeps ran them one after the other)."""
-    runs = ('[[runs]]\nname = "a"\nmodels = ["sasrec"]\nseeds = [1]\n'
-            '[[runs]]\nname = "b"\nmodels = ["sasrec"]\nseeds = [2]\n')
+    # runs of several seconds each, so that a worker's start-up on a loaded machine (seconds of
+    # imports) cannot let the first run end before the second one begins
+    data = 'datasets = ["synthetic:users=3000,items=200,intents=3"]\n'
+    runs = (f'[[runs]]\nname = "a"\nmodels = ["sasrec"]\nseeds = [1]\n{data}'
+            f'[[runs]]\nname = "b"\nmodels = ["sasrec"]\nseeds = [2]\n{data}')
     path = experiment(tmp_path, "jobs = 2\nthreads = 1\n", runs)
     assert main(["reproduce", str(path)]) == 0
     recs = read_records([tmp_path / "runs"])
