@@ -23,7 +23,23 @@ def cmd_list(ns: argparse.Namespace) -> int:
     for ds, table in PRESETS.items():
         print(f"  {ds}: " + "; ".join(f"{m} {v}" for m, v in table.items()))
     _list_extra()
+    _list_studies()
     return 0
+
+
+def _list_studies() -> None:
+    """The shipped experiment files (`bench reproduce FILE`), each with its description."""
+    from bench.data.datasets import REPO_ROOT
+    from bench.experiment import study_kind
+
+    files = sorted((REPO_ROOT / "experiments").glob("*.toml"))
+    if not files:
+        return
+    print("studies (python -m bench reproduce FILE [--dry-run]):")
+    for path in files:
+        kind, top = study_kind(path)
+        tag = f" [{kind}]" if kind != "runs" else ""
+        print(f"  experiments/{path.name}{tag}: {top.get('description', '')}")
 
 
 def _list_extra() -> None:

@@ -95,6 +95,10 @@ def test_list_names_models_and_datasets() -> None:
     assert res.returncode == 0
     for name in ("elcrec", "iclrec", "sasrec", "beauty", "yelp", "synthetic"):
         assert name in res.stdout
+    studies = res.stdout.split("studies (python -m bench reproduce FILE [--dry-run]):\n")[1].splitlines()
+    shipped = sorted(p.name for p in (Path(__file__).parents[1] / "experiments").glob("*.toml"))
+    assert [line.split(":")[0].split(" [")[0].strip() for line in studies] == [f"experiments/{n}" for n in shipped]
+    assert all(line.split(": ", 1)[1] for line in studies)  # each with its description
 
 
 def test_perf_rejects_zero_repeats_before_timing_anything(tmp_path: Path) -> None:
