@@ -101,22 +101,26 @@ def _states(exp: Experiment, runs: list[tuple[Group, RunSpec]]) -> list[RunState
     return _with_sibling_paces(states, records, _paces_by_dataset(elsewhere))
 
 
+def _record_pace(rec: Any) -> float | None:
+    """A finished training run's mean seconds an epoch (None for anything else)."""
+    return rec.timing.epoch_mean_s if isinstance(rec, RunRecord) and rec.timing else None
+
+
 def _paces_by_dataset(records: list[Any]) -> dict[str, list[tuple[float, str, str]]]:
     """Per model, (seconds an epoch, dataset, training-sample regime) of each finished training run
     the study can read (its own, its report's, its compared folders')."""
     out: dict[str, list[tuple[float, str, str]]] = {}
     for rec in records:
-        pace = getattr(getattr(rec, "timing", None), "epoch_mean_s", None) if isinstance(rec, RunRecord) else None
-        if pace:
+        if pace := _record_pace(rec):
             out.setdefault(rec.model, []).append((pace, rec.dataset, (rec.model_info or {}).get("samples", "")))
     return out
 
 
-def _scaled_pace(model: str, dataset: str, elsewhere: dict[str, list[tuple[float, str, str]]]) -> float | None:
+def _scaled_pace(model: str, dataset: str, elsewhere: dict[str, list[tuple[float, str, str]]],
+                 sizes: dict[str, DatasetEntry]) -> float | None:
     """The model's mean pace on other datasets of the manifest, each scaled to this one's size: by
     its interactions where the model trains on every prefix or user-item pair, else by its users
     (one training sequence each); None without such a run."""
-    sizes = manifest()
     if dataset not in sizes:
         return None
     est = [pace * _size(sizes[dataset], samples) / _size(sizes[other], samples)
@@ -128,6 +132,9 @@ def _size(entry: DatasetEntry, samples: str) -> int:
     return entry.interactions if samples in ("prefixes", "pairs") else entry.users
 
 
+Paces = dict[tuple[str, str], float]  # (model, dataset) -> seconds an epoch
+
+
 def _with_sibling_paces(states: list[RunState], records: dict[Any, Any],
                         elsewhere: dict[str, list[tuple[float, str, str]]]) -> list[RunState]:
     """A run with no pace of its own takes the pace of a run of the same settings (another seed):
@@ -137,26 +144,31 @@ def _with_sibling_paces(states: list[RunState], records: dict[Any, Any],
     size (`Left.scaled`: a study of new datasets gets an order of magnitude)."""
     paces: dict[str | None, float] = {}
     for st in states:
-        rec = records.get((st.spec.config_hash, st.spec.seed))
-        done_pace = getattr(getattr(rec, "timing", None), "epoch_mean_s", None) if st.kind == "done" else None
+        done_pace = _record_pace(records.get((st.spec.config_hash, st.spec.seed))) if st.kind == "done" else None
         pace = st.left.pace if st.left else done_pace
         if pace and (st.spec.config_hash not in paces or st.left):
             paces[st.spec.config_hash] = pace
-    by_model: dict[tuple[str, str], list[float]] = {}
+    grouped: dict[tuple[str, str], list[float]] = {}
     for st in {st.spec.config_hash: st for st in states if st.spec.config_hash in paces}.values():
-        by_model.setdefault((st.spec.model, st.spec.dataset), []).append(paces[st.spec.config_hash])
-    return [_paced(st, paces, by_model, elsewhere) for st in states]
+        grouped.setdefault((st.spec.model, st.spec.dataset), []).append(paces[st.spec.config_hash])
+    by_model = {key: sum(v) / len(v) for key, v in grouped.items()}
+    sizes = manifest()
+    scaled = {key: p for key in {(st.spec.model, st.spec.dataset) for st in states} - by_model.keys()
+              if (p := _scaled_pace(*key, elsewhere, sizes))}
+    return [_paced(st, paces, by_model, scaled) for st in states]
 
 
-def _paced(st: RunState, paces: dict[str | None, float], by_model: dict[tuple[str, str], list[float]],
-           elsewhere: dict[str, list[tuple[float, str, str]]]) -> RunState:
+def _paced(st: RunState, paces: dict[str | None, float], by_model: Paces, scaled: Paces) -> RunState:
+    """The run with the first pace it has: its own settings', its model's under other settings on
+    the dataset (borrowed), its model's on other datasets (scaled)."""
     if st.left is None or st.left.pace:
         return st
-    own, other = paces.get(st.spec.config_hash), by_model.get((st.spec.model, st.spec.dataset))
-    if own is None and other:
-        return dataclasses.replace(st, left=dataclasses.replace(st.left, pace=sum(other) / len(other), borrowed=True))
-    if own is None and (scaled := _scaled_pace(st.spec.model, st.spec.dataset, elsewhere)):
-        return dataclasses.replace(st, left=dataclasses.replace(st.left, pace=scaled, scaled=True))
+    key = (st.spec.model, st.spec.dataset)
+    own = paces.get(st.spec.config_hash)
+    if own is None and key in by_model:
+        return dataclasses.replace(st, left=dataclasses.replace(st.left, pace=by_model[key], borrowed=True))
+    if own is None and key in scaled:
+        return dataclasses.replace(st, left=dataclasses.replace(st.left, pace=scaled[key], scaled=True))
     return dataclasses.replace(st, left=dataclasses.replace(st.left, pace=own))
 
 

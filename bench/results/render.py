@@ -14,7 +14,7 @@ from tabulate import tabulate
 from bench.config import from_namespace
 from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES
-from bench.results.claims import INCONCLUSIVE, NOT_RUNNABLE, Verdict
+from bench.results.claims import NOT_RUNNABLE, Verdict
 from bench.results.codeversion import code_warnings
 from bench.results.report import (
     CHECK_TITLES,
@@ -254,7 +254,7 @@ def _md_glance(report: Report) -> list[str]:
     if not judged:
         return []
     rows = [[v.claim.id, where, f"{v.claim.subject} vs {v.reference}", row[2], row[3], row[4], row[5],
-             f"**{v.verdict}**" + (f" ({v.why})" if v.verdict == INCONCLUSIVE and v.why else "")]
+             f"**{v.verdict}**" + (f" ({v.why})" if v.why else "")]
             for where, v in judged for row in verdict_rows([v])]
     others = len(report.unjudged) - len(listed)
     rest = f" {others} more claims are listed at the end: not runnable here or without records." if others else ""
