@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from bench.config import add_arguments
 from bench.errors import BenchError
@@ -46,10 +46,23 @@ def _resolve(ref: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit 2 for bad flags, as for every other bad input (argparse's
+    own prints the whole usage first, which buries the one line that says what is wrong)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, _one_line(self.prog, message))
+
+
+def _one_line(prog: str, message: str) -> str:
+    return f"error: {message} (`{prog} --help` lists the options)\n"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The CLI parser; only the given command's options module is imported (all of them for help)."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description="intentbench: train, evaluate, report "
-                                     "and gate sequential recommenders; turn a paper's claims into verdicts")
+    """The CLI parser; only the given command's options module is imported (all of them for help).
+    Sub-commands' parsers are `_Parser`s too (argparse makes them of the parent's class)."""
+    parser = _Parser(prog="python -m bench", description="intentbench: train, evaluate, report "
+                     "and gate sequential recommenders; turn a paper's claims into verdicts")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help, cfg, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -60,7 +73,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    ns = build_parser(args[0] if args else None).parse_args(args)
+    ns, extra = build_parser(args[0] if args else None).parse_known_args(args)
+    if extra:  # parse_args would blame the top-level parser; the options are the command's
+        sys.stderr.write(_one_line(f"python -m bench {ns.command}", f"unrecognized arguments: {' '.join(extra)}"))
+        return 2
     fn: Callable[[argparse.Namespace], int] = _resolve(COMMANDS[ns.command][2])
     try:
         return fn(ns)

@@ -107,6 +107,25 @@ def test_perf_rejects_zero_repeats_before_timing_anything(tmp_path: Path) -> Non
     assert not (tmp_path / "perf.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "blamed", "says"),
+    [(["run", "--seeds", "x"], "run", "argument --seeds: expected a comma-separated list of int: 'x'"),
+     (["run", "--profile", "nope"], "run", "invalid choice: 'nope'"),
+     (["perf", "--datasets", "beauty"], "perf", "unrecognized arguments: --datasets beauty"),
+     (["gate"], "gate", "the following arguments are required: --baseline, --current"),
+     (["bogus"], "", "invalid choice: 'bogus'"),
+     ([], "", "the following arguments are required: command")],
+)
+def test_a_malformed_command_line_is_one_line_naming_the_help_to_read(args: list[str], blamed: str,
+                                                                        says: str) -> None:
+    """Bad flags are bad input like any other: exit 2 and one line, not argparse's usage block, and the
+    line names the help of the command whose options were wrong."""
+    res = bench(*args)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.startswith("error: ") and says in res.stderr
+    assert f"`python -m bench {blamed} --help`".replace("  ", " ") in res.stderr, res.stderr
+
+
 def test_every_subcommand_has_a_working_help() -> None:
     from bench.cli import build_parser
 
