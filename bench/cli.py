@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from bench.config import add_arguments
@@ -50,15 +50,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error and exit 2 for bad flags, as for every other bad input (argparse's
     own prints the whole usage first, which buries the one line that says what is wrong)."""
 
+    commands: Mapping[str, argparse.ArgumentParser]  # the sub-commands' parsers, by name (top level only)
+
     def error(self, message: str) -> NoReturn:
-        self.exit(2, _one_line(self.prog, message))
+        self.exit(2, f"error: {message} (`{self.prog} --help` lists the options)\n")
 
 
-def _one_line(prog: str, message: str) -> str:
-    return f"error: {message} (`{prog} --help` lists the options)\n"
-
-
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> _Parser:
     """The CLI parser; only the given command's options module is imported (all of them for help).
     Sub-commands' parsers are `_Parser`s too (argparse makes them of the parent's class)."""
     parser = _Parser(prog="python -m bench", description="intentbench: train, evaluate, report "
@@ -68,15 +66,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         if cfg is not None and (command is None or command not in COMMANDS or command == name):
             add_arguments(p, _resolve(cfg))
+    parser.commands = sub.choices
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    ns, extra = build_parser(args[0] if args else None).parse_known_args(args)
+    parser = build_parser(args[0] if args else None)
+    ns, extra = parser.parse_known_args(args)
     if extra:  # parse_args would blame the top-level parser; the options are the command's
-        sys.stderr.write(_one_line(f"python -m bench {ns.command}", f"unrecognized arguments: {' '.join(extra)}"))
-        return 2
+        parser.commands[ns.command].error(f"unrecognized arguments: {' '.join(extra)}")
     fn: Callable[[argparse.Namespace], int] = _resolve(COMMANDS[ns.command][2])
     try:
         return fn(ns)
