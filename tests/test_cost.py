@@ -156,6 +156,33 @@ def test_a_per_epoch_cost_claim_is_judged_on_the_latest_paired_rounds() -> None:
     assert "paired" not in no_pairs.test
 
 
+def test_a_cost_verdict_says_what_the_benchmarks_on_other_machines_say() -> None:
+    """A per-epoch ratio holds for the CPU it was measured on: the claim is judged on the latest
+    benchmark, and its reason names each earlier benchmark's verdict and says whether they agree."""
+    import pandas as pd
+
+    from bench.results.claims import Claim, judge
+
+    claim = Claim(id="c", subject="a", reference="b", dataset="d", metric="epoch_time", direction="lower",
+                  claimed=0.2, source="test", kind="cost", min_seeds=3)
+    ok = pd.DataFrame({"model": ["a", "b"], "NDCG@10": [0.1, 0.1],
+                       "record": [_run("a", 1, [0.1, 0.2]), _run("b", 1, [0.1, 0.2])]})
+
+    def bench(pair: str, created: str, a: list[float], b: list[float]) -> list[CostRecord]:
+        return [_cost("a", ["a", "b"], pair, created, [9, *a]), _cost("b", ["a", "b"], pair, created, [9, *b])]
+
+    even = bench("p1", "2026-01-01", [10, 10.1, 9.9, 10], [10, 10, 10.1, 9.9])  # no saving
+    saving = bench("p2", "2026-02-01", [7.9, 8.1, 8.0, 8.0], [10.0, 10.0, 10.1, 9.9])  # the claimed 20%
+    alone = judge(claim, ok, pd.DataFrame({"record": saving}))
+    assert alone.verdict == "REPRODUCED" and "earlier" not in alone.reason
+    v = judge(claim, ok, pd.DataFrame({"record": even + saving}))
+    assert v.verdict == "REPRODUCED" and v.reason.startswith(alone.reason)
+    assert "not the same on the 1 earlier benchmark(s): NOT REPRODUCED on " in v.reason
+    again = bench("p3", "2026-03-01", [8.0, 8.1, 7.9, 8.0], [10.0, 10.1, 10.0, 9.9])
+    assert "; the same on the 1 earlier benchmark(s): REPRODUCED on " in judge(
+        claim, ok, pd.DataFrame({"record": saving + again})).reason
+
+
 def test_each_paired_benchmark_gets_its_own_row() -> None:
     """Benchmarks of one pair on two machines are listed side by side, each with its own rounds
     (not the latest one's twice); the claim is judged on the latest (test above)."""

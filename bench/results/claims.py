@@ -194,9 +194,11 @@ def judge(claim: Claim, ok: pd.DataFrame, costs: pd.DataFrame | None = None) -> 
         return Verdict(claim, claim.reference, NOT_RUNNABLE, claim.not_runnable)
     ref = _reference(claim, ok)
     if claim.kind == "cost" and claim.metric in PAIRED_VALUES and ref:
-        pair = paired_epochs(costs, claim.subject, ref, value=PAIRED_VALUES[claim.metric])
-        if pair is not None:
-            return _judge_paired_cost(claim, ref, *pair)
+        pairs = [paired_epochs(costs, claim.subject, ref, pair_id, PAIRED_VALUES[claim.metric])
+                 for pair_id in cost_pairs(costs)]
+        judged = [(_judge_paired_cost(claim, ref, *pair), pair[2]) for pair in pairs if pair is not None]
+        if judged:
+            return _with_earlier(judged[0][0], judged[1:])
     subj = ok[ok.model == claim.subject]
     refs = ok[ok.model == ref] if ref else ok.iloc[:0]
     if subj.empty or refs.empty:
@@ -215,12 +217,8 @@ def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str, pair
     """The per-round epoch seconds (or another `CostEpoch` field, `value`; warm-up rounds left out)
     of the latest `bench cost` pair that measured it for both models (or of the pair `pair_id`), and
     that pair's subject record; None without one (GPU memory: without a benchmark on a GPU)."""
-    if costs is None or costs.empty:
-        return None
-    recs = [r for r in costs["record"] if isinstance(r, CostRecord) and pair_id in (None, r.pair)]
-    for pair in sorted({r.pair for r in recs}, key=lambda p: max(r.created for r in recs if r.pair == p),
-                       reverse=True):
-        by_model = {r.model: r for r in recs if r.pair == pair}
+    for pair in cost_pairs(costs) if pair_id is None else [pair_id]:
+        by_model = {r.model: r for r in _cost_records(costs) if r.pair == pair}
         if subject in by_model and reference in by_model:
             a, b = ({e.round: getattr(e, value) for e in by_model[m].epochs if not e.warmup}
                     for m in (subject, reference))
@@ -228,6 +226,28 @@ def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str, pair
             if len(rounds):
                 return np.array([a[k] for k in rounds]), np.array([b[k] for k in rounds]), by_model[subject]
     return None
+
+
+def _cost_records(costs: pd.DataFrame | None) -> list[CostRecord]:
+    return [] if costs is None or costs.empty else [r for r in costs["record"] if isinstance(r, CostRecord)]
+
+
+def cost_pairs(costs: pd.DataFrame | None) -> list[str]:
+    """The `bench cost` pairs of `costs`, newest first."""
+    recs = _cost_records(costs)
+    return sorted({r.pair for r in recs}, key=lambda p: max(r.created for r in recs if r.pair == p), reverse=True)
+
+
+def _with_earlier(latest: Verdict, earlier: list[tuple[Verdict, CostRecord]]) -> Verdict:
+    """The latest benchmark's verdict, its reason naming what each earlier benchmark says: a cost
+    ratio holds for the machine it was measured on, and another CPU may give another verdict."""
+    if earlier:
+        each = "; ".join(f"{v.verdict} on {_device(rec)} ({v.estimate:+.1%} [{v.low:+.1%}, {v.high:+.1%}])"
+                         for v, rec in earlier)
+        agree = all(v.verdict == latest.verdict for v, _ in earlier)
+        latest.reason += (f"; {'the same' if agree else 'not the same'} on the {len(earlier)} earlier "
+                          f"benchmark(s): {each}")
+    return latest
 
 
 def _device(rec: Measured) -> str:

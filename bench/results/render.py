@@ -188,7 +188,8 @@ def _md_paired(sec: Section) -> list[str]:
         "geometric mean of the rounds' ratios with a t interval over rounds. Time to target: per seed, the "
         "epochs the subject needs to reach the reference's best validation NDCG@20 over the epochs the reference "
         f"needs, times the per-epoch ratio; both variances added. {memory} and average RSS are in the cost "
-        "table." + (" One row per benchmark, oldest first; the claims are judged on the latest.*"
+        "table." + (" One row per benchmark, oldest first; the claims are judged on the latest, and their reasons "
+                    "give each earlier benchmark's verdict (a ratio holds for the machine it was measured on).*"
                     if len(sec.paired) > len({(p.subject, p.reference) for p in sec.paired}) else "*"), ""]
 
 
