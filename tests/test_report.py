@@ -408,3 +408,40 @@ def test_the_readme_verdict_table_quotes_the_committed_reports() -> None:
             claim = next(c for c in claims if c["id"] == f"beauty-{metric.lower().replace('@', '')}")
             want = (f"{100 * claim['estimate']:+.1f}", *(f"{100 * x:+.1f}" for x in claim["ci"]), claim["verdict"])
             assert _quoted(cells[column]) == want, (folder, metric)
+
+
+def _with_checkpoint(tmp: Path, rank: int) -> Path:
+    """The fixture's two models plus a third, far worse one (3 seeds each) and a released
+    checkpoint of elcrec evaluated once, every user's target at `rank`."""
+    from bench.metrics import per_user_metrics
+    from bench.results.records import append_record
+    from bench.results.schema import EvalRecord
+    from tests.fixture_records import PROTO, PROV, _run
+
+    rec = write_fixture(tmp / "records")
+    for seed in (1, 2, 3):
+        _run(rec, "sasrec", seed, np.random.default_rng(10 + seed).geometric(0.005, size=400), 1.0, 0.02)
+    ranks = np.full(400, rank)
+    metrics = {k: float(v.mean()) for k, v in per_user_metrics(ranks).items()}
+    append_record(rec, EvalRecord(model="elcrec", dataset="toyset", protocol=PROTO, metrics=metrics, provenance=PROV),
+                  {**per_user_metrics(ranks), "rank": ranks})
+    return rec
+
+
+def test_a_model_with_too_few_seeds_is_left_out_of_the_significance_marks(tmp_path: Path) -> None:
+    """An evaluated checkpoint (one seed) beside trained models: the models with enough seeds are
+    still tested against the best, the checkpoint is never marked and the caption names it; where
+    the checkpoint itself is the best, nothing is marked against it."""
+    from bench.results.report import significance_caption
+
+    (tmp_path / "claims.toml").write_text(CLAIMS)
+    weak = build_report(ReportConfig(records=(_with_checkpoint(tmp_path / "weak", 5000),),
+                                     claims=tmp_path / "claims.toml"))
+    sec = next(s for s in weak.sections if s.protocol.hash == "feedc0ffee000001")
+    rows = {r.model: r for r in sec.rows}
+    assert sec.n_tests and rows["sasrec"].worse.get("NDCG@5") and not any(rows["elcrec[checkpoint]"].worse.values())
+    assert "not tested, too few seeds: elcrec[checkpoint]" in significance_caption(sec, weak.alpha)
+    claims = tmp_path / "claims.toml"
+    best = build_report(ReportConfig(records=(_with_checkpoint(tmp_path / "best", 1),), claims=claims))
+    sec = next(s for s in best.sections if s.protocol.hash == "feedc0ffee000001")
+    assert not any(any(r.worse.values()) for r in sec.rows)

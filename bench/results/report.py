@@ -110,6 +110,7 @@ class Section:
     grids: list[Grid] = field(default_factory=list)  # one-setting grids of a model (bench.results.sensitivity)
     ranges: list[RangeVerdict] = field(default_factory=list)  # the range claims judged on them
     published: list[Beside] = field(default_factory=list)  # our seed means beside published numbers
+    untested: list[str] = field(default_factory=list)  # models left out of the † tests: too few seeds
 
 
 @dataclass
@@ -142,15 +143,17 @@ def _model_rows(ok: pd.DataFrame, target: tuple[str, float] | None) -> list[Mode
 def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float, min_seeds: int) -> int:
     """Marks models significantly worse than the best per metric: every pair tested two-sided (the
     best is chosen after looking, so only a family over all pairs stays honest), Holm over the
-    table; no test at all when a model has fewer than `min_seeds` seeds."""
-    if min(r.n for r in rows) < max(min_seeds, 2):
+    table. Models with fewer than `min_seeds` seeds (an evaluated checkpoint, a first seed) are left
+    out of the tests and never marked, and a metric whose best is one of them marks nothing."""
+    tested = [r for r in rows if r.n >= max(min_seeds, 2)]
+    if len(tested) < 2:
         return 0
     tests = []
     for metric in METRIC_NAMES:
-        mats = {r.model: per_user_matrix(ok[ok.model == r.model], metric) for r in rows}
+        mats = {r.model: per_user_matrix(ok[ok.model == r.model], metric) for r in tested}
         tests += [(metric, a, b, p) for (a, b), p in stats.pairwise_p(mats).items()]
     adjusted = stats.holm([t[3] for t in tests]) if tests else []
-    by_name = {r.model: r for r in rows}
+    by_name = {r.model: r for r in tested}
     for (metric, a, b, _), p in zip(tests, adjusted, strict=True):
         best = max(rows, key=lambda r: r.mean[metric]).model
         if p < alpha and best in (a, b):
@@ -280,6 +283,7 @@ def _section(dataset: str, ok: pd.DataFrame, claims: list[Any], cfg: ReportConfi
     _spread(ok, rows)
     verdicts = [judge(c, ok, costs) for c in claims if c.dataset == dataset and c.runnable]
     sec = Section(dataset, ok.iloc[0]["record"].protocol, rows, comps, verdicts, n_tests, target, ok)
+    sec.untested = [r.model for r in rows if r.n < max(cfg.min_seeds, 2)] if n_tests else []
     sec.paired = _paired_costs(ok, costs)
     sec.grids = find_grids(ok, dataset)
     return sec
@@ -504,9 +508,11 @@ def significance_caption(sec: Section, alpha: float) -> str:
     if not sec.n_tests:
         return ("mean ± std over seeds; best in bold, runner-up underlined; no † marks: fewer seeds per model than "
                 "the tests need (seeds are the unit of inference; docs/statistics.md)")
+    left_out = (f"; not tested, too few seeds: {', '.join(sec.untested)} (no mark where one of them is the best)"
+                if sec.untested else "")
     return (f"mean ± std over seeds; best in bold, runner-up underlined; † = significantly worse than the best "
             f"(two-sided tests of every pair of models on seed means, Holm-corrected over {sec.n_tests} "
-            f"comparisons, α = {alpha}; calibration in docs/statistics.md)")
+            f"comparisons, α = {alpha}; calibration in docs/statistics.md){left_out}")
 
 
 def spread_table(sec: Section) -> list[list[str]]:
