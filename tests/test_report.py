@@ -434,14 +434,13 @@ def test_a_model_with_too_few_seeds_is_left_out_of_the_significance_marks(tmp_pa
     the checkpoint itself is the best, nothing is marked against it."""
     from bench.results.report import significance_caption
 
-    (tmp_path / "claims.toml").write_text(CLAIMS)
-    weak = build_report(ReportConfig(records=(_with_checkpoint(tmp_path / "weak", 5000),),
-                                     claims=tmp_path / "claims.toml"))
+    claims = tmp_path / "claims.toml"
+    claims.write_text(CLAIMS)
+    weak = build_report(ReportConfig(records=(_with_checkpoint(tmp_path / "weak", 5000),), claims=claims))
     sec = next(s for s in weak.sections if s.protocol.hash == "feedc0ffee000001")
     rows = {r.model: r for r in sec.rows}
     assert sec.n_tests and rows["sasrec"].worse.get("NDCG@5") and not any(rows["elcrec[checkpoint]"].worse.values())
     assert "not tested, too few seeds: elcrec[checkpoint]" in significance_caption(sec, weak.alpha)
-    claims = tmp_path / "claims.toml"
     best = build_report(ReportConfig(records=(_with_checkpoint(tmp_path / "best", 1),), claims=claims))
     sec = next(s for s in best.sections if s.protocol.hash == "feedc0ffee000001")
     assert not any(any(r.worse.values()) for r in sec.rows)

@@ -217,8 +217,9 @@ def paired_epochs(costs: pd.DataFrame | None, subject: str, reference: str, pair
     """The per-round epoch seconds (or another `CostEpoch` field, `value`; warm-up rounds left out)
     of the latest `bench cost` pair that measured it for both models (or of the pair `pair_id`), and
     that pair's subject record; None without one (GPU memory: without a benchmark on a GPU)."""
+    recs = _cost_records(costs)
     for pair in cost_pairs(costs) if pair_id is None else [pair_id]:
-        by_model = {r.model: r for r in _cost_records(costs) if r.pair == pair}
+        by_model = {r.model: r for r in recs if r.pair == pair}
         if subject in by_model and reference in by_model:
             a, b = ({e.round: getattr(e, value) for e in by_model[m].epochs if not e.warmup}
                     for m in (subject, reference))

@@ -140,25 +140,26 @@ def _model_rows(ok: pd.DataFrame, target: tuple[str, float] | None) -> list[Mode
     return out
 
 
-def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float, min_seeds: int) -> int:
+def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float, min_seeds: int) -> tuple[int, list[str]]:
     """Marks models significantly worse than the best per metric: every pair tested two-sided (the
     best is chosen after looking, so only a family over all pairs stays honest), Holm over the
     table. Models with fewer than `min_seeds` seeds (an evaluated checkpoint, a first seed) are left
-    out of the tests and never marked, and a metric whose best is one of them marks nothing."""
+    out of the tests and never marked, and a metric whose best is one of them marks nothing.
+    Returns the number of tests and the models left out (none when nothing is tested)."""
     tested = [r for r in rows if r.n >= max(min_seeds, 2)]
     if len(tested) < 2:
-        return 0
+        return 0, []
     tests = []
     for metric in METRIC_NAMES:
         mats = {r.model: per_user_matrix(ok[ok.model == r.model], metric) for r in tested}
         tests += [(metric, a, b, p) for (a, b), p in stats.pairwise_p(mats).items()]
     adjusted = stats.holm([t[3] for t in tests]) if tests else []
     by_name = {r.model: r for r in tested}
+    best = {m: max(rows, key=lambda r: r.mean[m]).model for m in METRIC_NAMES}
     for (metric, a, b, _), p in zip(tests, adjusted, strict=True):
-        best = max(rows, key=lambda r: r.mean[metric]).model
-        if p < alpha and best in (a, b):
-            by_name[b if best == a else a].worse[metric] = True
-    return len(tests)
+        if p < alpha and best[metric] in (a, b):
+            by_name[b if best[metric] == a else a].worse[metric] = True
+    return len(tests), [r.model for r in rows if r.model not in by_name]
 
 
 def _comparisons(ok: pd.DataFrame, rows: list[ModelRow], cfg: ReportConfig) -> list[Comparison]:
@@ -278,12 +279,12 @@ def _section(dataset: str, ok: pd.DataFrame, claims: list[Any], cfg: ReportConfi
              costs: pd.DataFrame | None = None) -> Section:
     target = _target(ok, cfg.reference)
     rows = _model_rows(ok, target)
-    n_tests = _significance(ok, rows, cfg.alpha, cfg.min_seeds) if len(rows) > 1 else 0
+    n_tests, untested = _significance(ok, rows, cfg.alpha, cfg.min_seeds) if len(rows) > 1 else (0, [])
     comps = _comparisons(ok, rows, cfg) if len(rows) > 1 else []
     _spread(ok, rows)
     verdicts = [judge(c, ok, costs) for c in claims if c.dataset == dataset and c.runnable]
     sec = Section(dataset, ok.iloc[0]["record"].protocol, rows, comps, verdicts, n_tests, target, ok)
-    sec.untested = [r.model for r in rows if r.n < max(cfg.min_seeds, 2)] if n_tests else []
+    sec.untested = untested
     sec.paired = _paired_costs(ok, costs)
     sec.grids = find_grids(ok, dataset)
     return sec
