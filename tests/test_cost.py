@@ -158,7 +158,7 @@ def test_a_per_epoch_cost_claim_is_judged_on_the_latest_paired_rounds() -> None:
 
 def test_a_cost_verdict_says_what_the_benchmarks_on_other_machines_say() -> None:
     """A per-epoch ratio holds for the CPU it was measured on: the claim is judged on the latest
-    benchmark, and its reason names each earlier benchmark's verdict and says whether they agree."""
+    benchmark, and its reason names each earlier benchmark's verdict and how many agree."""
     import pandas as pd
 
     from bench.results.claims import Claim, judge
@@ -177,10 +177,12 @@ def test_a_cost_verdict_says_what_the_benchmarks_on_other_machines_say() -> None
     assert alone.verdict == "REPRODUCED" and "earlier" not in alone.reason
     v = judge(claim, ok, pd.DataFrame({"record": even + saving}))
     assert v.verdict == "REPRODUCED" and v.reason.startswith(alone.reason)
-    assert "not the same on the 1 earlier benchmark(s): NOT REPRODUCED on " in v.reason
+    assert "; the same on 0 of the 1 earlier benchmark(s): NOT REPRODUCED on " in v.reason
     again = bench("p3", "2026-03-01", [8.0, 8.1, 7.9, 8.0], [10.0, 10.1, 10.0, 9.9])
-    assert "; the same on the 1 earlier benchmark(s): REPRODUCED on " in judge(
+    assert "; the same on 1 of the 1 earlier benchmark(s): REPRODUCED on " in judge(
         claim, ok, pd.DataFrame({"record": saving + again})).reason
+    mixed = judge(claim, ok, pd.DataFrame({"record": even + saving + again})).reason
+    assert "; the same on 1 of the 2 earlier benchmark(s): " in mixed  # the count, not all-or-nothing
 
 
 def test_each_paired_benchmark_gets_its_own_row() -> None:

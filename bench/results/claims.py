@@ -245,9 +245,8 @@ def _with_earlier(latest: Verdict, earlier: list[tuple[Verdict, CostRecord]]) ->
     if earlier:
         each = "; ".join(f"{v.verdict} on {_device(rec)} ({v.estimate:+.1%} [{v.low:+.1%}, {v.high:+.1%}])"
                          for v, rec in earlier)
-        agree = all(v.verdict == latest.verdict for v, _ in earlier)
-        latest.reason += (f"; {'the same' if agree else 'not the same'} on the {len(earlier)} earlier "
-                          f"benchmark(s): {each}")
+        same = sum(v.verdict == latest.verdict for v, _ in earlier)
+        latest.reason += f"; the same on {same} of the {len(earlier)} earlier benchmark(s): {each}"
     return latest
 
 
