@@ -7,6 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bench.errors import BenchError
 from bench.results import codeversion as C
 from bench.results.records import provenance
 from bench.results.render import render_markdown
@@ -36,10 +39,27 @@ def test_the_source_hash_follows_the_sources_only(tmp_path: Path) -> None:
     assert C.source_sha256(tmp_path) != first
 
 
+def test_the_run_hash_leaves_out_the_results_code_only(tmp_path: Path) -> None:
+    """A report change must not block a resume or split a comparison; a training change must."""
+    for d in ("bench/results", "models"):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "bench" / "train.py").write_text("lr = 1e-3\n")
+    (tmp_path / "bench" / "results" / "report.py").write_text("title = 'a'\n")
+    (tmp_path / "bench" / "results_extra.py").write_text("x = 1\n")  # a sibling, not the package
+    run, src = C.source_sha256(tmp_path, run_only=True), C.source_sha256(tmp_path)
+    (tmp_path / "bench" / "results" / "report.py").write_text("title = 'b'\n")
+    assert C.source_sha256(tmp_path, run_only=True) == run and C.source_sha256(tmp_path) != src
+    for path in ("bench/train.py", "bench/results_extra.py"):
+        (tmp_path / path).write_text("changed = True\n")
+        assert C.source_sha256(tmp_path, run_only=True) != run
+        run = C.source_sha256(tmp_path, run_only=True)
+
+
 def test_records_carry_the_source_hash() -> None:
     git = provenance().git  # the process's code version, fixed at its first use (a run's start)
     assert git == C.code_version() and git.source_sha256 is not None and len(git.source_sha256) == 64
     assert git.commit and git.dirty is not None  # a git checkout
+    assert git.run_sha256 is not None and git.run_sha256 != git.source_sha256
 
 
 def test_same_code_compares_sources_and_else_clean_commits() -> None:
@@ -49,6 +69,10 @@ def test_same_code_compares_sources_and_else_clean_commits() -> None:
     assert C.same_code(legacy, replace(legacy)) and not C.same_code(replace(legacy, dirty=True),
                                                                      replace(legacy, dirty=True))
     assert C.describe(B) == "bbbbbbb+dirty (sources 222222222222)" and C.describe(None) == "unknown"
+    report_edit = (replace(A, run_sha256="9" * 64), replace(B, run_sha256="9" * 64))  # results code only
+    assert C.same_code(*report_edit) and not C.same_code(replace(A, run_sha256="9" * 64),
+                                                         replace(A, run_sha256="8" * 64))
+    assert not C.same_code(replace(A, run_sha256="9" * 64), B)  # one without a run hash: the sources decide
 
 
 def test_code_warnings() -> None:
@@ -58,6 +82,10 @@ def test_code_warnings() -> None:
                      "bbbbbbb+dirty (sources 222222222222): iclrec s2): differences may be the code's, not the models'"]
     dirty = CodeVersion(commit="a" * 40, dirty=True)
     assert "cannot be checked" in C.code_warnings([rec("elcrec", 1, dirty), rec("iclrec", 1, dirty)])[0]
+    a9, b9 = replace(A, run_sha256="9" * 64), replace(B, dirty=False, run_sha256="9" * 64)
+    assert C.code_warnings([rec("elcrec", 1, a9), rec("iclrec", 1, b9)]) == []  # only results code differs
+    assert "2 code versions" in C.code_warnings([rec("elcrec", 1, a9), rec("iclrec", 1, b9),
+                                                 rec("sasrec", 1, B)])[0]  # an older record: by sources
     resumed = rec("elcrec", 1, A, code_change=CodeChange(state_code=B, code=A, allowed=True))
     assert C.code_warnings([resumed]) == ["elcrec s1 was resumed under other code (bbbbbbb+dirty (sources "
                                           "222222222222) -> aaaaaaa (sources 111111111111), --allow-code-change)"]
@@ -86,3 +114,9 @@ def test_sidecars_round_trip_and_resume_checks(tmp_path: Path) -> None:
     side = C.read_sidecar(state)
     assert side is not None and side["epoch"] == 3 and C.sidecar_code(side) == C.code_version()
     assert C.resume_check(state, allow=False) is None  # same code
+    report_edit = {**side["code"], "commit": "c" * 40, "source_sha256": "e" * 64}  # bench/results/ changed
+    C.sidecar_path(state).write_text(json.dumps({**side, "code": report_edit}))
+    assert C.resume_check(state, allow=False) is None
+    C.sidecar_path(state).write_text(json.dumps({**side, "code": {**report_edit, "run_sha256": "e" * 64}}))
+    with pytest.raises(BenchError, match=r"refusing to resume abc-s1\.pt: it was saved by code ccccccc"):
+        C.resume_check(state, allow=False)

@@ -256,7 +256,8 @@ def test_the_worker_refuses_a_resume_under_other_code_too(tmp_path: Path) -> Non
     path = experiment(tmp_path)
     state = _partial(path)
     side = json.loads(state.with_suffix(".json").read_text())
-    state.with_suffix(".json").write_text(json.dumps({**side, "code": {**side["code"], "source_sha256": "f" * 64}}))
+    other = {**side["code"], "source_sha256": "f" * 64, "run_sha256": "f" * 64}  # training code changed
+    state.with_suffix(".json").write_text(json.dumps({**side, "code": other}))
     spec = next(s for _, s in validate(load_experiment(path)) if s.seed == 1)
     assert worker_main([json.dumps(spec.as_dict()), str(tmp_path / "runs"), "attempt1"]) == 1
     rec = read_records([tmp_path / "runs"])[-1]

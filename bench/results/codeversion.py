@@ -1,12 +1,16 @@
 """Which code a run ran with, and refusing to mix code versions silently. No torch here.
 
 A run of the paper profile takes hours, and the code changes under it. The code version is the git
-commit, the dirty flag and a sha256 over the source files of `bench/` and `models/` (on a dirty tree
-the commit alone says nothing). Every state file (`<out>/state/<hash>-s<seed>.pt`) gets a small JSON
-sidecar (`.json`) with the code version and the progress, written after the state, so that a
-resume can be checked, and a dry run can show the progress, without torch. A resume under other
-code is refused unless `--allow-code-change` was given (then the record says so), and the report
-warns when the runs of one comparison come from different code versions.
+commit, the dirty flag, a sha256 over the source files of `bench/` and `models/` (on a dirty tree
+the commit alone says nothing) and one over the code a run's numbers can depend on: the same files
+less `bench/results/` (records, statistics, reports and gates read finished runs and never import
+torch, so a report change neither blocks a resume nor splits a comparison into code versions).
+Versions compare on the run hash where both have one, else on the source hash, else on the commit.
+Every state file (`<out>/state/<hash>-s<seed>.pt`) gets a small JSON sidecar (`.json`) with the
+code version and the progress, written after the state, so that a resume can be checked, and a dry
+run can show the progress, without torch. A resume under other code is refused unless
+`--allow-code-change` was given (then the record says so), and the report warns when the runs of
+one comparison come from different code versions.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from bench.results.schema import Attempt, CodeChange, CodeVersion, Record
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("bench", "models")
 SOURCE_SUFFIXES = (".py", ".c", ".h")  # what runs; claim files and docs do not change a run
+RESULTS_DIR = ("bench", "results")  # reads finished runs (no torch, a test says so): no part of a run's numbers
 
 
 def git_state() -> dict[str, Any]:
@@ -39,11 +44,14 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit or None, "dirty": dirty}
 
 
-def source_sha256(root: Path = REPO_ROOT) -> str:
-    """sha256 over (relative path, content) of every source file of bench/ and models/, sorted."""
+def source_sha256(root: Path = REPO_ROOT, *, run_only: bool = False) -> str:
+    """sha256 over (relative path, content) of every source file of bench/ and models/, sorted;
+    `run_only`: less bench/results/ (the code a run's numbers can depend on)."""
     h = hashlib.sha256()
     files = sorted(p for d in SOURCE_DIRS for p in (root / d).rglob("*")
                    if p.suffix in SOURCE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts)
+    if run_only:
+        files = [p for p in files if p.relative_to(root).parts[:len(RESULTS_DIR)] != RESULTS_DIR]
     for path in files:
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
@@ -54,7 +62,7 @@ def source_sha256(root: Path = REPO_ROOT) -> str:
 def code_version() -> CodeVersion:
     """This process's code: computed once, at the first call (a worker calls it as it starts), so
     that an edit during a long run is not taken for the code that runs."""
-    return CodeVersion(**git_state(), source_sha256=source_sha256())
+    return CodeVersion(**git_state(), source_sha256=source_sha256(), run_sha256=source_sha256(run_only=True))
 
 
 def describe(v: CodeVersion | None) -> str:
@@ -66,9 +74,12 @@ def describe(v: CodeVersion | None) -> str:
 
 
 def same_code(a: CodeVersion | None, b: CodeVersion | None) -> bool:
-    """Equal source hashes, or (for records without one) the same clean commit."""
+    """Equal run hashes, or (for records without one) equal source hashes, or (without those) the
+    same clean commit."""
     if a is None or b is None:
         return False
+    if a.run_sha256 and b.run_sha256:
+        return a.run_sha256 == b.run_sha256
     if a.source_sha256 and b.source_sha256:
         return a.source_sha256 == b.source_sha256
     return bool(a.commit) and a.commit == b.commit and not a.dirty and not b.dirty
@@ -127,9 +138,13 @@ def resume_check(state: Path, allow: bool) -> CodeChange | None:
 # ---------------------------------------------------------------- report warnings
 
 
-def _key(v: CodeVersion | None) -> tuple[Any, ...]:
+def _key(v: CodeVersion | None, by_run: bool) -> tuple[Any, ...]:
+    """What groups runs into code versions: the run hash where every run of the comparison has one
+    (a record of older code has only the source hash, and the two kinds never compare)."""
     if v is None:
         return ("git", None, None)
+    if by_run and v.run_sha256:
+        return ("run", v.run_sha256)
     return ("src", v.source_sha256) if v.source_sha256 else ("git", v.commit, v.dirty)
 
 
@@ -141,8 +156,9 @@ def code_warnings(records: list[Record]) -> list[str]:
     """Warnings for the runs of one comparison: several code versions, dirty trees whose code cannot
     be compared, runs resumed under other code. Empty when every run ran the same code."""
     groups: dict[tuple[Any, ...], list[Record]] = defaultdict(list)
+    by_run = all(r.provenance.git is not None and r.provenance.git.run_sha256 for r in records)
     for rec in records:
-        groups[_key(rec.provenance.git)].append(rec)
+        groups[_key(rec.provenance.git, by_run)].append(rec)
     for rs in groups.values():
         rs.sort(key=lambda r: (str(r.model), r.seed or 0))
     out = []

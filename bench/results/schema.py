@@ -126,6 +126,7 @@ class CodeVersion(_Json):
     commit: str | None = None  # None outside a git checkout
     dirty: bool | None = None
     source_sha256: str | None = None  # None in records of code before source hashes
+    run_sha256: str | None = field(default=None, metadata=LATER)  # the sources less bench/results/
 
 
 @dataclass(frozen=True, kw_only=True)
