@@ -59,6 +59,23 @@ def test_a_report_shows_each_models_seed_mean_beside_the_published_number(tmp_pa
     assert len(rows) == 5 and {r["source"] for r in rows} == {"fixture paper, Table 1"}
 
 
+def test_a_variant_is_shown_beside_its_models_number_under_its_own_name(tmp_path: Path) -> None:
+    """A run under other settings (the quick zoo's "s3rec[pretrain_epochs=10]") still sits beside
+    its model's published number, named so that the difference is visible, never pooled with it."""
+    records = write_fixture(tmp_path / "records")
+    path = records / "records.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in lines:
+        if r.get("model") == "elcrec" and r.get("seed") == 3 and r.get("kind") == "run":
+            r["config"] = {**(r.get("config") or {}), "hp": {"k": 4}}
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    cfg = ReportConfig(records=(records,), claims=_claims(tmp_path), plots=False)
+    sec = next(s for s in build_report(cfg).sections if s.protocol.hash == "feedc0ffee000001")
+    got = {(b.model, b.metric): b.seeds for b in sec.published}
+    assert got == {("elcrec", "NDCG@5"): 2, ("elcrec", "HR@20"): 2, ("elcrec[k=4]", "NDCG@5"): 1,
+                   ("elcrec[k=4]", "HR@20"): 1, ("iclrec", "NDCG@5"): 3}
+
+
 def test_a_claims_file_without_published_numbers_adds_no_table(tmp_path: Path) -> None:
     (tmp_path / "claims.toml").write_text("")
     cfg = ReportConfig(records=(write_fixture(tmp_path / "records"),), claims=tmp_path / "claims.toml")

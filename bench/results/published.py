@@ -108,15 +108,18 @@ def _entries(path: Path, i: int, table: dict[str, Any]) -> list[Published]:
 
 def beside(ok: pd.DataFrame, dataset: str, published: list[Published]) -> list[Beside]:
     """Per model with records here and per published entry of it on this dataset: our seed mean of
-    each published metric, its ratio to the published number, and a t interval over our seeds."""
+    each published metric, its ratio to the published number, and a t interval over our seeds. A
+    variant (the model under other settings, "s3rec[pretrain_epochs=10]") gets a row of its own
+    beside its model's number: its name says how it differs from what was published."""
     out = []
+    base = ok["base_model"] if "base_model" in ok else ok["model"]
     for p in published:
-        runs = ok[ok.model == p.model]
-        if p.dataset != dataset or runs.empty:
+        if p.dataset != dataset:
             continue
-        for metric in (m for m in METRIC_NAMES if m in p.values):
-            mean, lo, hi = stats.mean_interval(np.asarray(runs[metric], dtype=np.float64))
-            pub = p.values[metric]
-            out.append(Beside(p.model, p.source, metric, len(runs), mean, pub, mean / pub - 1,
-                              lo / pub - 1, hi / pub - 1))
+        for name, runs in ok[base == p.model].groupby("model", sort=True):
+            for metric in (m for m in METRIC_NAMES if m in p.values):
+                mean, lo, hi = stats.mean_interval(np.asarray(runs[metric], dtype=np.float64))
+                pub = p.values[metric]
+                out.append(Beside(str(name), p.source, metric, len(runs), mean, pub, mean / pub - 1,
+                                  lo / pub - 1, hi / pub - 1))
     return out
