@@ -27,8 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 K_GRID = (32, 64, 128, 256, 512)
 
 
-def _record(out: Path, hp: dict, seed: int, hits: np.ndarray, created: str = "2026-01-01T00:00:00") -> None:
-    """A training-run record of ELCRec with these settings; a hit ranks the target 1-5, a miss 50."""
+def _record(out: Path, hp: dict, seed: int, hits: np.ndarray, created: str = "2026-01-01T00:00:00",
+            defaults: dict | None = None, legacy: bool = False) -> None:
+    """A training-run record of ELCRec with these settings; a hit ranks the target 1-5, a miss 50.
+    `defaults`: the model's other hyper-parameters in its `model_config`; `legacy`: a record of code
+    before `model_config` (its given settings only)."""
     ranks = np.where(hits, 1 + np.arange(len(hits)) % 5, 50)
     per_user = per_user_metrics(ranks)
     diag = {"centres_used": 3, "usage_entropy_nats": float(np.log(2.0)),
@@ -37,7 +40,8 @@ def _record(out: Path, hp: dict, seed: int, hits: np.ndarray, created: str = "20
     line = {"schema": 2, "kind": "run", "status": "ok", "model": "elcrec", "dataset": "toy", "seed": seed,
             "id": f"{key}-{seed}-{created}", "created": created, "config_hash": key,
             "config": {"hp": hp, "train": {"epochs": 300, "patience": 40}},
-            "model_config": {"fusion": "concat", **hp}, "train_config": {"epochs": 300, "patience": 40},
+            "model_config": None if legacy else {"fusion": "concat", **(defaults or {}), **hp},
+            "train_config": {"epochs": 300, "patience": 40},
             "metrics": {k: float(v.mean()) for k, v in per_user.items()},
             "protocol": {"hash": "p1", "seen_items": "zero"}, "epochs_run": 90, "best_epoch": 49,
             "stop_reason": "early_stopping", "diagnostics": diag, "diagnostics_init": diag}
@@ -105,6 +109,24 @@ def test_grids_share_the_preset_point_and_a_seed_run_twice_counts_once(tmp_path:
     assert {axis for axis, _ in grids} == {"k", "alpha"} and len(grids) == 4  # (256, 10) closes two more grids
     assert k_at_1.points[0].diag["effective_clusters"] == pytest.approx(2.0)
     assert k_at_1.points[0].diag["effective_share"] == pytest.approx(2 / 64)
+
+
+def test_a_record_from_before_model_config_joins_the_grids_of_newer_records(tmp_path: Path) -> None:
+    """The LastFM study's preset point comes from the cross-domain study's older records, which name
+    only the settings they were given; the newer grid points hold every hyper-parameter. The older
+    point must still be the grids' preset point, and a setting it leaves out takes the default that
+    the newer records show, never a value of its own."""
+    rng = np.random.default_rng(3)
+    full = {"init": "kmeans", "hidden": 64}  # defaults the newer records hold in `model_config`
+    for seed in (1, 2):
+        _record(tmp_path, {"k": 64, "alpha": 1.0}, seed, rng.random(50) < 0.2, legacy=True)  # the older preset
+        _record(tmp_path, {"k": 32, "alpha": 1.0}, seed, rng.random(50) < 0.2, defaults=full)
+        _record(tmp_path, {"k": 64, "alpha": 1.0, "init": "random"}, seed, rng.random(50) < 0.2, defaults=full)
+    grids = {g.axis: g for g in find_grids(load_frame([tmp_path]), "toy")}
+    assert set(grids) == {"k", "init"}
+    assert [(p.value, p.n) for p in grids["k"].points] == [(32, 2), (64, 2)]
+    assert [(p.value, p.n) for p in grids["init"].points] == [("kmeans", 2), ("random", 2)]
+    assert grids["k"].fixed["init"] == "kmeans" and grids["init"].fixed["k"] == 64
 
 
 def test_the_claims_file_quotes_the_paper_with_both_rules_per_statement() -> None:

@@ -158,7 +158,8 @@ def _md_grid(sec: Section, i: int, grid: Grid, plots: dict[str, str]) -> list[st
     if verdicts:
         lines += [f"*{RANGE_LEGEND}*", "", tabulate(range_rows(verdicts), RANGE_HEADERS, tablefmt="github",
                                                      disable_numparse=True), ""]
-        lines += [f"- `{v.claim.id}`: {v.test}." for v in verdicts] + [""]
+        tests = [f"- `{v.claim.id}`: {v.test}." for v in verdicts if v.test]  # no test: the reason says why
+        lines += [*tests, ""] if tests else []
     shown = [(c, plots[c]) for c in plot_captions(grid, i) if c in plots]
     return lines + [f"![{c}]({path})" for c, path in shown] + ([""] if shown else [])
 

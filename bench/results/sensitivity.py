@@ -1,8 +1,9 @@
 """Sensitivity grids and the paper's statements about ranges of a setting. No torch.
 
 A grid is found in the records themselves: training runs of one model on one dataset and protocol
-whose settings (every hyper-parameter of the model, defaults included where the record holds
-`model_config`, and the training settings as `train.KEY`) differ in exactly one key. Each distinct
+whose settings (every hyper-parameter of the model, defaults included: from the record's
+`model_config`, or for an older record without one, from the newer records of the same model;
+and the training settings as `train.KEY`) differ in exactly one key. Each distinct
 value of that key is a point; a point holds one run per seed (the latest where a seed ran twice).
 Per point: each metric's seed mean with a 95% t-interval over seeds, the cluster diagnostics (means
 over seeds, best-validation weights and initial centres), epochs run and best epoch.
@@ -48,14 +49,30 @@ POSITION_KEYS = ("positions_centres_used", "positions_effective_clusters")
 DIAG_KEYS = ("centres_used", "usage_entropy_nats", "effective_clusters", "effective_share")
 
 
-def settings(rec: Record) -> dict[str, Any] | None:
+def settings(rec: Record, defaults: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Every setting of a training run (None for other records): its model's hyper-parameters and its
-    training settings, prefixed `train.`."""
+    training settings, prefixed `train.`. A record written before `model_config` names only the
+    settings its run was given (the preset and `--set`): `defaults` (`model_defaults`) fills in the
+    rest, so that it compares with newer records of the same model."""
     if not isinstance(rec, RunRecord) or not rec.config:
         return None
-    hp = rec.model_config or rec.config.get("hp") or {}
+    hp = rec.model_config or {**(defaults or {}), **(rec.config.get("hp") or {})}
     train = asdict(rec.train_config) if rec.train_config is not None else rec.config.get("train") or {}
     return {**hp, **{f"train.{k}": v for k, v in train.items()}}
+
+
+def model_defaults(records: list[Record]) -> dict[str, Any]:
+    """Each hyper-parameter's default as the records holding `model_config` show it: its value in
+    runs whose given settings (`config.hp`) do not name it, where all such runs agree (a key whose
+    default they do not agree on, or never show, stays unknown). Pass the records of one model."""
+    seen: dict[str, dict[str, Any]] = defaultdict(dict)
+    for rec in records:
+        if isinstance(rec, RunRecord) and rec.model_config and rec.config:
+            given = rec.config.get("hp") or {}
+            for k, v in rec.model_config.items():
+                if k not in given:
+                    seen[k][_canon({k: v})] = v
+    return {k: next(iter(vals.values())) for k, vals in seen.items() if len(vals) == 1}
 
 
 def _canon(d: dict[str, Any]) -> str:
@@ -65,8 +82,9 @@ def _canon(d: dict[str, Any]) -> str:
 
 
 def distinct_settings(records: list[Record]) -> int:
-    """How many different settings the training runs among `records` have."""
-    return len({_canon(st) for st in map(settings, records) if st is not None})
+    """How many different settings the training runs among `records` (of one model) have."""
+    defaults = model_defaults(records)
+    return len({_canon(st) for st in (settings(r, defaults) for r in records) if st is not None})
 
 
 def label(value: Any) -> str:
@@ -155,8 +173,9 @@ def find_grids(ok: pd.DataFrame, dataset: str) -> list[Grid]:
     # the registry model, not the report's label: the label names the very setting a grid varies
     for model, g in runs.groupby("base_model", sort=True):
         by_setting: dict[str, tuple[dict[str, Any], list[Any]]] = {}
+        defaults = model_defaults(list(g["record"]))
         for idx, rec in zip(g.index, g["record"], strict=True):
-            st = settings(rec) or {}
+            st = settings(rec, defaults) or {}
             by_setting.setdefault(_canon(st), (st, []))[1].append(idx)
         if len(by_setting) < 2:
             continue
