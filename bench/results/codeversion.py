@@ -44,25 +44,39 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit or None, "dirty": dirty}
 
 
+def _file_digests(root: Path) -> list[tuple[tuple[str, ...], bytes]]:
+    """(relative path parts, sha256 of the content) of every source file of bench/ and models/, sorted."""
+    files = sorted(p for d in SOURCE_DIRS for p in (root / d).rglob("*")
+                   if p.suffix in SOURCE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts)
+    return [(p.relative_to(root).parts, hashlib.sha256(p.read_bytes()).digest()) for p in files]
+
+
+def _combine(digests: list[tuple[tuple[str, ...], bytes]]) -> str:
+    h = hashlib.sha256()
+    for parts, digest in digests:
+        h.update("/".join(parts).encode() + b"\0")
+        h.update(digest)
+    return h.hexdigest()
+
+
+def _is_run_code(parts: tuple[str, ...]) -> bool:
+    return parts[:len(RESULTS_DIR)] != RESULTS_DIR
+
+
 def source_sha256(root: Path = REPO_ROOT, *, run_only: bool = False) -> str:
     """sha256 over (relative path, content) of every source file of bench/ and models/, sorted;
     `run_only`: less bench/results/ (the code a run's numbers can depend on)."""
-    h = hashlib.sha256()
-    files = sorted(p for d in SOURCE_DIRS for p in (root / d).rglob("*")
-                   if p.suffix in SOURCE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts)
-    if run_only:
-        files = [p for p in files if p.relative_to(root).parts[:len(RESULTS_DIR)] != RESULTS_DIR]
-    for path in files:
-        h.update(path.relative_to(root).as_posix().encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
+    digests = _file_digests(root)
+    return _combine([d for d in digests if _is_run_code(d[0])] if run_only else digests)
 
 
 @functools.cache
 def code_version() -> CodeVersion:
     """This process's code: computed once, at the first call (a worker calls it as it starts), so
     that an edit during a long run is not taken for the code that runs."""
-    return CodeVersion(**git_state(), source_sha256=source_sha256(), run_sha256=source_sha256(run_only=True))
+    digests = _file_digests(REPO_ROOT)  # each file read once for both hashes
+    return CodeVersion(**git_state(), source_sha256=_combine(digests),
+                       run_sha256=_combine([d for d in digests if _is_run_code(d[0])]))
 
 
 def describe(v: CodeVersion | None) -> str:
