@@ -159,6 +159,22 @@ def test_claims_use_records_only(tmp_path: Path) -> None:
     assert cost.verdict == "REPRODUCED" and "run means" in cost.test
 
 
+def test_the_runner_up_is_the_best_model_with_enough_seeds_and_the_others_ahead_are_named(tmp_path: Path) -> None:
+    """A model with one lucky seed must not become the runner-up a claim is judged against: the verdict
+    compares with the best model that has `min_seeds` seeds, and names the better-by-mean ones it skipped."""
+    rec = write_fixture(tmp_path)
+    _run(rec, "sasrec", 1, np.random.default_rng(5).geometric(0.2, size=400), 1.0, 0.04)  # far ahead, one seed
+    df = load_frame([rec])
+    ok = df[(df.status == "ok") & (df.protocol == "feedc0ffee000001")]
+    claim = Claim("c", "elcrec", "runner-up", "toyset", "NDCG@5", "higher", 0.05, "s", min_seeds=3)
+    v = judge(claim, ok)
+    assert v.reference == "iclrec" and not v.verdict.startswith("THESE SEEDS ONLY")
+    assert "sasrec" in v.reason and "1 seed" in v.reason
+    few = judge(replace(claim, min_seeds=4), ok)  # no model has enough seeds: the best by mean, and it says so
+    assert few.reference == "sasrec" and few.verdict.startswith("THESE SEEDS ONLY")
+    assert "no other model has 4 seeds" in few.reason
+
+
 def test_one_seed_a_side_is_never_a_verdict_on_the_models(tmp_path: Path) -> None:
     df = load_frame([write_fixture(tmp_path)])
     ok = df[(df.status == "ok") & (df.protocol == "feedc0ffee000001") & (df.seed == 1)]

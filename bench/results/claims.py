@@ -1,10 +1,11 @@
 """Declarative claims (TOML) and their verdicts, from records only. No torch.
 
 A claim: subject model, reference model (as the paper names it, or "runner-up": the best other
-model in the records), dataset, metric, direction, claimed relative size, minimum seeds, and
-where the paper says it (table, cell, the paper's two numbers). `check` separates the paper's
-claims from other checks (e.g. the released checkpoints); `runnable = false` lists a claim this
-machine cannot judge (no data, no model), with the reason.
+model in the records with `min_seeds` seeds, better ones with fewer named in the reason), dataset,
+metric, direction, claimed relative size, minimum seeds, and where the paper says it (table, cell,
+the paper's two numbers). `check` separates the paper's claims from other checks (e.g. the released
+checkpoints); `runnable = false` lists a claim this machine cannot judge (no data, no model), with
+the reason.
 
 The effect e is measured in the claimed direction (positive = as claimed) with a 95% interval
 [lo, hi] whose unit is the seed (`stats.seed_ratio`; cost: the run, `stats.run_ratio`). With c
@@ -174,16 +175,31 @@ def quality_decision(s: np.ndarray, r: np.ndarray, claimed: float, direction: st
     return decide(lo, hi, claimed)[0], est
 
 
-def _reference(claim: Claim, ok: pd.DataFrame) -> str | None:
+def _reference(claim: Claim, ok: pd.DataFrame) -> tuple[str | None, str]:
+    """The reference model and, for "runner-up", a note naming the models it passed over."""
     if claim.reference != "runner-up":
-        return claim.reference
+        return claim.reference, ""
     metric = claim.metric if claim.kind == "quality" else "NDCG@10"
     # the best *other* model: not the subject under other settings, nor its evaluated checkpoint
     base = ok.get("base_model", ok.model)
-    others = ok[(ok.model != claim.subject) & (base != claim.subject.split("[")[0])].groupby("model")[metric].mean()
+    rows = ok[(ok.model != claim.subject) & (base != claim.subject.split("[")[0])]
+    others = rows.groupby("model").agg(mean=(metric, "mean"), seeds=("seed", "nunique"))
     if others.empty:
-        return None
-    return str(others.idxmax() if claim.direction == "higher" or claim.kind == "cost" else others.idxmin())
+        return None, ""
+    lower = claim.direction == "lower" and claim.kind != "cost"
+    others = others.sort_values("mean", ascending=lower)
+    # a model with one lucky seed is not the runner-up: judge against the best with enough seeds
+    enough = others[others.seeds >= claim.min_seeds]
+    ref = str((enough if not enough.empty else others).index[0])
+    ahead = others.loc[:ref].iloc[:-1]
+    if enough.empty:
+        return ref, f"no other model has {claim.min_seeds} seeds: judged against the best by mean"
+    if ahead.empty:
+        return ref, ""
+    named = ", ".join(f"{m} ({mean:.4f}, {n} seed{'s' * (n != 1)})"
+                      for m, mean, n in zip(ahead.index, ahead["mean"], ahead["seeds"], strict=True))
+    return ref, (f"judged against the best model with {claim.min_seeds} seeds or more; ahead of it by mean "
+                 f"{metric}, with fewer seeds: {named}")
 
 
 def judge(claim: Claim, ok: pd.DataFrame, costs: pd.DataFrame | None = None) -> Verdict:
@@ -192,7 +208,14 @@ def judge(claim: Claim, ok: pd.DataFrame, costs: pd.DataFrame | None = None) -> 
     (`bench cost`), which judge a per-epoch cost claim where they hold both models."""
     if not claim.runnable:
         return Verdict(claim, claim.reference, NOT_RUNNABLE, claim.not_runnable)
-    ref = _reference(claim, ok)
+    ref, note = _reference(claim, ok)
+    v = _judge(claim, ok, costs, ref)
+    if note:
+        v.reason = f"{v.reason}; {note}" if v.reason else note
+    return v
+
+
+def _judge(claim: Claim, ok: pd.DataFrame, costs: pd.DataFrame | None, ref: str | None) -> Verdict:
     if claim.kind == "cost" and claim.metric in PAIRED_VALUES and ref:
         pairs = [paired_epochs(costs, claim.subject, ref, pair_id, PAIRED_VALUES[claim.metric])
                  for pair_id in cost_pairs(costs)]
