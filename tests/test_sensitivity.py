@@ -186,3 +186,22 @@ def test_the_sensitivity_section_renders_from_real_runs(tmp_path: Path, capsys: 
     pngs = sorted(p.name for p in report.glob("sensitivity-*.png"))
     assert len(pngs) == 4 and all((report / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
     assert all(f"]({p})" in md for p in pngs)
+
+
+def test_a_grid_of_a_model_without_intent_centres_has_no_cluster_columns_or_plot(tmp_path: Path) -> None:
+    """SASRec-CE over its sample regime (no intent centres): the grid shows metrics and training length,
+    not a table of dashes and an empty cluster-usage plot."""
+    exp = tmp_path / "grid.toml"
+    exp.write_text(f'profile = "smoke"\ndatasets = ["synthetic:users=200,items=60,intents=3"]\nepochs = 2\n'
+                   f'out = "{tmp_path / "runs"}"\nreport = "{tmp_path / "report"}"\n'
+                   'formats = ["md"]\njobs = 1\nthreads = 1\n'
+                   '[[runs]]\nname = "plain"\nmodels = ["sasrec_ce"]\nseeds = [1]\n'
+                   '[[runs]]\nname = "prefixes"\nmodels = ["sasrec_ce"]\nseeds = [1]\nset = ["sasrec_ce.prefixes=true"]\n')
+    assert main(["reproduce", str(exp)]) == 0
+    report = tmp_path / "report"
+    md = (report / "report.md").read_text()
+    grid = md.split("### Sensitivity: sasrec_ce, prefixes")[1].split("\n## ")[0].split("![validation curves]")[0]
+    assert re.search(r"^\| prefixes +\| epochs run +\| best epoch +\| stopped by +\|$", grid, re.M)
+    assert "centres used" not in grid and "cluster usage" not in grid
+    assert [p.name for p in report.glob("sensitivity-*.png")] == [
+        next(report.glob("sensitivity-*-metrics.png")).name]

@@ -199,10 +199,10 @@ def sensitivity_plots(sec: Section, out: Path, stem: str) -> dict[str, str]:
     """Two PNGs per grid of the section; {caption: file name} with `plot_captions`' captions."""
     made = {}
     for i, grid in enumerate(sec.grids):
-        metrics, clusters = plot_captions(grid, i)
+        captions = plot_captions(grid, i)
         base = f"sensitivity-{stem}-{grid.model}-{re.sub(r'[^A-Za-z0-9]+', '_', grid.axis)}-{i + 1}"
-        for caption, fig, suffix in ((metrics, _grid_metrics(sec, grid), "metrics"),
-                                     (clusters, _grid_clusters(grid), "clusters")):
+        figures = (_grid_metrics(sec, grid), "metrics"), (_grid_clusters(grid), "clusters")
+        for caption, (fig, suffix) in zip(captions, figures, strict=False):  # no clusters: no second plot
             _save(fig, out / f"{base}-{suffix}.png")
             made[caption] = f"{base}-{suffix}.png"
     return made

@@ -141,6 +141,12 @@ def _md_runs(sec: Section) -> list[str]:
     return lines
 
 
+CLUSTER_LEGEND = ("Cluster usage: means over seeds, users assigned to their nearest centre with the best-validation "
+                  "weights (effective at init: the initial centres); effective clusters = exp(usage entropy), share "
+                  "of k = effective clusters / k; epochs run and best epoch (1-based) are means over seeds.")
+TRAINING_LEGEND = "Training length: epochs run and best epoch (1-based) are means over seeds."
+
+
 def _md_grid(sec: Section, i: int, grid: Grid, plots: dict[str, str]) -> list[str]:
     """One sensitivity grid: settings and provenance, metrics per point, cluster usage, the range
     claims judged on it, the plots."""
@@ -149,9 +155,7 @@ def _md_grid(sec: Section, i: int, grid: Grid, plots: dict[str, str]) -> list[st
              tabulate(metric_rows(grid), [grid.axis, "seeds", *METRICS], tablefmt="github", disable_numparse=True),
              "", "*Test metrics: mean over seeds [95% t-interval over seeds].*", "",
              tabulate(cluster_rows(grid), cluster_headers(grid), tablefmt="github", disable_numparse=True),
-             "", "*Cluster usage: means over seeds, users assigned to their nearest centre with the best-validation "
-             "weights (effective at init: the initial centres); effective clusters = exp(usage entropy), share of k "
-             "= effective clusters / k; epochs run and best epoch (1-based) are means over seeds.*", ""]
+             "", f"*{CLUSTER_LEGEND if grid.clustered else TRAINING_LEGEND}*", ""]
     note = collapse_note(grid)
     lines += [note, ""] if note else []
     verdicts = [v for v in sec.ranges if v.grid is grid]

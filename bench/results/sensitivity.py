@@ -117,6 +117,11 @@ class Grid:
         return all(isinstance(p.value, int | float) and not isinstance(p.value, bool) for p in self.points)
 
     @property
+    def clustered(self) -> bool:
+        """Whether any run of the grid has cluster diagnostics (a model without intent centres has none)."""
+        return any(p.diag or p.diag_init for p in self.points)
+
+    @property
     def log_x(self) -> bool:
         """A numeric axis of positive values spanning a factor 10 or more is drawn on a log scale."""
         vals = [float(p.value) for p in self.points] if self.numeric else []
@@ -361,10 +366,11 @@ def verdict_dict(v: RangeVerdict) -> dict[str, Any]:
             "ci": [v.low, v.high], "p_value": v.p_value, "test": v.test, "verdict": v.verdict, "reason": v.reason}
 
 
-def plot_captions(grid: Grid, i: int) -> tuple[str, str]:
-    """The captions (the report's plot keys) of a section's i-th grid: metrics and cluster usage."""
+def plot_captions(grid: Grid, i: int) -> tuple[str, ...]:
+    """The captions (the report's plot keys) of a section's i-th grid: metrics, and cluster usage
+    where the grid's runs have clusters."""
     head = f"sensitivity {i + 1}: {grid.model}, {grid.axis}"
-    return f"{head}, metrics", f"{head}, cluster usage"
+    return (f"{head}, metrics", f"{head}, cluster usage") if grid.clustered else (f"{head}, metrics",)
 
 
 def fixed_text(grid: Grid) -> str:
@@ -386,12 +392,14 @@ def cluster_rows(grid: Grid) -> list[list[str]]:
     def f(d: dict[str, float], key: str, fmt: str) -> str:
         return format(d[key], fmt) if key in d else "–"
 
-    return [[label(p.value), *([] if _axis_is_k(grid) else [f(p.diag, "k", ".0f")]), f(p.diag, "centres_used", ".1f"),
-             f(p.diag, "usage_entropy_nats", ".2f"), f(p.diag, "effective_clusters", ".1f"),
-             f(p.diag, "effective_share", ".1%"), f(p.diag, "positions_centres_used", ".1f"),
-             f(p.diag, "positions_effective_clusters", ".1f"), f(p.diag_init, "effective_clusters", ".1f"),
-             f"{p.epochs_run:.0f}", f"{p.best_epoch:.0f}", ", ".join(f"{n} {r}" for r, n in sorted(p.stops.items()))]
-            for p in grid.points]
+    def clusters(p: Point) -> list[str]:
+        return [*([] if _axis_is_k(grid) else [f(p.diag, "k", ".0f")]), f(p.diag, "centres_used", ".1f"),
+                f(p.diag, "usage_entropy_nats", ".2f"), f(p.diag, "effective_clusters", ".1f"),
+                f(p.diag, "effective_share", ".1%"), f(p.diag, "positions_centres_used", ".1f"),
+                f(p.diag, "positions_effective_clusters", ".1f"), f(p.diag_init, "effective_clusters", ".1f")]
+
+    return [[label(p.value), *(clusters(p) if grid.clustered else []), f"{p.epochs_run:.0f}", f"{p.best_epoch:.0f}",
+             ", ".join(f"{n} {r}" for r, n in sorted(p.stops.items()))] for p in grid.points]
 
 
 def _axis_is_k(grid: Grid) -> bool:
@@ -400,9 +408,9 @@ def _axis_is_k(grid: Grid) -> bool:
 
 
 def cluster_headers(grid: Grid) -> list[str]:
-    return [grid.axis, *([] if _axis_is_k(grid) else ["k"]), "centres used", "usage entropy (nats)",
-            "effective clusters", "share of k", "centres used (positions)", "effective (positions)",
-            "effective at init", "epochs run", "best epoch", "stopped by"]
+    clusters = [*([] if _axis_is_k(grid) else ["k"]), "centres used", "usage entropy (nats)", "effective clusters",
+                "share of k", "centres used (positions)", "effective (positions)", "effective at init"]
+    return [grid.axis, *(clusters if grid.clustered else []), "epochs run", "best epoch", "stopped by"]
 
 
 RANGE_HEADERS = ["claim", "statement", "rule", "metric", "comparison", "measured", "95% CI", "p", "verdict", "reason"]
