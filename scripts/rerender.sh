@@ -24,4 +24,5 @@ study elcrec-beauty "${BEAUTY_RUNS:-runs/elcrec-beauty}" reports/reproduction/be
 study zoo-beauty runs/zoo-beauty reports/zoo/beauty
 study zoo-quick-beauty runs/zoo-quick-beauty reports/zoo/beauty-quick
 study cross-domain runs/cross-domain reports/cross-domain
+study sensitivity-lastfm runs/sensitivity-lastfm reports/sensitivity
 git status --short reports/

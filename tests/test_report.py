@@ -199,6 +199,22 @@ def test_a_comparison_with_one_seed_on_a_side_is_marked_as_covering_these_seeds_
     assert "‡ one seed on a side" in table
 
 
+def test_a_lucky_single_seed_is_not_the_best_that_others_are_tested_against(tmp_path: Path) -> None:
+    """A model with one seed far ahead by mean is shown in bold, but the daggers and the paired
+    comparisons measure the others against the best model with enough seeds: a single seed does
+    not silence every test of the table."""
+    rec = write_fixture(tmp_path / "records")
+    for seed in (1, 2, 3):  # clearly worse than ELCRec, three seeds
+        _run(rec, "sasrec", seed, np.random.default_rng(20 + seed).geometric(0.01, size=400), 1.0, 0.02)
+    _run(rec, "bsarec", 1, np.random.default_rng(5).geometric(0.2, size=400), 1.0, 0.04)  # far ahead, one seed
+    cfg = ReportConfig(records=(rec,), out=tmp_path / "out", plots=False)
+    sec = build_report(cfg).sections[0]
+    assert {c.best for c in sec.comparisons} == {"elcrec"}
+    assert {c.model for c in sec.comparisons} == {"bsarec", "iclrec", "sasrec"}
+    assert sec.untested == ["bsarec"] and all(r.worse.get("HR@20") for r in sec.rows if r.model == "sasrec")
+    assert max(sec.rows, key=lambda r: r.mean["NDCG@5"]).model == "bsarec"  # still the best by mean (bold)
+
+
 def test_the_glance_table_says_why_a_claim_is_inconclusive(tmp_path: Path) -> None:
     """A reader of the first table sees why each INCONCLUSIVE is one: too few seeds (and how many),
     no GPU, no training records; decided verdicts carry no such note."""
@@ -447,7 +463,7 @@ def _with_checkpoint(tmp: Path, rank: int) -> Path:
 def test_a_model_with_too_few_seeds_is_left_out_of_the_significance_marks(tmp_path: Path) -> None:
     """An evaluated checkpoint (one seed) beside trained models: the models with enough seeds are
     still tested against the best, the checkpoint is never marked and the caption names it; where
-    the checkpoint itself is the best, nothing is marked against it."""
+    the checkpoint itself is the best, the marks are the same: against the best tested model."""
     from bench.results.report import significance_caption
 
     claims = tmp_path / "claims.toml"
@@ -458,5 +474,6 @@ def test_a_model_with_too_few_seeds_is_left_out_of_the_significance_marks(tmp_pa
     assert sec.n_tests and rows["sasrec"].worse.get("NDCG@5") and not any(rows["elcrec[checkpoint]"].worse.values())
     assert "not tested, too few seeds: elcrec[checkpoint]" in significance_caption(sec, weak.alpha)
     best = build_report(ReportConfig(records=(_with_checkpoint(tmp_path / "best", 1),), claims=claims))
-    sec = next(s for s in best.sections if s.protocol.hash == "feedc0ffee000001")
-    assert not any(any(r.worse.values()) for r in sec.rows)
+    top = next(s for s in best.sections if s.protocol.hash == "feedc0ffee000001")
+    assert max(top.rows, key=lambda r: r.mean["NDCG@5"]).model == "elcrec[checkpoint]"
+    assert {r.model: r.worse for r in top.rows} == {r.model: r.worse for r in sec.rows}

@@ -196,7 +196,8 @@ def test_a_grid_of_a_model_without_intent_centres_has_no_cluster_columns_or_plot
                    f'out = "{tmp_path / "runs"}"\nreport = "{tmp_path / "report"}"\n'
                    'formats = ["md"]\njobs = 1\nthreads = 1\n'
                    '[[runs]]\nname = "plain"\nmodels = ["sasrec_ce"]\nseeds = [1]\n'
-                   '[[runs]]\nname = "prefixes"\nmodels = ["sasrec_ce"]\nseeds = [1]\nset = ["sasrec_ce.prefixes=true"]\n')
+                   '[[runs]]\nname = "prefixes"\nmodels = ["sasrec_ce"]\nseeds = [1]\n'
+                   'set = ["sasrec_ce.prefixes=true"]\n')
     assert main(["reproduce", str(exp)]) == 0
     report = tmp_path / "report"
     md = (report / "report.md").read_text()

@@ -79,7 +79,8 @@ def _md_comparisons(sec: Section) -> list[str]:
               fmt_p(c.p_wilcoxon), fmt(c.dz, 3), "/".join(map(str, c.wtl))] for c in sec.comparisons],
             ["model", "best", "metric", "seeds", "Δ rel", "95% CI", "p (t)", "p (Wilcoxon)", "d_z", "win/tie/loss"],
             tablefmt="github", disable_numparse=True),
-            "", f"*Δ rel = mean(model) / mean(best) − 1; 95% CI and p (two-sided, uncorrected) from Welch's t on "
+            "", f"*best = the best model by mean among those with the seeds a † test needs (among all where none "
+            f"has them); Δ rel = mean(model) / mean(best) − 1; 95% CI and p (two-sided, uncorrected) from Welch's t on "
             f"seed means plus the per-user variance the seeds share; {_scope_note(sec)} Wilcoxon, d_z and "
             "win/tie/loss over users on seed-averaged per-user metrics (descriptive).*", ""]
 

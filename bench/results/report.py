@@ -140,12 +140,20 @@ def _model_rows(ok: pd.DataFrame, target: tuple[str, float] | None) -> list[Mode
     return out
 
 
+def _leader(rows: list[ModelRow], metric: str, min_seeds: int) -> str:
+    """The best model on `metric` among those with `min_seeds` seeds (the best by mean where none
+    has them): one lucky seed of a model, or one evaluated checkpoint, is not what others are
+    measured against."""
+    enough = [r for r in rows if r.n >= min_seeds]
+    return max(enough or rows, key=lambda r: r.mean[metric]).model
+
+
 def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float, min_seeds: int) -> tuple[int, list[str]]:
-    """Marks models significantly worse than the best per metric: every pair tested two-sided (the
-    best is chosen after looking, so only a family over all pairs stays honest), Holm over the
-    table. Models with fewer than `min_seeds` seeds (an evaluated checkpoint, a first seed) are left
-    out of the tests and never marked, and a metric whose best is one of them marks nothing.
-    Returns the number of tests and the models left out (none when nothing is tested)."""
+    """Marks models significantly worse than the best tested model per metric: every pair tested
+    two-sided (the best is chosen after looking, so only a family over all pairs stays honest), Holm
+    over the table. Models with fewer than `min_seeds` seeds (an evaluated checkpoint, a first seed)
+    are left out of the tests and never marked. Returns the number of tests and the models left out
+    (none when nothing is tested)."""
     tested = [r for r in rows if r.n >= max(min_seeds, 2)]
     if len(tested) < 2:
         return 0, []
@@ -155,7 +163,7 @@ def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float, min_seed
         tests += [(metric, a, b, p) for (a, b), p in stats.pairwise_p(mats).items()]
     adjusted = stats.holm([t[3] for t in tests]) if tests else []
     by_name = {r.model: r for r in tested}
-    best = {m: max(rows, key=lambda r: r.mean[m]).model for m in METRIC_NAMES}
+    best = {m: _leader(tested, m, 0) for m in METRIC_NAMES}
     for (metric, a, b, _), p in zip(tests, adjusted, strict=True):
         if p < alpha and best[metric] in (a, b):
             by_name[b if best[metric] == a else a].worse[metric] = True
@@ -165,7 +173,7 @@ def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float, min_seed
 def _comparisons(ok: pd.DataFrame, rows: list[ModelRow], cfg: ReportConfig) -> list[Comparison]:
     out = []
     for metric in HEADLINE:
-        best = max(rows, key=lambda r: r.mean[metric]).model
+        best = _leader(rows, metric, max(cfg.min_seeds, 2))
         b_all = per_user_matrix(ok[ok.model == best], metric)
         for r in rows:
             if r.model == best:
@@ -509,11 +517,11 @@ def significance_caption(sec: Section, alpha: float) -> str:
     if not sec.n_tests:
         return ("mean ± std over seeds; best in bold, runner-up underlined; no † marks: fewer seeds per model than "
                 "the tests need (seeds are the unit of inference; docs/statistics.md)")
-    left_out = (f"; not tested, too few seeds: {', '.join(sec.untested)} (no mark where one of them is the best)"
-                if sec.untested else "")
+    left_out = f"; not tested, too few seeds: {', '.join(sec.untested)}" if sec.untested else ""
     return (f"mean ± std over seeds; best in bold, runner-up underlined; † = significantly worse than the best "
-            f"(two-sided tests of every pair of models on seed means, Holm-corrected over {sec.n_tests} "
-            f"comparisons, α = {alpha}; calibration in docs/statistics.md){left_out}")
+            f"model with enough seeds to be tested (two-sided tests of every pair of models on seed means, "
+            f"Holm-corrected over {sec.n_tests} comparisons, α = {alpha}; calibration in docs/statistics.md)"
+            f"{left_out}")
 
 
 def spread_table(sec: Section) -> list[list[str]]:
