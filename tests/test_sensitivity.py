@@ -19,7 +19,7 @@ from bench.results.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from bench.results.frame import load_frame
 from bench.results.records import append_record, read_records
 from bench.results.schema import parse_record
-from bench.results.sensitivity import RangeClaim, find_grids, judge_range, load_range_claims
+from bench.results.sensitivity import RangeClaim, collapse_note, find_grids, judge_range, load_range_claims
 from bench.runner import RunConfig, expand
 from bench.spec import TrainConfig
 
@@ -28,14 +28,17 @@ K_GRID = (32, 64, 128, 256, 512)
 
 
 def _record(out: Path, hp: dict, seed: int, hits: np.ndarray, created: str = "2026-01-01T00:00:00",
-            defaults: dict | None = None, legacy: bool = False) -> None:
+            defaults: dict | None = None, legacy: bool = False, positions: float | None = None) -> None:
     """A training-run record of ELCRec with these settings; a hit ranks the target 1-5, a miss 50.
     `defaults`: the model's other hyper-parameters in its `model_config`; `legacy`: a record of code
-    before `model_config` (its given settings only)."""
+    before `model_config` (its given settings only); `positions`: the effective clusters of real
+    sequence positions (newer records)."""
     ranks = np.where(hits, 1 + np.arange(len(hits)) % 5, 50)
     per_user = per_user_metrics(ranks)
     diag = {"centres_used": 3, "usage_entropy_nats": float(np.log(2.0)),
             "max_usage_entropy_nats": float(np.log(hp["k"]))}
+    if positions is not None:
+        diag |= {"positions_centres_used": 2 * positions, "positions_effective_clusters": positions}
     key = json.dumps(hp, sort_keys=True)
     line = {"schema": 2, "kind": "run", "status": "ok", "model": "elcrec", "dataset": "toy", "seed": seed,
             "id": f"{key}-{seed}-{created}", "created": created, "config_hash": key,
@@ -206,3 +209,17 @@ def test_a_grid_of_a_model_without_intent_centres_has_no_cluster_columns_or_plot
     assert "centres used" not in grid and "cluster usage" not in grid
     assert [p.name for p in report.glob("sensitivity-*.png")] == [
         next(report.glob("sensitivity-*-metrics.png")).name]
+
+
+def test_the_collapse_note_gives_users_and_positions_where_recorded(tmp_path: Path) -> None:
+    """Users' mean-pooled encodings pool over padding and read as a collapse; the note also gives the
+    effective clusters of real positions, for the points whose records have them, and the most."""
+    rng = np.random.default_rng(0)
+    for k, pos in ((32, 3.0), (64, None), (128, 12.5)):
+        for seed in (1, 2, 3):
+            _record(tmp_path, {"k": k, "alpha": 1.0}, seed, rng.random(300) < 0.2, positions=pos)
+    ok = load_frame([tmp_path])
+    grid = next(g for g in find_grids(ok[ok.status == "ok"], "toy") if g.axis == "k")
+    note = collapse_note(grid)
+    assert "32: 2.0 / 3.0 of 32; 64: 2.0 of 64; 128: 2.0 / 12.5 of 128" in note, note
+    assert "Positions: at most 12.5 (k = 128, 10% of its 128 centres)" in note

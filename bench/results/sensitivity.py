@@ -210,19 +210,33 @@ def provenance_line(grid: Grid) -> str:
             f"{', '.join(threads)} torch thread(s) per run")
 
 
+def _eff(p: Point) -> str:
+    """"1.1 / 2.3 of 32": effective clusters of users' mean-pooled encodings / of real positions."""
+    pos = p.diag.get("positions_effective_clusters")
+    return f"{p.diag['effective_clusters']:.1f}{'' if pos is None else f' / {pos:.1f}'} of {p.diag['k']:.0f}"
+
+
 def collapse_note(grid: Grid) -> str:
-    """How the effective number of clusters moves along the grid ("" without diagnostics)."""
+    """How the effective number of clusters moves along the grid, by users and, where recorded, by
+    real sequence positions (a user's mean pools over padding, so users alone overstate a collapse;
+    "" without diagnostics)."""
     pts = [p for p in grid.points if p.diag]
     if not pts:
         return ""
-    parts = [f"{label(p.value)}: {p.diag['effective_clusters']:.1f} of {p.diag['k']:.0f} "
-             f"({100 * p.diag['effective_share']:.0f}%)" for p in pts]
-    init = [f"{label(p.value)}: {p.diag_init['effective_clusters']:.1f}" for p in pts if p.diag_init]
+    text = ("Effective clusters exp(H) at the best-validation weights, users' mean-pooled encodings / real "
+            f"sequence positions (where recorded), {grid.axis} = "
+            + "; ".join(f"{label(p.value)}: {_eff(p)}" for p in pts) + ".")
     top = max(pts, key=lambda p: p.diag["effective_clusters"])
-    text = (f"Effective clusters exp(H) with the best-validation weights, {grid.axis} = " + "; ".join(parts)
-            + f". The most: {top.diag['effective_clusters']:.1f} at {grid.axis} = {label(top.value)}, "
-            f"{100 * top.diag['effective_share']:.0f}% of its {top.diag['k']:.0f} centres.")
-    return text + (" At initialisation: " + "; ".join(init) + "." if init else "")
+    text += (f" Users: at most {top.diag['effective_clusters']:.1f} ({grid.axis} = {label(top.value)}, "
+             f"{100 * top.diag['effective_share']:.0f}% of its {top.diag['k']:.0f} centres).")
+    by_pos = [p for p in pts if "positions_effective_clusters" in p.diag]
+    if by_pos:
+        most = max(by_pos, key=lambda p: p.diag["positions_effective_clusters"])
+        share = most.diag["positions_effective_clusters"] / most.diag["k"]
+        text += (f" Positions: at most {most.diag['positions_effective_clusters']:.1f} ({grid.axis} = "
+                 f"{label(most.value)}, {100 * share:.0f}% of its {most.diag['k']:.0f} centres).")
+    init = [f"{label(p.value)}: {p.diag_init['effective_clusters']:.1f}" for p in pts if p.diag_init]
+    return text + (" At initialisation (users): " + "; ".join(init) + "." if init else "")
 
 
 # ---------------------------------------------------------------- range claims
