@@ -189,6 +189,12 @@ def test_the_sensitivity_section_renders_from_real_runs(tmp_path: Path, capsys: 
     pngs = sorted(p.name for p in report.glob("sensitivity-*.png"))
     assert len(pngs) == 4 and all((report / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
     assert all(f"]({p})" in md for p in pngs)
+    # a grid renumbered by later records leaves no plot behind that the report no longer shows
+    stale = report / pngs[0].replace("-1-", "-7-").replace("-2-", "-7-")
+    stale.write_bytes((report / pngs[0]).read_bytes())
+    (report / "mine.png").write_bytes(b"\x89PNG")  # not the report's: kept
+    assert main(["reproduce", str(exp), "--report-only"]) == 0
+    assert sorted(p.name for p in report.glob("sensitivity-*.png")) == pngs and (report / "mine.png").exists()
 
 
 def test_a_grid_of_a_model_without_intent_centres_has_no_cluster_columns_or_plot(tmp_path: Path) -> None:

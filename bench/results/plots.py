@@ -201,8 +201,13 @@ def sensitivity_plots(sec: Section, out: Path, stem: str) -> dict[str, str]:
     for i, grid in enumerate(sec.grids):
         captions = plot_captions(grid, i)
         base = f"sensitivity-{stem}-{grid.model}-{re.sub(r'[^A-Za-z0-9]+', '_', grid.axis)}-{i + 1}"
-        figures = (_grid_metrics(sec, grid), "metrics"), (_grid_clusters(grid), "clusters")
-        for caption, (fig, suffix) in zip(captions, figures, strict=False):  # no clusters: no second plot
+        figures = [(_grid_metrics(sec, grid), "metrics")] + ([(_grid_clusters(grid), "clusters")]
+                                                              if grid.clustered else [])
+        for caption, (fig, suffix) in zip(captions, figures, strict=True):
             _save(fig, out / f"{base}-{suffix}.png")
             made[caption] = f"{base}-{suffix}.png"
+    # a grid renumbered or gone (records added a grid before it) leaves plots no report shows
+    for old in out.glob(f"sensitivity-{stem}-*.png"):
+        if old.name not in made.values():
+            old.unlink()
     return made
