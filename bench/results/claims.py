@@ -175,6 +175,14 @@ def quality_decision(s: np.ndarray, r: np.ndarray, claimed: float, direction: st
     return decide(lo, hi, claimed)[0], est
 
 
+def leader(means: pd.Series, seeds: pd.Series, min_seeds: int, higher: bool = True) -> str:
+    """The best model by mean among those with `min_seeds` seeds (among all where none has them):
+    one lucky seed, or one evaluated checkpoint, is not what others are measured against."""
+    enough = means[seeds >= min_seeds]
+    pool = enough if not enough.empty else means
+    return str(pool.idxmax() if higher else pool.idxmin())
+
+
 def _reference(claim: Claim, ok: pd.DataFrame) -> tuple[str | None, str]:
     """The reference model and, for "runner-up", a note naming the models it passed over."""
     if claim.reference != "runner-up":
@@ -188,12 +196,10 @@ def _reference(claim: Claim, ok: pd.DataFrame) -> tuple[str | None, str]:
         return None, ""
     lower = claim.direction == "lower" and claim.kind != "cost"
     others = others.sort_values("mean", ascending=lower)
-    # a model with one lucky seed is not the runner-up: judge against the best with enough seeds
-    enough = others[others.seeds >= claim.min_seeds]
-    ref = str((enough if not enough.empty else others).index[0])
-    ahead = others.loc[:ref].iloc[:-1]
-    if enough.empty:
+    ref = leader(others["mean"], others["seeds"], claim.min_seeds, higher=not lower)
+    if not (others.seeds >= claim.min_seeds).any():
         return ref, f"no other model has {claim.min_seeds} seeds: judged against the best by mean"
+    ahead = others.loc[:ref].iloc[:-1]
     if ahead.empty:
         return ref, ""
     named = ", ".join(f"{m} ({mean:.4f}, {n} seed{'s' * (n != 1)})"

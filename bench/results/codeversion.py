@@ -63,20 +63,25 @@ def _is_run_code(parts: tuple[str, ...]) -> bool:
     return parts[:len(RESULTS_DIR)] != RESULTS_DIR
 
 
+def _hashes(root: Path) -> tuple[str, str]:
+    """(source, run) hashes from one read of each file: all of bench/ and models/, and the same less
+    bench/results/ (the code a run's numbers can depend on)."""
+    digests = _file_digests(root)
+    return _combine(digests), _combine([d for d in digests if _is_run_code(d[0])])
+
+
 def source_sha256(root: Path = REPO_ROOT, *, run_only: bool = False) -> str:
     """sha256 over (relative path, content) of every source file of bench/ and models/, sorted;
-    `run_only`: less bench/results/ (the code a run's numbers can depend on)."""
-    digests = _file_digests(root)
-    return _combine([d for d in digests if _is_run_code(d[0])] if run_only else digests)
+    `run_only`: less bench/results/."""
+    return _hashes(root)[run_only]
 
 
 @functools.cache
 def code_version() -> CodeVersion:
     """This process's code: computed once, at the first call (a worker calls it as it starts), so
     that an edit during a long run is not taken for the code that runs."""
-    digests = _file_digests(REPO_ROOT)  # each file read once for both hashes
-    return CodeVersion(**git_state(), source_sha256=_combine(digests),
-                       run_sha256=_combine([d for d in digests if _is_run_code(d[0])]))
+    source, run = _hashes(REPO_ROOT)
+    return CodeVersion(**git_state(), source_sha256=source, run_sha256=run)
 
 
 def describe(v: CodeVersion | None) -> str:

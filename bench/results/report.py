@@ -29,6 +29,7 @@ from bench.results.claims import (
     PAIRED_VALUES,
     Verdict,
     judge,
+    leader,
     load_claims,
     paired_epochs,
     time_to_target_ratio,
@@ -141,11 +142,9 @@ def _model_rows(ok: pd.DataFrame, target: tuple[str, float] | None) -> list[Mode
 
 
 def _leader(rows: list[ModelRow], metric: str, min_seeds: int) -> str:
-    """The best model on `metric` among those with `min_seeds` seeds (the best by mean where none
-    has them): one lucky seed of a model, or one evaluated checkpoint, is not what others are
-    measured against."""
-    enough = [r for r in rows if r.n >= min_seeds]
-    return max(enough or rows, key=lambda r: r.mean[metric]).model
+    """`claims.leader` over the table's rows: the best on `metric` among models with `min_seeds` seeds."""
+    return leader(pd.Series({r.model: r.mean[metric] for r in rows}), pd.Series({r.model: r.n for r in rows}),
+                  min_seeds)
 
 
 def _significance(ok: pd.DataFrame, rows: list[ModelRow], alpha: float, min_seeds: int) -> tuple[int, list[str]]:
